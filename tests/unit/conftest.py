@@ -1,0 +1,29 @@
+"""Make ``ansible_collections.hpcnet.infiniband`` importable from a plain checkout.
+
+The collection is reached through ``.collections/ansible_collections/hpcnet/infiniband``, a symlink to
+this checkout that ``scripts/setup.sh`` creates (and that we create here if it is missing), so unit
+tests import exactly what ansible would load.
+"""
+import os
+import sys
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+REALDATA = os.path.abspath(os.path.join(REPO, "..", "shared", "realdata", "hwloc"))
+
+
+def _collection_path():
+    # Under ansible-test the checkout already sits at .../ansible_collections/hpcnet/infiniband.
+    parts = REPO.split(os.sep)
+    if len(parts) >= 3 and parts[-3] == "ansible_collections":
+        return os.sep.join(parts[:-3])
+    root = os.path.join(REPO, ".collections")
+    link = os.path.join(root, "ansible_collections", "hpcnet", "infiniband")
+    if not os.path.lexists(link):
+        os.makedirs(os.path.dirname(link), exist_ok=True)
+        os.symlink(os.path.relpath(REPO, os.path.dirname(link)), link)
+    return root
+
+
+_path = _collection_path()
+if _path not in sys.path:
+    sys.path.insert(0, _path)
