@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Install everything this checkout needs on a Debian 12 machine (run as root):
+#   Debian packages (sshd, Open vSwitch, ibsim + opensm + infiniband-diags, FUSE, chromium, gcc),
+#   a Python venv in .venv with the pinned requirements, and a local collections path in .collections
+#   (hpcnet.infiniband linked to this checkout, openvswitch.openvswitch taken from the ansible 10.7.0
+#   wheel on PyPI because later ansible packages dropped it and Galaxy is not reachable here).
+# Idempotent: a second run only checks.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+cd "$here"
+
+DEBIAN_PACKAGES=(
+  python3 python3-venv python3-dev gcc git bzip2 procps psmisc iproute2 iputils-ping util-linux
+  openssh-server openssh-client
+  openvswitch-switch
+  ibsim-utils opensm infiniband-diags rdma-core ibverbs-utils mstflint
+  fuse3 libfuse3-3 libfuse2 ethtool
+  chromium shellcheck
+)
+
+log() { printf '[setup] %s\n' "$*"; }
+
+if [ "$(id -u)" != 0 ]; then
+  echo "setup.sh must run as root (the lab makes network namespaces and mounts)" >&2
+  exit 1
+fi
+
+missing=()
+for pkg in "${DEBIAN_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # policy-rc.d keeps package scripts from starting services (the lab starts its own, without systemd).
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 0755 /usr/sbin/policy-rc.d
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  rm -f /usr/sbin/policy-rc.d
+fi
+
+PY=/usr/bin/python3
+if [ ! -x .venv/bin/python ] || ! cmp -s requirements.txt .venv/.requirements.txt; then
+  log "creating .venv with requirements.txt"
+  [ -x .venv/bin/python ] || "$PY" -m venv .venv
+  .venv/bin/pip install -q --disable-pip-version-check -r requirements.txt 2>&1 | grep -v '^WARNING: Location' || true
+  .venv/bin/python -c 'import ansible, molecule, testinfra, netaddr, yaml, mfusepy' 
+  cp requirements.txt .venv/.requirements.txt
+fi
+
+# Local collections path: our collection linked to the checkout, plus openvswitch.openvswitch.
+mkdir -p .collections/ansible_collections/hpcnet
+ln -sfn ../../.. .collections/ansible_collections/hpcnet/infiniband
+if [ ! -f .collections/ansible_collections/openvswitch/openvswitch/MANIFEST.json ]; then
+  log "extracting openvswitch.openvswitch from the ansible 10.7.0 wheel"
+  cache=.cache/wheels
+  mkdir -p "$cache"
+  ls "$cache"/ansible-10.7.0-*.whl >/dev/null 2>&1 || \
+    .venv/bin/pip download -q --disable-pip-version-check --no-deps ansible==10.7.0 -d "$cache" 2>&1 | grep -v '^WARNING: Location' || true
+  .venv/bin/python - "$cache" <<'PYEOF'
+import glob, sys, zipfile
+wheel = glob.glob(sys.argv[1] + "/ansible-10.7.0-*.whl")[0]
+with zipfile.ZipFile(wheel) as zf:
+    for name in zf.namelist():
+        if name.startswith("ansible_collections/openvswitch/openvswitch/"):
+            zf.extract(name, ".collections")
+PYEOF
+  rm -rf "$cache"
+fi
+log "ready: $(.venv/bin/ansible --version | head -n1), collections in .collections"
