@@ -1,0 +1,159 @@
+"""labctl command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+
+from . import hwiface, lab, naming
+from .sh import LabError
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--name", default=naming.default_name(),
+                        help="lab name (default: $HPCNET_LAB_NAME or 'lab')")
+    p = argparse.ArgumentParser(prog="labctl", description="hpcnet lab: namespace nodes over ssh, "
+                                "hardware profiles, simulated IB fabric, Open vSwitch.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    s = sub.add_parser("up", parents=[common], help="start the lab (no-op when it is up)")
+    s.add_argument("--nodes", type=int, help="number of nodes (default 3)")
+    s.add_argument("--profiles", help="comma-separated profiles, cycled over the nodes, or 'all' "
+                   f"(default: {','.join(hwiface.DEFAULT_PROFILES)})")
+    s.add_argument("--no-sm", action="store_true", help="do not start opensm")
+    s.add_argument("--no-ovs", action="store_true", help="no Open vSwitch in the nodes")
+    s.add_argument("--no-hw", action="store_true",
+                   help="no hardware profiles/fabric: real sysfs, plain veths (development)")
+    s.add_argument("--keep-on-failure", action="store_true",
+                   help="leave a failed bring-up in place for debugging")
+
+    sub.add_parser("down", parents=[common], help="stop the lab and remove everything it made")
+    s = sub.add_parser("status", parents=[common], help="health of the lab (rc 0 healthy)")
+    s.add_argument("--json", action="store_true", help="print lab.json")
+    sub.add_parser("list", help="running labs")
+
+    s = sub.add_parser("exec", parents=[common], help="run a command inside a node")
+    s.add_argument("node")
+    s.add_argument("argv", nargs=argparse.REMAINDER)
+    s = sub.add_parser("ssh", parents=[common], help="ssh into a node (as Ansible does)")
+    s.add_argument("node")
+    s.add_argument("argv", nargs=argparse.REMAINDER)
+
+    s = sub.add_parser("sm", parents=[common], help="start/stop opensm")
+    s.add_argument("action", choices=["start", "stop"])
+    s.add_argument("--on", metavar="NODE", help="run opensm as this node's HCA")
+    s = sub.add_parser("fabric", parents=[common], help="fabric faults and status")
+    s.add_argument("action", choices=["unlink", "relink", "status"])
+    s.add_argument("node", nargs="?")
+
+    sub.add_parser("env", parents=[common], help="print LAB_DIR=..., LAB_INVENTORY=... for eval")
+    return p
+
+
+def _strip_dashes(argv: list[str]) -> list[str]:
+    return argv[1:] if argv and argv[0] == "--" else argv
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except LabError as exc:
+        print(f"labctl: {exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        print(f"labctl: {exc}", file=sys.stderr)
+        return 2
+
+
+def _root_required() -> None:
+    if os.geteuid() != 0:
+        raise LabError("must run as root (network namespaces, mounts)")
+
+
+def _dispatch(args) -> int:
+    name = getattr(args, "name", None)
+    if args.cmd == "up":
+        _root_required()
+        lab.up(name, nodes=args.nodes, profiles=args.profiles, sm=not args.no_sm,
+               ovs=not args.no_ovs, hw=False if args.no_hw else None,
+               keep_on_failure=args.keep_on_failure)
+        return 0
+    if args.cmd == "down":
+        _root_required()
+        lab.down(name)
+        return 0
+    if args.cmd == "list":
+        for n in lab.list_labs():
+            info = lab.load(n) or {}
+            print(f"{n}\t{info.get('state')}\t{len(info.get('nodes', []))} nodes\t{info.get('dir')}")
+        return 0
+    if args.cmd == "status":
+        info = lab.load(name)
+        if info is None:
+            print(f"lab '{name}' is not running")
+            return 3
+        if args.json:
+            print(json.dumps(info, indent=2))
+        found = lab.problems(info) if info.get("state") == "up" else [f"state {info.get('state')}"]
+        print(f"lab '{name}': {info.get('state')}, {len(info['nodes'])} nodes, dir {info['dir']}"
+              f"{'' if info.get('hw') else ' [no-hw]'}")
+        for node in info["nodes"]:
+            print(f"  {node['name']:8} {node['profile']:15} mgmt {node['mgmt_address']:15} "
+                  f"ib0 {node.get('ib_address') or '-'}")
+        if info.get("hw") and info.get("state") == "up":
+            cp = hwiface.fabric("status", lab.naming.lab_dir(name), check=False, timeout=30)
+            print("fabric: " + (cp.stdout.strip() or cp.stderr.strip()).replace("\n", "\n  "))
+            if cp.returncode != 0:
+                found.append(f"fabric status rc {cp.returncode}")
+        for problem in found:
+            print(f"  PROBLEM: {problem}")
+        return 1 if found else 0
+    info = lab.require(name)
+    if args.cmd == "exec":
+        _root_required()
+        node = lab.find_node(info, args.node)
+        argv = _strip_dashes(args.argv) or ["/bin/bash", "-l"]
+        os.execvpe("nsenter", lab.exec_argv(node, argv), lab.node_env())
+    if args.cmd == "ssh":
+        lab.find_node(info, args.node)
+        argv = ["ssh", "-F", info["ssh"]["config"], args.node, *_strip_dashes(args.argv)]
+        os.execvp("ssh", argv)
+    if args.cmd == "env":
+        values = {"LAB_NAME": info["name"], "LAB_DIR": info["dir"],
+                  "LAB_INVENTORY": info["inventory"], "LAB_SSH_CONFIG": info["ssh"]["config"],
+                  "LAB_SSH_KEY": info["ssh"]["key"],
+                  "LAB_NODES": " ".join(n["name"] for n in info["nodes"]),
+                  "LAB_FABRIC_ADDRESS": info["fabric"]["address"]}
+        for k, v in values.items():
+            print(f"{k}={shlex.quote(str(v))}")
+        return 0
+    if not info.get("hw"):
+        raise LabError(f"lab {name!r} runs without hardware profiles (--no-hw): no fabric")
+    if args.cmd == "sm":
+        extra = []
+        if args.on:
+            lab.find_node(info, args.on)
+            extra = ["--sm-on", args.on]
+        return _forward(hwiface.fabric(f"sm-{args.action}", lab.naming.lab_dir(name), *extra,
+                                       check=False))
+    if args.cmd == "fabric":
+        if args.action == "status":
+            return _forward(hwiface.fabric("status", lab.naming.lab_dir(name), check=False))
+        if not args.node:
+            raise LabError(f"fabric {args.action} needs a NODE")
+        lab.find_node(info, args.node)
+        return _forward(hwiface.fabric(args.action, lab.naming.lab_dir(name), args.node,
+                                       check=False))
+    raise LabError(f"unknown command {args.cmd}")
+
+
+def _forward(cp: subprocess.CompletedProcess) -> int:
+    sys.stdout.write(cp.stdout)
+    sys.stderr.write(cp.stderr)
+    return cp.returncode

@@ -1,0 +1,1 @@
+../plugins/modules/ib_ovs_bridge.py

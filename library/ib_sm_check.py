@@ -1,0 +1,1 @@
+../plugins/modules/ib_sm_check.py

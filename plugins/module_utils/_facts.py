@@ -1,0 +1,1231 @@
+# -*- coding: utf-8 -*-
+# Copyright: hpcnet.infiniband contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""InfiniBand host networking facts (``ib_facts``, schema 1) read from sysfs through the Host seam.
+
+The schema is the contract documented in docs/facts.md. Public API (docs/dev/contracts.md section 4):
+``gather(host, interfaces=None)``, ``read_device(host, device)``, ``read_port(host, device, port)``,
+``read_netdev(host, name)``.
+
+Reading rules:
+- Every path comes from the Host (links resolved by hand inside ``sysfs_root``); names read from the
+  tree are validated before they become path components.
+- A missing or empty attribute is ``None``. An attribute that exists but cannot be parsed (garbage,
+  binary) is ``None`` plus an entry in ``warnings``; a link that loops or leaves the root likewise.
+- Cost is linear in the number of netdevs, RDMA ports and P_Key table entries: each directory is
+  resolved once and its attributes are read relative to the resolved (link-free) directory.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import stat
+
+from ansible_collections.hpcnet.infiniband.plugins.module_utils import _ids
+from ansible_collections.hpcnet.infiniband.plugins.module_utils._host import (
+    PCI_ADDRESS_RE,
+    valid_ifname,
+    valid_rdma_device,
+)
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "FactsError",
+    "gather",
+    "read_device",
+    "read_port",
+    "read_netdev",
+]
+
+SCHEMA_VERSION = 1
+MAX_WARNINGS = 200
+_MAX_ATTR_BYTES = 64 * 1024
+
+# ARPHRD_* -> the name iproute2 prints as "link/<name>".
+LINK_TYPES = {
+    1: "ether",
+    6: "ieee802",
+    24: "ieee1394",
+    32: "infiniband",
+    256: "slip",
+    512: "ppp",
+    768: "ipip",
+    769: "tunnel6",
+    772: "loopback",
+    776: "sit",
+    778: "gre",
+    783: "irda",
+    801: "ieee802.11",
+    803: "ieee802.11/radiotap",
+    823: "ip6gre",
+    65534: "none",
+}
+ARPHRD_ETHER = 1
+ARPHRD_INFINIBAND = 32
+ARPHRD_LOOPBACK = 772
+
+# Port attributes as the kernel prints them: "4: ACTIVE", "5: LinkUp".
+_CODE_NAME_RE = re.compile(r"^\s*(\d+)\s*:\s*(\S.*?)\s*$")
+_GUID_RE = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{4}:[0-9a-f]{4}:[0-9a-f]{4}$")
+_GID_RE = re.compile(r"^([0-9a-f]{4}:){7}[0-9a-f]{4}$")
+_RATE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*Gb/sec")
+_PKEY_RE = re.compile(r"^0x[0-9a-f]{1,4}$")
+_HEX_ID_RE = re.compile(r"^0x[0-9a-f]{1,8}$")
+_IPOIB_CHILD_RE = re.compile(r"^(.+)\.([0-9a-f]{4})$")
+_EIPOIB_LINE_RE = re.compile(r"^\s*(\S+)\s+over\s+IB\s+port:\s*(\S+)\s*$")
+_VIRTFN_RE = re.compile(r"^virtfn(\d+)$")
+
+# What `ethtool -i` says for virtual devices, keyed by uevent DEVTYPE or a marker directory.
+_VIRTUAL_DRIVERS = {
+    "bridge": "bridge",
+    "bond": "bonding",
+    "vlan": "802.1Q VLAN Support",
+    "macvlan": "macvlan",
+    "vxlan": "vxlan",
+    "veth": "veth",
+    "tun": "tun",
+    "tap": "tun",
+    "openvswitch": "openvswitch",
+}
+
+# PCI drivers whose Ethernet netdev has another driver name in ethtool (ethtool names the netdev's
+# driver, sysfs names the PCI function's driver).
+_PCI_TO_ETH_DRIVER = {"mlx4_core": "mlx4_en"}
+
+
+class FactsError(Exception):
+    """Bad input (sysfs_root not a sysfs tree, unknown interface): one clear message."""
+
+
+# ---------------------------------------------------------------------------------------------------
+# Reading layer
+# ---------------------------------------------------------------------------------------------------
+_MAX_LINK_DEPTH = 40
+_O_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+_O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+
+
+class _Reader:
+    """Cached, warning-collecting reads below ``host.sysfs_root``.
+
+    Paths are resolved like ``Host.relpath`` (links followed by hand, never outside the root, None on
+    loops), but starting from an already resolved, link-free directory, so reading ``ports/1`` below a
+    resolved RDMA device costs one ``lstat`` per new component instead of a walk from the root.
+    Absolute links (captures made with absolute ``/sys/...`` links) are handed to the Host. Attributes
+    are opened with O_NOFOLLOW relative to their resolved directory and must be regular files.
+    When the host has no usable ``sysfs_root`` (a test double), every call goes through the Host.
+    """
+
+    def __init__(self, host):
+        self.host = host
+        root = getattr(host, "sysfs_root", None)
+        self.root = root if isinstance(root, str) and os.path.isdir(root) else None
+        self._resolved = {}
+        self.warnings = []
+        self._dropped = 0
+
+    # -- warnings
+    def warn(self, message):
+        if message in self.warnings:
+            return
+        if len(self.warnings) >= MAX_WARNINGS:
+            self._dropped += 1
+            return
+        self.warnings.append(message)
+
+    def all_warnings(self):
+        out = list(getattr(self.host, "warnings", []) or [])
+        out.extend(w for w in self.warnings if w not in out)
+        if self._dropped:
+            out.append("%d more warnings not shown" % self._dropped)
+        return out
+
+    # -- paths
+    def resolve(self, rel, base=""):
+        """(link-free path relative to the root, is_dir) of ``base``/``rel``, or None.
+
+        ``base`` must itself be a link-free path below the root (a previous result, or "").
+        """
+        key = (base, rel)
+        try:
+            return self._resolved[key]
+        except KeyError:
+            pass
+        result = self._walk(base, rel)
+        self._resolved[key] = result
+        return result
+
+    def _walk(self, base, rel):
+        if self.root is None:
+            full = (base + "/" + rel) if base else rel
+            real = self.host.relpath(full)
+            if real is None:
+                return None
+            return real, self.host.isdir(real or ".")
+        resolved = base.split("/") if base else []
+        pending = [p for p in rel.split("/") if p not in ("", ".")]
+        depth = 0
+        is_dir = True
+        while pending:
+            part = pending.pop(0)
+            if part == "..":
+                if not resolved:
+                    return None
+                resolved.pop()
+                continue
+            candidate = os.path.join(self.root, *(resolved + [part]))
+            try:
+                st = os.lstat(candidate)
+            except (OSError, ValueError):
+                return None
+            if stat.S_ISLNK(st.st_mode):
+                depth += 1
+                if depth > _MAX_LINK_DEPTH:
+                    return None
+                try:
+                    target = os.readlink(candidate)
+                except OSError:
+                    return None
+                if os.path.isabs(target):
+                    # Let the Host map absolute /sys/... links of captures (and refuse the rest).
+                    rest = "/".join(resolved + [part] + pending)
+                    real = self.host.relpath(rest)
+                    if real is None:
+                        return None
+                    return real, self.host.isdir(real or ".")
+                pending = [p for p in target.split("/") if p not in ("", ".")] + pending
+                continue
+            if not stat.S_ISDIR(st.st_mode):
+                if pending:
+                    return None
+                is_dir = False
+            resolved.append(part)
+        return "/".join(resolved), is_dir
+
+    def dir(self, rel, base="", label=None):
+        found = self.resolve(rel, base)
+        if found is None or not found[1]:
+            return None
+        return _Dir(self, label or ((base + "/" + rel) if base else rel), found[0])
+
+    def listdir(self, real):
+        if self.root is None:
+            return self.host.listdir(real or ".")
+        try:
+            return sorted(os.listdir(os.path.join(self.root, real) if real else self.root))
+        except (OSError, ValueError):
+            return []
+
+    def link_text(self, rel, base=""):
+        """Raw target of the link ``base``/``rel`` (parent resolved inside the root), or None."""
+        parent, name = os.path.split(rel)
+        if parent:
+            found = self.resolve(parent, base)
+            if found is None:
+                return None
+            parent_real = found[0]
+        else:
+            parent_real = base
+        if self.root is None:
+            return None
+        try:
+            return os.readlink(os.path.join(self.root, parent_real, name))
+        except (OSError, ValueError):
+            return None
+
+    def explain_unresolvable(self, rel):
+        """Why ``rel`` (a link) does not resolve: 'escapes', 'loop', 'dangling' or None (not a link)."""
+        target = self.link_text(rel)
+        if target is None:
+            return None
+        if os.path.isabs(target):
+            if target == "/sys" or target.startswith("/sys/"):
+                lexical = target[len("/sys"):].lstrip("/")
+            else:
+                return "escapes"
+        else:
+            lexical = os.path.normpath(os.path.join(os.path.dirname(rel), target))
+        if lexical == ".." or lexical.startswith("../") or os.path.isabs(lexical):
+            return "escapes"
+        if self.root is not None and os.path.lexists(os.path.join(self.root, lexical)):
+            return "loop"
+        return "dangling"
+
+    # -- attributes
+    def read_attrs(self, real_dir, names, label):
+        """{name: text or None} for attributes ``names`` of resolved directory ``real_dir``."""
+        out = dict.fromkeys(names)
+        if self.root is None:
+            for name in names:
+                text = self.host.read((real_dir + "/" + name) if real_dir else name)
+                if text is not None:
+                    out[name] = self._decode(text.encode("utf-8", "surrogateescape"), label, name)
+            return out
+        try:
+            dir_fd = os.open(os.path.join(self.root, real_dir) if real_dir else self.root, _O_DIR)
+        except (OSError, ValueError):
+            return out
+        try:
+            for name in names:
+                if "/" in name:
+                    found = self.resolve(name, real_dir)
+                    if found is not None and not found[1]:
+                        sub_dir, _sep, leaf = found[0].rpartition("/")
+                        out[name] = self.read_attrs(sub_dir, [leaf], label)[leaf]
+                    continue
+                try:
+                    fd = os.open(name, _O_READ, dir_fd=dir_fd)
+                except OSError as exc:
+                    if exc.errno == errno.ELOOP:
+                        # The attribute is a link: resolve it inside the root like any other path.
+                        found = self.resolve(name, real_dir)
+                        if found is not None and not found[1]:
+                            sub_dir, _sep, leaf = found[0].rpartition("/")
+                            out[name] = self.read_attrs(sub_dir, [leaf], label)[leaf]
+                    continue
+                try:
+                    if not stat.S_ISREG(os.fstat(fd).st_mode):
+                        continue
+                    data = os.read(fd, _MAX_ATTR_BYTES)
+                except OSError:
+                    continue
+                finally:
+                    os.close(fd)
+                out[name] = self._decode(data, label, name)
+        finally:
+            os.close(dir_fd)
+        return out
+
+    def read_table(self, real_dir, label):
+        """[(name, text)] of every regular file in ``real_dir`` (P_Key tables), in numeric order."""
+        if self.root is None:
+            names = [n for n in self.host.listdir(real_dir) if n.isdigit()]
+            values = self.read_attrs(real_dir, names, label)
+            return sorted(((n, values[n]) for n in names), key=lambda item: int(item[0]))
+        rows = []
+        try:
+            dir_fd = os.open(os.path.join(self.root, real_dir), _O_DIR)
+        except (OSError, ValueError):
+            return rows
+        try:
+            with os.scandir(dir_fd) as entries:
+                names = [e.name for e in entries if e.name.isdigit() and e.is_file(follow_symlinks=False)]
+            for name in names:
+                try:
+                    fd = os.open(name, _O_READ, dir_fd=dir_fd)
+                except OSError:
+                    continue
+                try:
+                    data = os.read(fd, 256)
+                except OSError:
+                    continue
+                finally:
+                    os.close(fd)
+                rows.append((name, self._decode(data, label, name)))
+        finally:
+            os.close(dir_fd)
+        rows.sort(key=lambda item: int(item[0]))
+        return rows
+
+    def _decode(self, data, label, name):
+        if not data:
+            return None
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            self.warn("%s/%s: binary content ignored" % (label, name))
+            return None
+        text = text.strip()
+        if not text:
+            return None
+        if not text.isprintable() and not text.replace("\n", "").replace("\t", "").isprintable():
+            self.warn("%s/%s: binary content ignored" % (label, name))
+            return None
+        return text
+
+
+class _Dir:
+    """A resolved sysfs directory; ``label`` is the logical path used in warnings."""
+
+    __slots__ = ("reader", "label", "real", "_cache")
+
+    def __init__(self, reader, label, real):
+        self.reader = reader
+        self.label = label
+        self.real = real
+        self._cache = {}
+
+    def prefetch(self, names):
+        """Read these attributes in one pass (one directory open)."""
+        missing = [n for n in names if n not in self._cache]
+        if missing:
+            self._cache.update(self.reader.read_attrs(self.real, missing, self.label))
+
+    def read(self, name):
+        try:
+            return self._cache[name]
+        except KeyError:
+            value = self.reader.read_attrs(self.real, [name], self.label)[name]
+            self._cache[name] = value
+            return value
+
+    def read_int(self, name, base=10):
+        text = self.read(name)
+        if text is None:
+            return None
+        try:
+            return int(text, base)
+        except ValueError:
+            pass
+        if base == 10:
+            try:
+                return int(text, 0)
+            except ValueError:
+                pass
+        self.reader.warn("%s/%s: cannot parse %r as an integer" % (self.label, name, text[:40]))
+        return None
+
+    def read_hex(self, name):
+        """Hex attribute ('0x3a4') -> int."""
+        text = self.read(name)
+        if text is None:
+            return None
+        try:
+            return int(text, 16)
+        except ValueError:
+            self.reader.warn("%s/%s: cannot parse %r as a hex number" % (self.label, name, text[:40]))
+            return None
+
+    def read_id(self, name):
+        """PCI ID attribute ('0x15b3') -> normalised lower-case '0x15b3' string."""
+        text = self.read(name)
+        if text is None:
+            return None
+        low = text.lower()
+        if not _HEX_ID_RE.match(low):
+            self.reader.warn("%s/%s: not a hex ID: %r" % (self.label, name, text[:40]))
+            return None
+        return "0x%04x" % int(low, 16)
+
+    def read_code_name(self, name):
+        """'4: ACTIVE' -> (4, 'ACTIVE'); garbage -> (None, None) + warning."""
+        text = self.read(name)
+        if text is None:
+            return None, None
+        match = _CODE_NAME_RE.match(text)
+        if not match:
+            self.reader.warn("%s/%s: unexpected value %r" % (self.label, name, text[:40]))
+            return None, None
+        return int(match.group(1)), match.group(2)
+
+    def listdir(self, name=None):
+        if name:
+            sub = self.sub(name)
+            return sub.listdir() if sub is not None else []
+        return self.reader.listdir(self.real)
+
+    def sub(self, name):
+        return self.reader.dir(name, base=self.real, label=self.label + "/" + name)
+
+    def exists(self, name):
+        if self.reader.root is not None:
+            return os.path.lexists(os.path.join(self.reader.root, self.real, name))
+        return self.reader.host.exists((self.real + "/" + name) if self.real else name)
+
+    def link_name(self, name):
+        """Basename of the target of link ``name`` (``driver`` -> ``mlx4_core``)."""
+        target = self.reader.link_text(name, base=self.real)
+        if target is None and self.reader.root is None:
+            target = self.reader.host.readlink_name((self.real + "/" + name) if self.real else name)
+        if not target:
+            return None
+        base = os.path.basename(target.rstrip("/"))
+        return base if base and valid_rdma_device(base) else None
+
+# ---------------------------------------------------------------------------------------------------
+# Value helpers
+# ---------------------------------------------------------------------------------------------------
+def _guid(text, reader=None, label=None):
+    if text is None:
+        return None
+    low = text.strip().lower()
+    if _GUID_RE.match(low):
+        return low
+    if reader is not None:
+        reader.warn("%s: not a GUID: %r" % (label, text[:40]))
+    return None
+
+
+def _rate_gbps(rate):
+    if not rate:
+        return None
+    match = _RATE_RE.match(rate)
+    if not match:
+        return None
+    value = float(match.group(1))
+    return int(value) if value.is_integer() else value
+
+
+def _port_guid_from_gid(gid):
+    if not gid or not _GID_RE.match(gid):
+        return None
+    return gid[20:]
+
+
+def _pkey(text):
+    if text is None:
+        return None
+    low = text.strip().lower()
+    if _PKEY_RE.match(low):
+        return "0x%04x" % int(low, 16)
+    return None
+
+
+def _numeric_key(name):
+    try:
+        return (0, int(name))
+    except ValueError:
+        return (1, name)
+
+
+def _pci_address(name):
+    return name if isinstance(name, str) and PCI_ADDRESS_RE.match(name) else None
+
+
+# ---------------------------------------------------------------------------------------------------
+# RDMA devices and ports
+# ---------------------------------------------------------------------------------------------------
+_PORT_ATTRS = ("state", "phys_state", "rate", "link_layer", "lid", "sm_lid", "sm_sl", "lid_mask_count",
+               "cap_mask")
+
+
+def _read_port(reader, ibdev_dir, device, port):
+    label = "class/infiniband/%s/ports/%s" % (device, port)
+    pdir = ibdev_dir.sub("ports/%s" % port) if ibdev_dir is not None else None
+    if pdir is None:
+        return None
+    pdir.label = label
+    pdir.prefetch(_PORT_ATTRS)
+    state_code, state = pdir.read_code_name("state")
+    phys_code, phys_state = pdir.read_code_name("phys_state")
+    rate = pdir.read("rate")
+    gid0 = None
+    gid_text = pdir.read("gids/0")
+    if gid_text is not None:
+        low = gid_text.lower()
+        if _GID_RE.match(low):
+            gid0 = low
+        else:
+            reader.warn("%s/gids/0: not a GID: %r" % (label, gid_text[:60]))
+    pkeys = []
+    found = reader.resolve("pkeys", pdir.real)
+    if found is not None and found[1]:
+        for index, raw in reader.read_table(found[0], label + "/pkeys"):
+            if raw is None:
+                continue
+            value = _pkey(raw)
+            if value is None:
+                reader.warn("%s/pkeys/%s: not a P_Key: %r" % (label, index, raw[:40]))
+                continue
+            if int(value, 16) & 0x7FFF:
+                pkeys.append(value)
+    link_layer = pdir.read("link_layer")
+    # Kernels before link_layer existed (2.6.3x) only had InfiniBand ports.
+    if link_layer is None and state is not None:
+        link_layer = "InfiniBand"
+    lid = pdir.read_hex("lid")
+    sm_lid = pdir.read_hex("sm_lid")
+    return {
+        "device": device,
+        "port": int(port) if str(port).isdigit() else port,
+        "link_layer": link_layer,
+        "state": state,
+        "state_code": state_code,
+        "phys_state": phys_state,
+        "phys_state_code": phys_code,
+        "rate": rate,
+        "rate_gbps": _rate_gbps(rate),
+        "lid": lid,
+        "sm_lid": sm_lid,
+        "sm_sl": pdir.read_int("sm_sl"),
+        "lid_mask_count": pdir.read_int("lid_mask_count"),
+        "cap_mask": pdir.read("cap_mask"),
+        "port_guid": _port_guid_from_gid(gid0),
+        "gid0": gid0,
+        "pkeys": pkeys,
+        "netdevs": [],
+        # RoCE: the netdev the kernel bound to GID 0 (Ethernet link layer only).
+        "_ndev0": _gid_ndev(pdir) if link_layer == "Ethernet" else None,
+    }
+
+
+def _gid_ndev(pdir):
+    name = pdir.read("gid_attrs/ndevs/0")
+    return name if name and valid_ifname(name) else None
+
+
+def _read_device(reader, ctx, device):
+    label = "class/infiniband/%s" % device
+    ddir = reader.dir(label)
+    info = {
+        "name": device,
+        "node_guid": None,
+        "sys_image_guid": None,
+        "fw_ver": None,
+        "board_id": None,
+        "hca_type": None,
+        "hw_rev": None,
+        "node_desc": None,
+        "node_type": None,
+        "node_type_code": None,
+        "pci_address": None,
+        "vendor_id": None,
+        "device_id": None,
+        "model": None,
+        "driver": None,
+        "numa_node": None,
+        "ports": {},
+        "netdevs": [],
+    }
+    if ddir is None:
+        why = reader.explain_unresolvable(label)
+        if why == "escapes":
+            reader.warn("%s: link points outside sysfs_root; ignored" % label)
+        elif why == "loop":
+            reader.warn("%s: symlink loop; ignored" % label)
+        else:
+            reader.warn("%s: device directory missing (incomplete capture?)" % label)
+        return info, None
+    ddir.label = label
+    ddir.prefetch(("node_guid", "sys_image_guid", "fw_ver", "board_id", "hca_type", "hw_rev", "node_desc",
+                   "node_type"))
+    info["node_guid"] = _guid(ddir.read("node_guid"), reader, label + "/node_guid")
+    info["sys_image_guid"] = _guid(ddir.read("sys_image_guid"), reader, label + "/sys_image_guid")
+    for key in ("fw_ver", "board_id", "hca_type", "hw_rev", "node_desc"):
+        info[key] = ddir.read(key)
+    info["node_type_code"], info["node_type"] = ddir.read_code_name("node_type")
+    pci = ctx.pci_info(ddir, label + "/device") if ctx is not None else _PciContext(reader).pci_info(
+        ddir, label + "/device")
+    if pci is not None:
+        info["pci_address"] = pci["pci_address"]
+        info["vendor_id"] = pci["vendor_id"]
+        info["device_id"] = pci["device_id"]
+        info["model"] = pci["model"]
+        info["driver"] = pci["pci_driver"]
+        info["numa_node"] = pci["numa_node"]
+    for port in sorted(ddir.listdir("ports"), key=_numeric_key):
+        if not port.isdigit():
+            reader.warn("%s/ports/%s: not a port number; ignored" % (label, port[:40]))
+            continue
+        data = _read_port(reader, ddir, device, port)
+        if data is not None:
+            info["ports"][port] = data
+    return info, (pci["real"] if pci else None)
+
+
+class _PciContext:
+    """Per-PCI-function facts, read once per function (many netdevs may share one)."""
+
+    def __init__(self, reader):
+        self.reader = reader
+        self._cache = {}
+
+    def pci_info(self, owner_dir, device_label):
+        """Facts of the device ``owner_dir``/device points to (a PCI function, or virtio on PCI)."""
+        dev = owner_dir.sub("device")
+        if dev is None:
+            return None
+        if dev.real in self._cache:
+            return self._cache[dev.real]
+        dev.label = device_label
+        base = os.path.basename(dev.real)
+        pci_dir = dev
+        if not _pci_address(base):
+            # virtio0 -> its parent is the PCI function (what ethtool's bus-info shows).
+            parent_real = os.path.dirname(dev.real)
+            if _pci_address(os.path.basename(parent_real)):
+                pci_dir = _Dir(self.reader, device_label + "/..", parent_real)
+        address = _pci_address(os.path.basename(pci_dir.real))
+        if address:
+            pci_dir.prefetch(("vendor", "device", "subsystem_vendor", "subsystem_device", "numa_node",
+                              "sriov_totalvfs", "sriov_numvfs"))
+        info = {
+            "real": dev.real,
+            "pci_real": pci_dir.real if address else None,
+            "bus_name": base if valid_rdma_device(base) else None,
+            "pci_address": address,
+            "pci_driver": dev.link_name("driver"),
+            "vendor_id": pci_dir.read_id("vendor") if address else None,
+            "device_id": pci_dir.read_id("device") if address else None,
+            "subsystem_vendor_id": pci_dir.read_id("subsystem_vendor") if address else None,
+            "subsystem_device_id": pci_dir.read_id("subsystem_device") if address else None,
+            "numa_node": pci_dir.read_int("numa_node") if address else None,
+            "model": None,
+            "is_vf": False,
+            "physfn": None,
+            "sriov": None,
+        }
+        known = _ids.lookup(info["vendor_id"], info["device_id"])
+        if known:
+            info["model"] = known["model"]
+        if address:
+            if pci_dir.exists("physfn"):
+                info["is_vf"] = True
+                phys = pci_dir.sub("physfn")
+                info["physfn"] = _pci_address(os.path.basename(phys.real)) if phys is not None else None
+            total = pci_dir.read_int("sriov_totalvfs")
+            if total is not None:
+                vfs = []
+                for entry in pci_dir.listdir():
+                    match = _VIRTFN_RE.match(entry)
+                    if not match:
+                        continue
+                    vf_dir = pci_dir.sub(entry)
+                    vfs.append({
+                        "index": int(match.group(1)),
+                        "pci_address": _pci_address(os.path.basename(vf_dir.real)) if vf_dir else None,
+                        "netdev": None,
+                        "_real": vf_dir.real if vf_dir else None,
+                    })
+                vfs.sort(key=lambda vf: vf["index"])
+                info["sriov"] = {
+                    "totalvfs": total,
+                    "numvfs": pci_dir.read_int("sriov_numvfs"),
+                    "vfs": vfs,
+                }
+        self._cache[dev.real] = info
+        return info
+
+
+# ---------------------------------------------------------------------------------------------------
+# Gathering context: what is shared between netdevs
+# ---------------------------------------------------------------------------------------------------
+class _Context(_PciContext):
+    def __init__(self, host):
+        super().__init__(_Reader(host))
+        self.host = host
+        self.devices = {}
+        self.dev_by_pci = {}  # resolved device dir -> [ibdev, ...]
+        self.roce_ndev = {}  # netdev -> (ibdev, port)
+        self.eipoib = {}  # eipoib netdev -> ipoib interface
+        self.nics = {}
+        self.netdev_dirs = {}
+        self._ib_loaded = False
+
+    def load_rdma(self):
+        if self._ib_loaded:
+            return
+        self._ib_loaded = True
+        for name in self.host.listdir("class/infiniband"):
+            if not valid_rdma_device(name):
+                self.reader.warn("class/infiniband/%r: invalid RDMA device name; ignored" % name[:40])
+                continue
+            info, real = _read_device(self.reader, self, name)
+            self.devices[name] = info
+            if real is not None:
+                self.dev_by_pci.setdefault(real, []).append(name)
+            for port, pdata in info["ports"].items():
+                ndev = pdata.pop("_ndev0", None)
+                if ndev:
+                    self.roce_ndev.setdefault(ndev, (name, port))
+        text = self.reader.dir("class/net")
+        raw = text.read("eth_ipoib_interfaces") if text is not None else None
+        if raw:
+            for line in raw.splitlines():
+                match = _EIPOIB_LINE_RE.match(line)
+                if match and valid_ifname(match.group(1)) and valid_ifname(match.group(2)):
+                    self.eipoib[match.group(1)] = match.group(2)
+                elif line.strip():
+                    self.reader.warn("class/net/eth_ipoib_interfaces: unexpected line %r" % line[:60])
+
+    def port(self, device, port):
+        dev = self.devices.get(device)
+        if not dev:
+            return None
+        return dev["ports"].get(str(port))
+
+
+def _empty_nic(name):
+    return {
+        "name": name,
+        "ifindex": None,
+        "mac": None,
+        "type": None,
+        "link_type": None,
+        "kind": None,
+        "driver": None,
+        "driver_source": "unknown",
+        "driver_version": None,
+        "firmware_version": None,
+        "bus_info": None,
+        "pci_address": None,
+        "pci_driver": None,
+        "vendor_id": None,
+        "device_id": None,
+        "model": None,
+        "numa_node": None,
+        "mtu": None,
+        "operstate": None,
+        "carrier": None,
+        "speed_mbps": None,
+        "dev_port": None,
+        "virtual": False,
+        "is_vf": False,
+        "physfn": None,
+        "master": None,
+        "network_mode": None,
+        "ib": None,
+        "ipoib": None,
+        "eipoib": None,
+        "sriov": None,
+    }
+
+
+_NETDEV_ATTRS = ("ifindex", "address", "type", "mtu", "operstate", "carrier", "speed", "dev_port", "dev_id",
+                 "mode", "pkey", "umcast", "parent", "uevent")
+
+
+def _netdev(ctx, name):
+    """Facts of one netdev (without the cross-netdev parts: children, VF netdev names)."""
+    reader = ctx.reader
+    label = "class/net/%s" % name
+    nic = _empty_nic(name)
+    ndir = reader.dir(label)
+    target = reader.link_text(label) or ""
+    if ndir is None:
+        why = reader.explain_unresolvable(label)
+        if why == "escapes":
+            reader.warn("%s: link points outside sysfs_root; ignored" % label)
+        elif why == "loop":
+            reader.warn("%s: symlink loop; ignored" % label)
+        elif why == "dangling" and "/virtual/" not in "/" + target:
+            reader.warn("%s: device directory missing (incomplete capture?)" % label)
+    else:
+        ndir.label = label
+    is_virtual = "devices/virtual/" in target or (ndir is not None and "devices/virtual/" in ndir.real)
+    nic["virtual"] = bool(is_virtual)
+    ctx.netdev_dirs[name] = ndir
+    if ndir is not None:
+        ndir.prefetch(_NETDEV_ATTRS)
+        nic["ifindex"] = ndir.read_int("ifindex")
+        nic["mac"] = ndir.read("address")
+        nic["type"] = ndir.read_int("type")
+        nic["mtu"] = ndir.read_int("mtu")
+        nic["operstate"] = ndir.read("operstate")
+        carrier = ndir.read("carrier")
+        nic["carrier"] = {"1": True, "0": False}.get(carrier) if carrier is not None else None
+        speed = ndir.read("speed")
+        try:
+            nic["speed_mbps"] = int(speed) if speed is not None and int(speed) > 0 else None
+        except ValueError:
+            reader.warn("%s/speed: cannot parse %r as an integer" % (label, speed[:40]))
+        nic["dev_port"] = ndir.read_int("dev_port")
+        master = ndir.link_name("master")
+        nic["master"] = master if master and valid_ifname(master) else None
+    if nic["type"] is not None:
+        nic["link_type"] = LINK_TYPES.get(nic["type"], str(nic["type"]))
+    pci = ctx.pci_info(ndir, label + "/device") if ndir is not None else None
+    if pci is not None:
+        for key in ("pci_address", "pci_driver", "vendor_id", "device_id", "model", "numa_node",
+                    "is_vf", "physfn"):
+            nic[key] = pci[key]
+        if pci["sriov"] is not None:
+            nic["sriov"] = {
+                "totalvfs": pci["sriov"]["totalvfs"],
+                "numvfs": pci["sriov"]["numvfs"],
+                "vfs": [dict((k, v) for k, v in vf.items() if not k.startswith("_"))
+                        for vf in pci["sriov"]["vfs"]],
+            }
+    return nic, ndir, pci
+
+
+def _ipoib_attrs(ndir):
+    if ndir is None:
+        return None
+    mode = ndir.read("mode")
+    pkey_raw = ndir.read("pkey")
+    if mode is None and pkey_raw is None and not ndir.exists("create_child"):
+        return None
+    pkey = _pkey(pkey_raw)
+    if pkey_raw is not None and pkey is None:
+        ndir.reader.warn("%s/pkey: not a P_Key: %r" % (ndir.label, pkey_raw[:40]))
+    umcast = ndir.read("umcast")
+    parent = ndir.read("parent")
+    if parent is not None and not valid_ifname(parent):
+        ndir.reader.warn("%s/parent: invalid interface name %r" % (ndir.label, parent[:40]))
+        parent = None
+    return {
+        "mode": mode,
+        "pkey": pkey,
+        "parent": parent,
+        "umcast": {"1": True, "0": False}.get(umcast) if umcast is not None else None,
+        "children": [],
+    }
+
+
+def _find_ib_port(ctx, nic, ndir, pci, want_layer):
+    """(device, port) of the RDMA port behind this netdev, or (None, None)."""
+    name = nic["name"]
+    if name in ctx.roce_ndev:
+        return ctx.roce_ndev[name]
+    if pci is None:
+        return None, None
+    candidates = list(ctx.dev_by_pci.get(pci["real"], []))
+    if not candidates and ndir is not None:
+        for entry in ndir.reader.listdir(pci["real"] + "/infiniband"):
+            if entry in ctx.devices:
+                candidates.append(entry)
+    if not candidates:
+        return None, None
+    dev_port = nic["dev_port"]
+    dev_id = ndir.read_hex("dev_id") if ndir is not None else None
+    if dev_port:
+        index = dev_port + 1
+    elif dev_id:
+        index = dev_id + 1
+    else:
+        index = 1
+    for device in candidates:
+        ports = ctx.devices[device]["ports"]
+        port = ports.get(str(index))
+        if port is not None and (want_layer is None or port["link_layer"] == want_layer):
+            return device, str(index)
+    # dev_port did not lead to a port of the right link layer: take the only one that fits.
+    fitting = [(d, p) for d in candidates for p, data in sorted(ctx.devices[d]["ports"].items())
+               if want_layer is None or data["link_layer"] == want_layer]
+    if len(fitting) == 1:
+        return fitting[0]
+    return None, None
+
+
+def _uevent_devtype(ndir):
+    text = ndir.read("uevent") if ndir is not None else None
+    if not text:
+        return None
+    for line in text.splitlines():
+        if line.startswith("DEVTYPE="):
+            return line[8:].strip() or None
+    return None
+
+
+def _classify(ctx, nic, ndir, pci):
+    name = nic["name"]
+    ntype = nic["type"]
+    ipoib = _ipoib_attrs(ndir) if (ntype in (ARPHRD_INFINIBAND, None)) else None
+    if ntype is None and ipoib is not None and ipoib["mode"] is None and ipoib["pkey"] is None:
+        ipoib = None
+    if ntype == ARPHRD_LOOPBACK or (name == "lo" and (nic["virtual"] or ndir is None)):
+        return "loopback", None
+    if name in ctx.eipoib or (ndir is not None and ndir.exists("eth/slaves")):
+        return "eipoib", None
+    if ntype == ARPHRD_INFINIBAND or ipoib is not None:
+        child = False
+        if ipoib is not None and ipoib["parent"]:
+            child = True
+        else:
+            match = _IPOIB_CHILD_RE.match(name)
+            if match and match.group(1) in ctx.all_names:
+                child = True
+                if ipoib is not None:
+                    ipoib["parent"] = match.group(1)
+        return ("ipoib_child" if child else "ipoib"), ipoib
+    if nic["is_vf"]:
+        return "vf", None
+    if nic["virtual"]:
+        return "virtual", None
+    return "ethernet", None
+
+
+def _infer_driver(ctx, nic, ndir, pci):
+    """(driver, bus_info, source) as ethtool would say, deduced from sysfs."""
+    kind = nic["kind"]
+    address = nic["pci_address"]
+    if kind == "loopback":
+        return None, None, "unknown"
+    if kind == "eipoib":
+        return "eth_ipoib", ctx.eipoib.get(nic["name"]) or (nic["eipoib"] or {}).get("ipoib_interface"), "inferred"
+    if kind in ("ipoib", "ipoib_child"):
+        hca_address = address
+        if hca_address is None and nic["ib"]:
+            hca_address = ctx.devices.get(nic["ib"]["device"], {}).get("pci_address")
+        pci_driver = nic["pci_driver"]
+        if pci_driver is None and nic["ib"]:
+            pci_driver = ctx.devices.get(nic["ib"]["device"], {}).get("driver")
+        mode = (nic["ipoib"] or {}).get("mode")
+        # mlx5 offloads IPoIB ("enhanced IPoIB", datagram mode only) and names itself in ethtool.
+        if pci_driver == "mlx5_core" and mode != "connected":
+            return "mlx5_core[ib_ipoib]", hca_address, "inferred"
+        return "ib_ipoib", hca_address, "inferred"
+    if pci is not None and nic["pci_driver"]:
+        bus_info = address or pci.get("bus_name")
+        eth_driver = _PCI_TO_ETH_DRIVER.get(nic["pci_driver"])
+        if eth_driver:
+            return eth_driver, bus_info, "inferred"
+        if pci["pci_real"] and pci["real"] != pci["pci_real"]:
+            # virtio: the netdev's device is virtioN; its driver (virtio_net) is the netdev's driver.
+            return nic["pci_driver"], bus_info, "sysfs"
+        return nic["pci_driver"], bus_info, "sysfs"
+    if nic["virtual"] and ndir is not None:
+        devtype = _uevent_devtype(ndir)
+        if devtype in _VIRTUAL_DRIVERS:
+            return _VIRTUAL_DRIVERS[devtype], None, "inferred"
+        if ndir.exists("bridge"):
+            return "bridge", None, "inferred"
+        if ndir.exists("bonding"):
+            return "bonding", None, "inferred"
+        if ndir.exists("tun_flags"):
+            return "tun", None, "inferred"
+    return None, None, "unknown"
+
+
+def _ib_view(port):
+    if port is None:
+        return None
+    return dict((k, v) for k, v in port.items() if k not in ("netdevs",) and not k.startswith("_"))
+
+
+def _complete_nic(ctx, nic, ndir, pci):
+    """Kind, IB port, IPoIB/EIPoIB details, driver and network mode of one netdev."""
+    kind, ipoib = _classify(ctx, nic, ndir, pci)
+    nic["kind"] = kind
+    nic["ipoib"] = ipoib
+    if kind in ("ipoib", "ipoib_child"):
+        device, port = _find_ib_port(ctx, nic, ndir, pci, "InfiniBand")
+        if device is None and ipoib and ipoib["parent"] and ipoib["parent"] in ctx.nics:
+            parent_ib = ctx.nics[ipoib["parent"]]["ib"]
+            if parent_ib:
+                device, port = parent_ib["device"], str(parent_ib["port"])
+        if device is not None:
+            nic["ib"] = _ib_view(ctx.port(device, port))
+    elif kind == "eipoib":
+        over = ctx.eipoib.get(nic["name"])
+        slaves = []
+        if ndir is not None:
+            raw = ndir.read("eth/slaves")
+            if raw:
+                slaves = [s for s in raw.split() if valid_ifname(s)]
+        nic["eipoib"] = {"ipoib_interface": over, "slaves": slaves}
+    elif kind in ("ethernet", "vf", "virtual") and nic["type"] in (ARPHRD_ETHER, None):
+        device, port = _find_ib_port(ctx, nic, ndir, pci, "Ethernet")
+        if device is not None:
+            nic["ib"] = _ib_view(ctx.port(device, port))
+            if kind == "ethernet":
+                nic["kind"] = "roce"
+
+    # Driver and bus-info with ethtool semantics.
+    live = ctx.host.ethtool_drvinfo(nic["name"]) if getattr(ctx.host, "live", False) else None
+    if live and live.get("driver"):
+        nic["driver"] = live["driver"]
+        nic["bus_info"] = live.get("bus_info") or None
+        nic["driver_version"] = live.get("version") or None
+        nic["firmware_version"] = live.get("fw_version") or None
+        nic["driver_source"] = "ethtool"
+    else:
+        nic["driver"], nic["bus_info"], nic["driver_source"] = _infer_driver(ctx, nic, ndir, pci)
+
+
+def _network_mode(ctx, nic):
+    """Per-NIC network mode (Fuel's rule) and the reason, or (None, None)."""
+    kind = nic["kind"]
+    driver = nic["driver"] or "unknown driver"
+    ib = nic["ib"]
+    if kind == "eipoib" or nic["driver"] == "eth_ipoib":
+        over = (nic["eipoib"] or {}).get("ipoib_interface") or nic["bus_info"]
+        return "infiniband", "%s: %s (EIPoIB over %s) -> infiniband" % (nic["name"], driver, over or "?")
+    if kind in ("ipoib", "ipoib_child"):
+        where = " on %s port %s" % (ib["device"], ib["port"]) if ib else ""
+        return "infiniband", "%s: %s (IPoIB%s) -> infiniband" % (nic["name"], driver, where)
+    if ib is not None and ib.get("link_layer") == "Ethernet":
+        return "ethernet", "%s: %s on %s port %s with Ethernet link layer (RoCE) -> ethernet" % (
+            nic["name"], driver, ib["device"], ib["port"])
+    return None, None
+
+
+# ---------------------------------------------------------------------------------------------------
+# Public API
+# ---------------------------------------------------------------------------------------------------
+def _check_tree(host):
+    root = getattr(host, "sysfs_root", None)
+    if isinstance(root, str) and not os.path.isdir(root):
+        raise FactsError("sysfs_root %s does not exist or is not a directory" % root)
+    if not host.isdir("class/net"):
+        raise FactsError(
+            "sysfs_root %s is not a sysfs tree (no class/net directory); give the 'sys' folder of a "
+            "capture, e.g. <capture>/sys" % root)
+
+
+def _netdev_names(ctx):
+    names = []
+    for entry in ctx.host.listdir("class/net"):
+        if not valid_ifname(entry):
+            ctx.reader.warn("class/net/%r: invalid interface name; ignored" % entry[:40])
+            continue
+        rel = "class/net/" + entry
+        # Files such as bonding_masters / eth_ipoib_interfaces live beside the netdev links.
+        if ctx.reader.root is not None:
+            try:
+                st = os.lstat(os.path.join(ctx.reader.root, "class/net", entry))
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                continue
+        elif not ctx.host.isdir(rel) and not ctx.host.islink(rel):
+            continue
+        names.append(entry)
+    return names
+
+
+def gather(host, interfaces=None):
+    """All IB host networking facts (``ib_facts``, schema 1) of the host seen through ``host``.
+
+    :param interfaces: restrict ``nics`` to these names (unknown names -> FactsError).
+    :raises FactsError: sysfs_root is not a sysfs tree, or ``interfaces`` names an unknown netdev.
+    """
+    _check_tree(host)
+    ctx = _Context(host)
+    names = _netdev_names(ctx)
+    ctx.all_names = set(names)
+    selected = names
+    if interfaces:
+        bad = [i for i in interfaces if not isinstance(i, str) or not valid_ifname(i)]
+        unknown = [i for i in interfaces if i not in ctx.all_names]
+        if bad or unknown:
+            raise FactsError("unknown interface(s): %s; known interfaces: %s" % (
+                ", ".join(repr(i) for i in (bad + [u for u in unknown if u not in bad])),
+                ", ".join(names) or "(none)"))
+        wanted = set(interfaces)
+        selected = [n for n in names if n in wanted]
+    ctx.load_rdma()
+
+    # Pass 1: per-netdev sysfs facts. Parents before children so a child can borrow its parent's port.
+    raw = {}
+    for name in names:
+        raw[name] = _netdev(ctx, name)
+    order = sorted(names, key=lambda n: (1 if _IPOIB_CHILD_RE.match(n) else 0, n))
+    for name in order:
+        nic, ndir, pci = raw[name]
+        ctx.nics[name] = nic
+        _complete_nic(ctx, nic, ndir, pci)
+
+    # Pass 2: cross-netdev links (children, VF netdevs, port -> netdevs, EIPoIB -> IB port).
+    netdevs_by_dev = {}
+    for name in names:
+        nic, ndir, pci = raw[name]
+        if pci is not None:
+            netdevs_by_dev.setdefault(pci["real"], []).append(name)
+    for name in names:
+        nic, ndir, pci = raw[name]
+        if nic["ipoib"] and nic["ipoib"]["parent"] in ctx.nics:
+            parent = ctx.nics[nic["ipoib"]["parent"]]
+            if parent["ipoib"] is not None:
+                parent["ipoib"]["children"].append(name)
+        if nic["sriov"] is not None:
+            for vf_public, vf in zip(nic["sriov"]["vfs"], pci["sriov"]["vfs"]):
+                vf_names = netdevs_by_dev.get(vf["_real"]) or []
+                vf_public["netdev"] = vf_names[0] if vf_names else None
+        if nic["kind"] == "eipoib":
+            over = (nic["eipoib"] or {}).get("ipoib_interface") or (
+                nic["bus_info"] if nic["driver"] == "eth_ipoib" else None)
+            if over in ctx.nics and ctx.nics[over]["ib"]:
+                nic["ib"] = dict(ctx.nics[over]["ib"])
+        if nic["ib"]:
+            port = ctx.port(nic["ib"]["device"], nic["ib"]["port"])
+            if port is not None and name not in port["netdevs"]:
+                port["netdevs"].append(name)
+                dev = ctx.devices[nic["ib"]["device"]]
+                if name not in dev["netdevs"]:
+                    dev["netdevs"].append(name)
+        nic["network_mode"], _reason = _network_mode(ctx, nic)
+
+    nics = {}
+    for name in selected:
+        nics[name] = ctx.nics[name]
+
+    reasons = []
+    by_mode = {"infiniband": [], "ethernet": []}
+    for name in selected:
+        mode, reason = _network_mode(ctx, nics[name])
+        if mode:
+            by_mode[mode].append(name)
+            reasons.append(reason)
+    if by_mode["infiniband"] and by_mode["ethernet"]:
+        node_mode = "mixed"
+    elif by_mode["infiniband"]:
+        node_mode = "infiniband"
+    elif by_mode["ethernet"]:
+        node_mode = "ethernet"
+    else:
+        node_mode = "none"
+        reasons.append("no IPoIB, EIPoIB or RoCE interface found")
+
+    subnet_manager = {}
+    for dev_name, dev in sorted(ctx.devices.items()):
+        for port_name, port in sorted(dev["ports"].items(), key=lambda kv: _numeric_key(kv[0])):
+            if port["link_layer"] != "InfiniBand":
+                continue
+            active = port["state"] == "ACTIVE"
+            subnet_manager["%s/%s" % (dev_name, port_name)] = {
+                "device": dev_name,
+                "port": port["port"],
+                "state": port["state"],
+                "lid": port["lid"],
+                "sm_lid": port["sm_lid"],
+                "sm_sl": port["sm_sl"],
+                "sm_present": bool(active and port["sm_lid"]),
+                "sm_local": bool(active and port["sm_lid"] and port["sm_lid"] == port["lid"]),
+                "netdevs": list(port["netdevs"]),
+            }
+
+    return {
+        "schema": SCHEMA_VERSION,
+        "source": "live" if getattr(host, "live", False) else "snapshot",
+        "sysfs_root": getattr(host, "sysfs_root", None),
+        "network_mode": node_mode,
+        "network_mode_reasons": reasons,
+        "network_mode_interfaces": by_mode,
+        "nics": nics,
+        "devices": ctx.devices,
+        "subnet_manager": subnet_manager,
+        "warnings": ctx.reader.all_warnings(),
+    }
+
+
+def read_device(host, device):
+    """Facts of one RDMA device (``devices[device]`` of gather, without netdevs), or None."""
+    if not valid_rdma_device(device) or not host.exists("class/infiniband/%s" % device):
+        return None
+    reader = _Reader(host)
+    info, _real = _read_device(reader, _PciContext(reader), device)
+    for port in info["ports"].values():
+        port.pop("_ndev0", None)
+    return info
+
+
+def read_port(host, device, port):
+    """Facts of one RDMA port (``devices[device].ports[port]`` of gather, without netdevs), or None."""
+    if not valid_rdma_device(device) or not str(port).isdigit():
+        return None
+    reader = _Reader(host)
+    ddir = reader.dir("class/infiniband/%s" % device)
+    if ddir is None:
+        return None
+    data = _read_port(reader, ddir, device, str(int(port)))
+    if data is not None:
+        data.pop("_ndev0", None)
+    return data
+
+
+def read_netdev(host, name):
+    """Facts of one netdev (``nics[name]`` of gather), or None when it does not exist.
+
+    Costs one gather restricted to ``name`` (RDMA devices are read to place the netdev).
+    """
+    if not valid_ifname(name):
+        return None
+    try:
+        facts = gather(host, interfaces=[name])
+    except FactsError:
+        return None
+    return facts["nics"].get(name)

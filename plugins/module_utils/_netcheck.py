@@ -1,0 +1,456 @@
+# -*- coding: utf-8 -*-
+# Copyright: hpcnet.infiniband contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Network verification over InfiniBand: member reports, probe plans, parallel probes, evaluation.
+
+Three steps, each pure except ``run_parallel`` (which spawns ``ping`` processes):
+
+1. On every node, ``local_report`` turns ``ib_facts.nics`` plus the node's IPv4 addresses into one
+   record per network interface (state, MTU, IPoIB mode, the IB port behind it: state, GUID, SM LID,
+   P_Key table).
+2. On every node, ``plan_probes`` lists what to send to every peer of every network the node is in:
+   one don't-fragment probe of the network's MTU (``ping -M do -s MTU-28``); only the peers that do not
+   answer get a second, small probe, to tell "unreachable" from "path MTU too small". All probes of a
+   round run in parallel, bounded in number of processes and time.
+3. On the controller, ``evaluate`` builds per network the connectivity matrix and the findings, each
+   with the exact node, interface and field.
+
+A network is ``{"name", "pkey", "mtu", "members": {node: interface}}``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import subprocess
+import time
+
+from ansible_collections.hpcnet.infiniband.plugins.module_utils._host import valid_ifname
+
+ICMP_IPV4_OVERHEAD = 28  # 20 bytes IPv4 header + 8 bytes ICMP header
+
+
+# --------------------------------------------------------------------------- step 1: local report
+def parse_ip_addr_json(text):
+    """``ip -j addr show`` -> {ifname: ["10.0.0.1/24", ...]} (IPv4 only: the probes are IPv4)."""
+    try:
+        data = json.loads(text or "[]")
+    except ValueError:
+        return {}
+    result = {}
+    for link in data if isinstance(data, list) else []:
+        if not isinstance(link, dict) or not link.get("ifname"):
+            continue
+        addrs = []
+        for info in link.get("addr_info") or []:
+            if info.get("family") == "inet" and info.get("local"):
+                addrs.append("%s/%s" % (info["local"], info.get("prefixlen", 32)))
+        result[link["ifname"]] = addrs
+    return result
+
+
+def _ib_behind(nics, nic):
+    """(ib port dict, ipoib dict) of an interface; EIPoIB interfaces use their first IPoIB slave's."""
+    ib = nic.get("ib") if isinstance(nic.get("ib"), dict) else None
+    ipoib = nic.get("ipoib") if isinstance(nic.get("ipoib"), dict) else None
+    slaves = ((nic.get("eipoib") or {}).get("slaves")) or []
+    for slave in slaves:
+        slave_nic = nics.get(slave)
+        if isinstance(slave_nic, dict):
+            ib = ib or (slave_nic.get("ib") if isinstance(slave_nic.get("ib"), dict) else None)
+            ipoib = ipoib or (slave_nic.get("ipoib") if isinstance(slave_nic.get("ipoib"), dict) else None)
+            break
+    return ib or {}, ipoib or {}
+
+
+def local_report(nics, addresses, interfaces):
+    """One record per requested interface, from ``ib_facts.nics`` and ``parse_ip_addr_json``."""
+    report = {}
+    for name in interfaces:
+        nic = (nics or {}).get(name)
+        if not isinstance(nic, dict):
+            report[name] = {"interface": name, "exists": False, "addresses": []}
+            continue
+        ib, ipoib = _ib_behind(nics, nic)
+        report[name] = {
+            "interface": name,
+            "exists": True,
+            "kind": nic.get("kind"),
+            "link_type": nic.get("link_type"),
+            "operstate": nic.get("operstate"),
+            "carrier": nic.get("carrier"),
+            "mtu": nic.get("mtu"),
+            "ipoib_mode": ipoib.get("mode"),
+            "ib_device": ib.get("device"),
+            "ib_port": ib.get("port"),
+            "port_state": ib.get("state"),
+            "port_guid": ib.get("port_guid"),
+            "lid": ib.get("lid"),
+            "sm_lid": ib.get("sm_lid"),
+            "pkeys": list(ib.get("pkeys") or []) if ib else None,
+            "addresses": list((addresses or {}).get(name) or []),
+        }
+    return report
+
+
+# --------------------------------------------------------------------------- networks
+def pkey_base(value):
+    """Low 15 bits of a P_Key given as ``0x8002``/``8002``/int, or None."""
+    if value is None or value == "":
+        return None
+    try:
+        number = value if isinstance(value, int) else int(str(value), 16)
+    except ValueError:
+        return None
+    return number & 0x7FFF
+
+
+def normalize_allocation(allocation, nodes=None):
+    """{node: {role: interface}} from a nodes model's ``networks.allocation`` or the inventory plugin's
+    ``ib_networks`` host vars (role -> {"interface": ...}); only ``nodes`` when given."""
+    result = {}
+    for node, per_node in sorted((allocation or {}).items()):
+        if nodes is not None and node not in nodes:
+            continue
+        roles = {}
+        for role, value in (per_node or {}).items():
+            iface = value.get("interface") if isinstance(value, dict) else value
+            if isinstance(iface, str) and iface:
+                roles[role] = iface
+        result[node] = roles
+    return result
+
+
+def networks_from_allocation(allocation, wanted=None, nodes=None):
+    """Networks to check: ``wanted`` is a list of {name (role), pkey, mtu, members (optional)} or role
+    names; default every role allocated on at least two nodes. Explicit ``members`` win."""
+    allocation = normalize_allocation(allocation, nodes)
+    if not wanted:
+        roles = sorted({role for per_node in allocation.values() for role in per_node})
+        wanted = [{"name": role} for role in roles]
+        implicit = True
+    else:
+        implicit = False
+    networks = []
+    for entry in wanted:
+        entry = {"name": entry} if isinstance(entry, str) else dict(entry)
+        members = {node: roles[entry["name"]] for node, roles in allocation.items() if entry["name"] in roles}
+        explicit = entry.get("members") or {}
+        if explicit:
+            members = normalize_allocation({n: {"x": i} for n, i in explicit.items()}, nodes)
+            members = {n: r["x"] for n, r in members.items() if r}
+        if not members or (implicit and len(members) < 2):
+            continue  # nothing to verify (a single member is still checked for consistency)
+        networks.append({"name": entry["name"], "pkey": entry.get("pkey"), "mtu": entry.get("mtu"),
+                         "members": members})
+    return networks
+
+
+def networks_from_model(model, wanted=None):
+    """Networks from a nodes model: members are the nodes discovery reached (``status: discovered``)."""
+    allocation = ((model or {}).get("networks") or {}).get("allocation") or {}
+    usable = [n.get("name") for n in (model or {}).get("nodes") or [] if n.get("status") == "discovered"]
+    return networks_from_allocation(allocation, wanted, usable if usable else None)
+
+
+def interfaces_of(networks, node):
+    return sorted({net["members"][node] for net in networks if node in net["members"]})
+
+
+def _majority(values):
+    """Most common non-None value (ties: the smallest), or None."""
+    counts = {}
+    for value in values:
+        if value is not None:
+            counts[value] = counts.get(value, 0) + 1
+    if not counts:
+        return None
+    best = max(counts.values())
+    return sorted((v for v, c in counts.items() if c == best), key=lambda v: (str(type(v)), v))[0]
+
+
+def expected_mtu(network, reports):
+    if network.get("mtu"):
+        return int(network["mtu"])
+    return _majority([(reports.get(node) or {}).get(iface, {}).get("mtu")
+                      for node, iface in network["members"].items()])
+
+
+def _ipv4(address):
+    """The IPv4 address of ``10.1.2.3/24``, or None when it is not one (it becomes a ping argument)."""
+    if not address:
+        return None
+    text = str(address).split("/", 1)[0]
+    try:
+        return str(ipaddress.IPv4Address(text))
+    except ValueError:
+        return None
+
+
+# --------------------------------------------------------------------------- step 2: probes
+def plan_probes(node, networks, reports):
+    """Probes ``node`` sends: [{network, peer, interface, address, size}] (size = ICMP payload)."""
+    probes = []
+    for network in networks:
+        iface = network["members"].get(node)
+        if iface is None or not valid_ifname(iface):
+            continue
+        mtu = expected_mtu(network, reports)
+        size = max(0, int(mtu) - ICMP_IPV4_OVERHEAD) if mtu else 56
+        for peer, peer_iface in sorted(network["members"].items()):
+            if peer == node:
+                continue
+            peer_addrs = ((reports.get(peer) or {}).get(peer_iface) or {}).get("addresses") or []
+            probes.append({"network": network["name"], "peer": peer, "interface": iface,
+                           "address": _ipv4(peer_addrs[0]) if peer_addrs else None, "size": size})
+    return probes
+
+
+def ping_argv(interface, address, size=None, wait=1, dont_fragment=False, ping="ping"):
+    argv = [ping, "-n", "-q", "-c", "1", "-W", str(int(wait)), "-I", interface]
+    if dont_fragment:
+        argv += ["-M", "do"]
+    if size is not None:
+        argv += ["-s", str(int(size))]
+    return argv + [address]
+
+
+def run_parallel(argvs, timeout, max_parallel=64, spawn=None, clock=time.monotonic):
+    """Run argv lists at most ``max_parallel`` at a time; -> [returncode or None (killed/failed)].
+
+    Every process gets the same deadline per batch; the whole call is bounded by
+    ``ceil(len/max_parallel) * (timeout + 1)`` seconds.
+    """
+    spawn = spawn or (lambda argv: subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                                    stderr=subprocess.DEVNULL, close_fds=True))
+    results = [None] * len(argvs)
+    for start in range(0, len(argvs), max(1, int(max_parallel))):
+        batch = list(range(start, min(len(argvs), start + max(1, int(max_parallel)))))
+        procs = {}
+        for index in batch:
+            try:
+                procs[index] = spawn(argvs[index])
+            except OSError:
+                results[index] = None
+        deadline = clock() + timeout + 1
+        for index, proc in procs.items():
+            remaining = max(0.0, deadline - clock())
+            try:
+                results[index] = proc.wait(timeout=remaining)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                results[index] = None
+    return results
+
+
+def run_probes(probes, wait=1, max_parallel=64, spawn=None, ping="ping", rounds=2):
+    """Round 1: one MTU-sized don't-fragment probe to every peer, all at once. Later rounds (only for the
+    peers that did not answer it): the full-size probe again and a small one, so that a first probe lost
+    to ARP resolution is not taken for a path MTU problem. Bounded: ``rounds * (wait + 1)`` seconds."""
+    results = [dict(p, reachable=None, mtu_ok=None) for p in probes]
+    todo = [i for i, p in enumerate(probes) if p.get("address")]
+    full_ok, small_ok = set(), set()
+    for round_number in range(max(1, int(rounds))):
+        pending = [i for i in todo if i not in full_ok]
+        if not pending:
+            break
+        argvs, owners = [], []
+        for i in pending:
+            probe = probes[i]
+            argvs.append(ping_argv(probe["interface"], probe["address"], probe["size"], wait, True, ping))
+            owners.append((i, True))
+            if round_number > 0 and i not in small_ok:
+                argvs.append(ping_argv(probe["interface"], probe["address"], None, wait, False, ping))
+                owners.append((i, False))
+        for (i, full), code in zip(owners, run_parallel(argvs, wait, max_parallel, spawn)):
+            if code == 0:
+                (full_ok if full else small_ok).add(i)
+    for i in todo:
+        if i in full_ok:
+            results[i].update(reachable=True, mtu_ok=True)
+        elif i in small_ok:
+            results[i].update(reachable=True, mtu_ok=False)
+        else:
+            results[i].update(reachable=False, mtu_ok=None)
+    return results
+
+
+# --------------------------------------------------------------------------- step 3: evaluate
+def _finding(network, node, interface, field, message, expected=None, actual=None, **extra):
+    entry = {"network": network, "node": node, "interface": interface, "field": field,
+             "expected": expected, "actual": actual, "message": message}
+    entry.update(extra)
+    return entry
+
+
+def _consistency(network, reports, unreachable_nodes):
+    name = network["name"]
+    findings = []
+    members = []
+    for node, iface in sorted(network["members"].items()):
+        if node in unreachable_nodes:
+            findings.append(_finding(name, node, iface, "node", "node %s did not answer (not checked)" % node,
+                                     expected="reachable", actual="unreachable"))
+            continue
+        record = (reports.get(node) or {}).get(iface)
+        if record is None or not record.get("exists"):
+            findings.append(_finding(name, node, iface, "interface",
+                                     "%s: interface %s does not exist" % (node, iface),
+                                     expected="present", actual="absent"))
+            continue
+        members.append((node, iface, record))
+
+    mtu = expected_mtu(network, reports)
+    mode = _majority([r.get("ipoib_mode") for _, _, r in members])
+    sm_lid = _majority([r.get("sm_lid") for _, _, r in members if r.get("sm_lid")])
+    want_pkey = pkey_base(network.get("pkey"))
+    for node, iface, record in members:
+        where = "%s %s" % (node, iface)
+        if record.get("operstate") not in ("up", "unknown"):
+            findings.append(_finding(name, node, iface, "operstate", "%s is %s, not up" % (
+                where, record.get("operstate")), expected="up", actual=record.get("operstate")))
+        if mtu is not None and record.get("mtu") != mtu:
+            findings.append(_finding(name, node, iface, "mtu", "%s has MTU %s, the network uses %s" % (
+                where, record.get("mtu"), mtu), expected=mtu, actual=record.get("mtu")))
+        if mode is not None and record.get("ipoib_mode") != mode:
+            findings.append(_finding(name, node, iface, "ipoib_mode", "%s IPoIB mode is %s, the others use %s" % (
+                where, record.get("ipoib_mode"), mode), expected=mode, actual=record.get("ipoib_mode")))
+        if not record.get("addresses"):
+            findings.append(_finding(name, node, iface, "addresses", "%s has no IPv4 address" % where,
+                                     expected="an IPv4 address", actual=None))
+        if record.get("ib_device") is None:
+            continue  # not IB-backed (RoCE, plain Ethernet): no port checks
+        port = "%s port %s" % (record.get("ib_device"), record.get("ib_port"))
+        if record.get("port_state") != "ACTIVE":
+            findings.append(_finding(name, node, iface, "port_state", "%s: %s is %s, not ACTIVE" % (
+                where, port, record.get("port_state")), expected="ACTIVE", actual=record.get("port_state")))
+        if not record.get("sm_lid"):
+            findings.append(_finding(name, node, iface, "sm_lid", "%s: no subnet manager answers on %s" % (
+                where, port), expected=sm_lid, actual=record.get("sm_lid")))
+        elif sm_lid is not None and record.get("sm_lid") != sm_lid:
+            findings.append(_finding(name, node, iface, "sm_lid", "%s: %s is managed by the SM at LID %s, the "
+                                     "others by LID %s" % (where, port, record.get("sm_lid"), sm_lid),
+                                     expected=sm_lid, actual=record.get("sm_lid")))
+        if want_pkey is not None:
+            table = {pkey_base(p) for p in record.get("pkeys") or []}
+            if want_pkey not in table:
+                findings.append(_finding(name, node, iface, "pkeys", "%s: P_Key 0x%04x is not in the P_Key table "
+                                         "of %s (the SM did not give this partition to the port)" % (
+                                             where, want_pkey | 0x8000, port),
+                                         expected="0x%04x" % (want_pkey | 0x8000), actual=record.get("pkeys")))
+
+    # Duplicates: the first holder (by node name) keeps the value, every later one is reported.
+    for field, label, values_of in (
+            ("port_guid", "port GUID", lambda r: [r.get("port_guid")] if r.get("port_guid") else []),
+            ("addresses", "IPv4 address", lambda r: [_ipv4(a) for a in r.get("addresses") or []])):
+        holders = {}
+        for node, iface, record in members:
+            for value in values_of(record):
+                if value in holders and holders[value][0] != node:
+                    first = holders[value]
+                    findings.append(_finding(name, node, iface, field, "%s %s: %s %s is also used by %s %s" % (
+                        node, iface, label, value, first[0], first[1]), expected="unique", actual=value,
+                        duplicate_of={"node": first[0], "interface": first[1]}))
+                else:
+                    holders.setdefault(value, (node, iface))
+    return findings
+
+
+def _connectivity(network, probe_results, unreachable_nodes):
+    """Matrix {src: {dst: "ok"|"mtu"|"fail"|"skip"}} and findings, blaming a node when it is isolated."""
+    name = network["name"]
+    nodes = sorted(n for n in network["members"] if n not in unreachable_nodes)
+    matrix = {src: {dst: "skip" for dst in nodes if dst != src} for src in nodes}
+    for src in nodes:
+        for probe in probe_results.get(src) or []:
+            if probe.get("network") != name or probe.get("peer") not in matrix[src]:
+                continue
+            if probe.get("address") is None:
+                state = "skip"
+            elif probe.get("reachable") and probe.get("mtu_ok"):
+                state = "ok"
+            elif probe.get("reachable"):
+                state = "mtu"
+            else:
+                state = "fail"
+            matrix[src][probe["peer"]] = state
+    findings = []
+    for kind, field, words in (("fail", "reachability", "cannot reach"),
+                               ("mtu", "path_mtu", "cannot send full-MTU frames to")):
+        pairs = {(s, d) for s in nodes for d in matrix[s] if matrix[s][d] == kind}
+        if not pairs:
+            continue
+        isolated = []
+        if len(nodes) >= 3:
+            for node in nodes:
+                others = [n for n in nodes if n != node]
+                if all((node, o) in pairs and (o, node) in pairs for o in others):
+                    isolated.append(node)
+            # Blame a node only when the rest can talk among themselves.
+            rest_ok = all((s, d) not in pairs for s in nodes for d in nodes
+                          if s != d and s not in isolated and d not in isolated)
+            if not rest_ok:
+                isolated = []
+        for node in isolated:
+            iface = network["members"][node]
+            findings.append(_finding(name, node, iface, field, "%s %s: no other member can %s it and it %s none "
+                                     "of them" % (node, iface, "reach" if kind == "fail" else "exchange full-MTU "
+                                                  "frames with", "reaches" if kind == "fail" else "does so with"),
+                                     expected="all peers", actual="none", peers=[n for n in nodes if n != node]))
+        for src, dst in sorted(pairs):
+            if src in isolated or dst in isolated:
+                continue
+            iface = network["members"][src]
+            findings.append(_finding(name, src, iface, field, "%s %s %s %s %s" % (
+                src, iface, words, dst, network["members"][dst]), expected="ok", actual=matrix[src][dst],
+                peer=dst, peer_interface=network["members"][dst]))
+    return matrix, findings
+
+
+def evaluate(networks, reports, probe_results, unreachable_nodes=()):
+    """{ok, networks: {name: {members, mtu, pkey, matrix, unreachable_pairs}}, findings: [...]}"""
+    unreachable_nodes = set(unreachable_nodes or ())
+    result = {"ok": True, "networks": {}, "findings": []}
+    for network in networks:
+        findings = _consistency(network, reports, unreachable_nodes)
+        matrix, link_findings = _connectivity(network, probe_results, unreachable_nodes)
+        findings += link_findings
+        result["networks"][network["name"]] = {
+            "members": dict(network["members"]),
+            "pkey": network.get("pkey"),
+            "mtu": expected_mtu(network, reports),
+            "matrix": matrix,
+            "cannot_reach": sorted([s, d] for s in matrix for d in matrix[s] if matrix[s][d] == "fail"),
+            "path_mtu_failures": sorted([s, d] for s in matrix for d in matrix[s] if matrix[s][d] == "mtu"),
+            "findings": len(findings),
+        }
+        result["findings"] += findings
+    result["ok"] = not result["findings"]
+    return result
+
+
+def matrix_text(name, matrix):
+    """Matrix as text lines: rows are senders, columns receivers; . ok, M path MTU, X fail, ? skipped."""
+    nodes = sorted(matrix)
+    symbol = {"ok": ".", "mtu": "M", "fail": "X", "skip": "?"}
+    width = max([len(n) for n in nodes] + [4])
+    lines = ["network %s (rows send, columns receive; . ok, M path MTU, X unreachable, ? not probed)" % name,
+             " " * width + " " + " ".join(str(i + 1).rjust(2) for i in range(len(nodes)))]
+    for i, src in enumerate(nodes):
+        cells = [" -" if dst == src else symbol.get(matrix[src].get(dst), "?").rjust(2) for dst in nodes]
+        lines.append("%s %s   (%d)" % (src.ljust(width), " ".join(cells), i + 1))
+    return lines
+
+
+def write_result(path, result):
+    """Write the JSON result file atomically (controller side)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(result, handle, indent=2, sort_keys=True)
+        handle.write("\n")
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)

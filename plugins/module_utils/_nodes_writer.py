@@ -1,0 +1,116 @@
+# -*- coding: utf-8 -*-
+# Copyright: hpcnet.infiniband contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Render the nodes model (JSON, YAML, HTML) and write what changed, atomically.
+
+Used by the ``ib_nodes_model`` module on the controller. The model's timestamp is kept from the
+existing file when nothing else changed, so a second run rewrites nothing (changed=false).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+
+from ansible_collections.hpcnet.infiniband.plugins.module_utils._host import Host
+from ansible_collections.hpcnet.infiniband.plugins.module_utils._nodes_model import build_model, comparable
+from ansible_collections.hpcnet.infiniband.plugins.module_utils._report import render_html, render_table
+
+try:
+    import yaml
+except ImportError:  # pragma: no cover - PyYAML comes with ansible-core on the controller
+    yaml = None
+
+BASENAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+
+
+def parse_mode(mode):
+    """'0644' / '644' / 420 -> 0o644; ValueError otherwise."""
+    if isinstance(mode, int) and not isinstance(mode, bool):
+        value = mode
+    elif isinstance(mode, str) and mode.strip().isdigit():
+        value = int(mode.strip(), 8)
+    else:
+        raise ValueError("mode must be an octal string like '0644', got %r" % (mode,))
+    if not 0 <= value <= 0o7777:
+        raise ValueError("mode %r is out of range" % (mode,))
+    return value
+
+
+def dump_json(model):
+    return json.dumps(model, indent=2, sort_keys=False, ensure_ascii=False) + "\n"
+
+
+def dump_yaml(model):
+    if yaml is None:
+        raise ValueError("PyYAML is needed on the host that writes the nodes model")
+    # Plain data only (the model is built from JSON-like dicts); block style, keys in model order.
+    return "---\n" + yaml.safe_dump(model, default_flow_style=False, sort_keys=False, width=4096,
+                                    allow_unicode=True)
+
+
+def _read_existing_model(path):
+    try:
+        with open(path, "r", encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return None
+
+
+def _now():
+    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def write_outputs(params, check_mode=False):
+    """Build the model from module params, write the files that differ. Returns the module result."""
+    basename = params.get("basename") or "nodes"
+    if not set(basename) <= BASENAME_CHARS or basename.startswith("."):
+        raise ValueError("basename must be a plain file name (letters, digits, _ . -), got %r" % basename)
+    output_dir = os.path.abspath(params["output_dir"])
+    file_mode = parse_mode(params.get("mode", "0644"))
+    results = params["results"]
+    model = build_model(
+        results,
+        rules=params.get("rules"),
+        addresses=params.get("addresses") or {},
+        allow_mixed=params.get("allow_mixed", False),
+        generated_at=_now(),
+        exclude_kinds=params.get("exclude_kinds") or (),
+    )
+    json_path = os.path.join(output_dir, basename + ".json")
+    yaml_path = os.path.join(output_dir, basename + ".yaml")
+    html_path = os.path.join(output_dir, basename + ".html") if params.get("html", True) else None
+    existing = _read_existing_model(json_path)
+    if existing is not None and comparable(existing) == comparable(json.loads(dump_json(model))):
+        model["generated_at"] = existing.get("generated_at") or model["generated_at"]
+    contents = [(json_path, dump_json(model)), (yaml_path, dump_yaml(model))]
+    if html_path:
+        contents.append((html_path, render_html(model, title=params.get("title") or "InfiniBand discovery report")))
+    host = Host(sysfs_root="/sys", fs_root="/", live=False)
+    written = []
+    for path, text in contents:
+        try:
+            with open(path, "r", encoding="utf-8") as handle:
+                same = handle.read() == text
+            same = same and (os.stat(path).st_mode & 0o7777) == file_mode
+        except OSError:
+            same = False
+        if same:
+            continue
+        written.append(path)
+        if not check_mode:
+            host.write_file(path, text, mode=file_mode)
+    nodes = model["nodes"]
+    return {
+        "changed": bool(written),
+        "written": [] if check_mode else written,
+        "model_path": json_path,
+        "yaml_path": yaml_path,
+        "html_path": html_path,
+        "report": render_table(model),
+        "summary": model["summary"],
+        "node_status": {n["name"]: n["status"] for n in nodes},
+        "node_errors": {n["name"]: n["message"] for n in nodes if n["status"] in ("refused", "failed")},
+        "allocation": model["networks"]["allocation"],
+    }

@@ -1,0 +1,761 @@
+# -*- coding: utf-8 -*-
+# Copyright: hpcnet.infiniband contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Subnet-manager rules: port verdicts, sminfo/saquery parsing, SM requirements, opensm config model.
+
+Pure functions except ``read_ports``/``query_sm``/``run_check``, which read the host only through the
+Host seam (sysfs attributes through ``_facts.read_port``, commands through ``Host.run``).
+
+Why a port needs an SM: an IB port trains its link by itself (phys_state LinkUp) but stays
+logical state INIT until a subnet manager assigns it a LID and moves it to ARMED then ACTIVE; the
+port's ``sm_lid`` then names the SM that did it. Without that no P_Keys are set and IPoIB never comes up.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+# One reading of the host serves everything: ports are read by the facts model (contracts.md §4).
+from ansible_collections.hpcnet.infiniband.plugins.module_utils._facts import read_port
+from ansible_collections.hpcnet.infiniband.plugins.module_utils._host import HostError, valid_rdma_device
+
+# ---------------------------------------------------------------------------------------------
+# Kernel port states (include/rdma/ib_verbs.h enum ib_port_state, ib_port_phys_state)
+PORT_STATES = {0: "NOP", 1: "DOWN", 2: "INIT", 3: "ARMED", 4: "ACTIVE", 5: "ACTIVE_DEFER"}
+PHYS_STATES = {
+    1: "Sleep",
+    2: "Polling",
+    3: "Disabled",
+    4: "PortConfigurationTraining",
+    5: "LinkUp",
+    6: "LinkErrorRecovery",
+    7: "Phy Test",
+}
+# SMInfo SMState (IBA 14.2.5.13)
+SM_STATES = {0: "NOTACTIVE", 1: "DISCOVERING", 2: "STANDBY", 3: "MASTER"}
+
+START_SM_HINT = "start opensm on a node or the switch"
+
+
+# ---------------------------------------------------------------------------------------------
+# small parsers
+def parse_state(text, names):
+    """``"4: ACTIVE"`` -> (4, "ACTIVE"); ``"ACTIVE"`` -> (code, "ACTIVE"); None -> (None, None)."""
+    if text is None:
+        return None, None
+    if isinstance(text, int):
+        return text, names.get(text)
+    text = str(text).strip()
+    match = re.match(r"^(\d+)\s*:\s*(.*)$", text)
+    if match:
+        code = int(match.group(1))
+        return code, (match.group(2).strip() or names.get(code))
+    for code, name in names.items():
+        if name.lower() == text.lower():
+            return code, name
+    return None, text or None
+
+
+def parse_lid(value):
+    """LID from sysfs text (``0x3a4``), an int, or a decimal string; None when unknown."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    text = str(value).strip()
+    try:
+        return int(text, 16) if text.lower().startswith("0x") else int(text)
+    except ValueError:
+        return None
+
+
+GUID_RE = re.compile(r"^(?:0x)?[0-9a-fA-F]{1,16}$")
+KERNEL_GUID_RE = re.compile(r"^[0-9a-fA-F]{4}(?::[0-9a-fA-F]{4}){3}$")
+
+
+def normalize_guid(value):
+    """Any GUID spelling (``0x100003``, ``0x0002c90300a1b2c1``, ``0002:c903:00a1:b2c1``) -> kernel format.
+
+    Returns None when ``value`` is not a GUID.
+    """
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    else:
+        text = str(value).strip()
+        if KERNEL_GUID_RE.match(text):
+            number = int(text.replace(":", ""), 16)
+        elif GUID_RE.match(text):
+            number = int(text, 16)
+        else:
+            return None
+    if number < 0 or number >= 1 << 64:
+        return None
+    digits = "%016x" % number
+    return ":".join(digits[i:i + 4] for i in range(0, 16, 4))
+
+
+def guid_hex(value):
+    """Kernel-format GUID -> ``0x0002c90300a1b2c1`` (what opensm and ibstat -p print)."""
+    kernel = normalize_guid(value)
+    return None if kernel is None else "0x" + kernel.replace(":", "")
+
+
+# ---------------------------------------------------------------------------------------------
+# reading ports (through the facts model)
+def list_ports(host):
+    """[(device, port_number)] of every RDMA port the host shows, sorted."""
+    found = []
+    for device in host.listdir("class/infiniband"):
+        if not valid_rdma_device(device):
+            continue
+        for name in host.listdir("class/infiniband/%s/ports" % device):
+            if name.isdigit():
+                found.append((device, int(name)))
+    return sorted(found)
+
+
+def port_view(reading, device, port):
+    """Normalise one port reading (from ``_facts.read_port``) into what the check reports."""
+    reading = reading or {}
+    state_code, state = parse_state(reading.get("state"), PORT_STATES)
+    if reading.get("state_code") is not None:
+        state_code = reading.get("state_code")
+    phys_code, phys = parse_state(reading.get("phys_state"), PHYS_STATES)
+    if reading.get("phys_state_code") is not None:
+        phys_code = reading.get("phys_state_code")
+    lid = parse_lid(reading.get("lid"))
+    sm_lid = parse_lid(reading.get("sm_lid"))
+    return {
+        "device": device,
+        "port": int(port),
+        "link_layer": reading.get("link_layer"),
+        "state": state,
+        "state_code": state_code,
+        "phys_state": phys,
+        "phys_state_code": phys_code,
+        "lid": lid,
+        "sm_lid": sm_lid,
+        "sm_sl": parse_lid(reading.get("sm_sl")),
+        "port_guid": normalize_guid(reading.get("port_guid")),
+        # The SM answers from its own port: on that port the SM LID is the port's own LID.
+        "local_sm": bool(lid and sm_lid and lid == sm_lid),
+    }
+
+
+def is_infiniband(view):
+    # Old kernels have no link_layer file: every port was InfiniBand then.
+    return view.get("link_layer") in (None, "InfiniBand", "IB")
+
+
+def select_ports(views, devices=None, ports=None):
+    """Pick the ports to check. Returns (selected, errors).
+
+    Default: every InfiniBand link-layer port. ``devices`` restricts to those HCAs (each must exist),
+    ``ports`` to those port numbers (each must exist on at least one selected HCA). Ethernet (RoCE)
+    ports are never checked: no subnet manager is involved there.
+    """
+    errors = []
+    present = sorted({v["device"] for v in views})
+    if devices:
+        missing = [d for d in devices if d not in present]
+        for name in missing:
+            errors.append(
+                "HCA %s not found on this host (present: %s)" % (name, ", ".join(present) or "none")
+            )
+        views = [v for v in views if v["device"] in devices]
+    if ports:
+        numbers = sorted({v["port"] for v in views})
+        for number in ports:
+            if int(number) not in numbers:
+                errors.append(
+                    "port %s not found on %s (ports: %s)"
+                    % (number, ", ".join(devices or present) or "this host", ", ".join(map(str, numbers)) or "none")
+                )
+        views = [v for v in views if v["port"] in [int(p) for p in ports]]
+    selected = [v for v in views if is_infiniband(v)]
+    return selected, errors
+
+
+def read_ports(host, devices=None, ports=None):
+    """(all port views, selected views, selection errors) from one reading of the host."""
+    views = [port_view(read_port(host, device, port), device, port) for device, port in list_ports(host)]
+    selected, errors = select_ports(views, devices, ports)
+    return views, selected, errors
+
+
+# ---------------------------------------------------------------------------------------------
+# verdicts
+def port_problem(view):
+    """None when the port is ACTIVE, LinkUp and knows its SM; otherwise the message saying why not."""
+    name = "%s port %s" % (view["device"], view["port"])
+    state, phys = view.get("state"), view.get("phys_state")
+    shown = "%s (%s)" % (state or "unknown", phys or "unknown")
+    if state is None:
+        return "%s: the port state cannot be read (sysfs state missing)" % name
+    if state == "ACTIVE":
+        if phys not in (None, "LinkUp"):
+            return "%s is %s: the link is not up; check the cable and the switch port" % (name, shown)
+        if not view.get("sm_lid"):
+            return (
+                "%s is %s but its sm_lid is 0: the port does not know its subnet manager; "
+                "check that opensm is still running and sweeping" % (name, shown)
+            )
+        return None
+    if state == "INIT":
+        if phys in (None, "LinkUp"):
+            return "%s is %s: no subnet manager has configured it; %s" % (name, shown, START_SM_HINT)
+        return "%s is %s: the link is not trained; check the cable and the switch port" % (name, shown)
+    if state == "ARMED":
+        return (
+            "%s is %s: the subnet manager has not finished bringing it up; wait for its next sweep "
+            "or check the opensm log" % (name, shown)
+        )
+    if state == "DOWN":
+        if phys == "Disabled":
+            return "%s is %s: the port is disabled; enable it on the HCA or the switch (ibportstate enable)" % (
+                name,
+                shown,
+            )
+        return "%s is %s: no link: check the cable and the switch port" % (name, shown)
+    return "%s is %s: not ACTIVE" % (name, shown)
+
+
+def combine(problems):
+    """One message for every problem (the check reports all failing ports at once)."""
+    problems = [p for p in problems if p]
+    if not problems:
+        return None
+    if len(problems) == 1:
+        return problems[0]
+    return "%d subnet-manager problems: %s" % (len(problems), "; ".join(problems))
+
+
+# ---------------------------------------------------------------------------------------------
+# sminfo / saquery output
+SMINFO_RE = re.compile(
+    r"sm lid\s+(?P<lid>\d+)\s+sm guid\s+(?P<guid>0x[0-9a-fA-F]+),\s*activity count\s+(?P<act>\d+)\s+"
+    r"priority\s+(?P<priority>\d+)\s+state\s+(?P<state>\d+)(?:\s+(?P<name>\S+))?"
+)
+
+
+def parse_sminfo(text):
+    """Parse ``sminfo: sm lid 1 sm guid 0x100003, activity count 65 priority 5 state 3 SMINFO_MASTER``.
+
+    Returns {lid, guid (kernel format), guid_hex, activity_count, priority, state_code, state} or None.
+    """
+    match = SMINFO_RE.search(text or "")
+    if not match:
+        return None
+    code = int(match.group("state"))
+    return {
+        "lid": int(match.group("lid")),
+        "guid": normalize_guid(match.group("guid")),
+        "guid_hex": guid_hex(match.group("guid")),
+        "activity_count": int(match.group("act")),
+        "priority": int(match.group("priority")),
+        "state_code": code,
+        "state": SM_STATES.get(code, "UNKNOWN"),
+    }
+
+
+def parse_smir(text):
+    """Parse ``saquery SMIR`` (one SMInfoRecord per SM the master knows, standby ones included)."""
+    records = []
+    current = None
+    for line in (text or "").splitlines():
+        line = line.strip()
+        if line.startswith("SMInfoRecord dump"):
+            current = {}
+            records.append(current)
+            continue
+        if current is None:
+            continue
+        match = re.match(r"^(LID|GUID|ActCount|Priority|SMState)\.+\s*(\S+)$", line)
+        if match:
+            current[match.group(1)] = match.group(2)
+    result = []
+    for record in records:
+        guid = normalize_guid(record.get("GUID"))
+        if guid is None:
+            continue
+        code = parse_lid(record.get("SMState"))
+        result.append(
+            {
+                "lid": parse_lid(record.get("LID")),
+                "guid": guid,
+                "guid_hex": guid_hex(guid),
+                "activity_count": parse_lid(record.get("ActCount")),
+                "priority": parse_lid(record.get("Priority")),
+                "state_code": code,
+                "state": SM_STATES.get(code, "UNKNOWN"),
+            }
+        )
+    return result
+
+
+def _first_line(text):
+    for line in (text or "").splitlines():
+        if line.strip():
+            return line.strip()
+    return ""
+
+
+def query_sm(host, timeout=15):
+    """Ask the fabric for its SM with ``sminfo`` (and ``saquery SMIR`` for the standby ones).
+
+    Returns {available, master, sms, error}: ``available`` False when infiniband-diags is not
+    installed; ``error`` set when sminfo ran and failed (no SM answers, timeout).
+    """
+    info = {"available": True, "master": None, "sms": [], "error": None}
+    try:
+        rc, out, err = host.run(["sminfo"], timeout=timeout)
+    except HostError as exc:
+        info.update(available=False, error=str(exc))
+        return info
+    if rc == 127:
+        info.update(available=False, error="sminfo not found (infiniband-diags is not installed)")
+        return info
+    if rc == 124 or rc == 137:
+        info["error"] = "sminfo timed out after %ss: no subnet manager answers" % timeout
+        return info
+    master = parse_sminfo(out) if rc == 0 else None
+    if master is None:
+        detail = _first_line(err) or _first_line(out) or "rc=%s" % rc
+        info["error"] = "sminfo found no subnet manager (%s)" % detail
+        return info
+    info["master"] = master
+    try:
+        rc, out, _err = host.run(["saquery", "SMIR"], timeout=timeout)
+    except HostError:
+        rc, out = 1, ""
+    sms = parse_smir(out) if rc == 0 else []
+    if not any(sm["guid"] == master["guid"] for sm in sms):
+        sms.insert(0, dict(master))  # SMIR unavailable: at least the master is known
+    info["sms"] = sms
+    return info
+
+
+# ---------------------------------------------------------------------------------------------
+# requirements on the SM
+def sm_problems(sm_info, local_guids, min_sms=0, sm_guid=None, allow_local_sm=True, required=False):
+    """Problems with what sminfo reported. ``local_guids``: kernel-format port GUIDs of this host."""
+    problems = []
+    master = (sm_info or {}).get("master")
+    if master is None:
+        needs = []
+        if required:
+            needs.append("query_sm=always")
+        if min_sms:
+            needs.append("min_sms=%d" % min_sms)
+        if sm_guid:
+            needs.append("sm_guid")
+        if not allow_local_sm:
+            needs.append("allow_local_sm=false")
+        if needs:
+            reason = (sm_info or {}).get("error") or "the subnet manager was not queried"
+            problems.append("cannot verify the subnet manager (%s): %s" % (", ".join(needs), reason))
+        return problems
+    sms = sm_info.get("sms") or [master]
+    if min_sms and len(sms) < min_sms:
+        problems.append(
+            "%d subnet manager(s) on the fabric (%s), at least %d required; start a standby opensm"
+            % (len(sms), ", ".join("%s %s" % (s["guid_hex"], s["state"]) for s in sms), min_sms)
+        )
+    if sm_guid:
+        wanted = normalize_guid(sm_guid)
+        if master["guid"] != wanted:
+            problems.append(
+                "the master subnet manager is %s (LID %s, priority %s), not the expected %s"
+                % (master["guid_hex"], master["lid"], master["priority"], guid_hex(wanted))
+            )
+    if not allow_local_sm and master["guid"] in (local_guids or []):
+        problems.append(
+            "the master subnet manager %s runs on this host, and allow_local_sm is false" % master["guid_hex"]
+        )
+    return problems
+
+
+# ---------------------------------------------------------------------------------------------
+# the whole check (read-only)
+def run_check(
+    host,
+    devices=None,
+    ports=None,
+    wait_timeout=0,
+    poll_interval=2,
+    query="auto",
+    min_sms=0,
+    sm_guid=None,
+    allow_local_sm=True,
+    require_ports=True,
+    sm_query_timeout=15,
+    sleep=None,
+    clock=None,
+):
+    """Read, judge and (within ``wait_timeout``) poll again until the fabric is ready.
+
+    Returns (result dict, failure message or None). Selection errors never wait: they will not heal.
+    """
+    sleep = sleep or time.sleep
+    clock = clock or time.monotonic
+    errors = check_arguments(devices, ports, wait_timeout, poll_interval, min_sms, sm_guid, sm_query_timeout)
+    if errors:
+        return _result([], None, [], 0, 0.0), combine(errors)
+    started = clock()
+    deadline = started + max(0, wait_timeout or 0)
+    attempts = 0
+    while True:
+        attempts += 1
+        _views, selected, errors = read_ports(host, devices, ports)
+        if errors:
+            return _result(selected, None, [], attempts, clock() - started), combine(errors)
+        problems = []
+        if not selected and require_ports:
+            problems.append("no InfiniBand port to check on this host")
+        failed = []
+        for view in selected:
+            message = port_problem(view)
+            view["ok"] = message is None
+            view["message"] = message
+            if message:
+                failed.append({"device": view["device"], "port": view["port"], "state": view["state"],
+                               "phys_state": view["phys_state"], "message": message})
+                problems.append(message)
+        sm_info = None
+        if query != "never" and not failed and selected:
+            sm_info = query_sm(host, timeout=sm_query_timeout)
+            if not sm_info["available"] and query == "auto":
+                sm_info["skipped"] = True
+            local = [v["port_guid"] for v in _views if v.get("port_guid")]
+            if sm_info.get("master"):
+                sm_info["master"]["local"] = sm_info["master"]["guid"] in local
+                for sm in sm_info["sms"]:
+                    sm["local"] = sm["guid"] in local
+            problems.extend(
+                sm_problems(sm_info, local, min_sms, sm_guid, allow_local_sm, required=(query == "always"))
+            )
+        message = combine(problems)
+        if message is None or clock() >= deadline:
+            return _result(selected, sm_info, failed, attempts, clock() - started), message
+        sleep(max(0.0, min(float(poll_interval), deadline - clock())))
+
+
+def check_arguments(devices, ports, wait_timeout, poll_interval, min_sms, sm_guid, sm_query_timeout):
+    """Bad input -> one clear message each, before anything is read."""
+    errors = []
+    for name in devices or []:
+        if not valid_rdma_device(name):
+            errors.append("devices: %r is not an RDMA device name" % (name,))
+    for number in ports or []:
+        if not 1 <= int(number) <= 254:
+            errors.append("ports: %r is not a port number (1-254)" % (number,))
+    if (wait_timeout or 0) < 0:
+        errors.append("wait_timeout must be >= 0 seconds")
+    if not poll_interval or poll_interval <= 0:
+        errors.append("poll_interval must be > 0 seconds")
+    if (min_sms or 0) < 0:
+        errors.append("min_sms must be >= 0")
+    if sm_guid is not None and normalize_guid(sm_guid) is None:
+        errors.append("sm_guid %r is not a GUID (0x0002c90300a1b2c1 or 0002:c903:00a1:b2c1)" % (sm_guid,))
+    if not sm_query_timeout or sm_query_timeout < 1:
+        errors.append("sm_query_timeout must be >= 1 second")
+    return errors
+
+
+def summary(result):
+    """One line for a passing check."""
+    ports = result.get("ports") or []
+    text = "%d InfiniBand port(s) ACTIVE" % len(ports) if ports else "no InfiniBand port on this host"
+    sm = result.get("sm") or {}
+    if sm.get("guid_hex"):
+        text += "; master SM %s (LID %s, priority %s, %s%s)" % (
+            sm["guid_hex"], sm["lid"], sm["priority"], sm["state"], ", on this host" if sm.get("local") else "")
+        if sm.get("count", 0) > 1:
+            text += ", %d SMs in total" % sm["count"]
+    elif ports:
+        text += "; SM LID %s" % ", ".join(sorted({str(p.get("sm_lid")) for p in ports}))
+    return text
+
+
+def _result(selected, sm_info, failed, attempts, elapsed):
+    sm = None
+    if sm_info is not None:
+        master = sm_info.get("master") or {}
+        sm = {
+            "queried": bool(sm_info.get("available")),
+            "error": sm_info.get("error"),
+            "guid": master.get("guid"),
+            "guid_hex": master.get("guid_hex"),
+            "lid": master.get("lid"),
+            "priority": master.get("priority"),
+            "state": master.get("state"),
+            "activity_count": master.get("activity_count"),
+            "local": master.get("local"),
+            "count": len(sm_info.get("sms") or []),
+            "sms": sm_info.get("sms") or [],
+        }
+    return {
+        "ports": selected,
+        "sm": sm,
+        "failed_ports": failed,
+        "attempts": attempts,
+        "waited": round(max(0.0, elapsed), 1),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# opensm configuration model (opensm.conf, partitions.conf, the distribution's service defaults)
+PARTITION_NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+OPTION_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+MEMBER_KEYWORDS = ("ALL", "ALL_CAS", "ALL_SWITCHES", "ALL_ROUTERS", "SELF")
+MEMBERSHIPS = ("full", "limited", "both")
+# IB MTU codes (1=256 ... 5=4096) and rate codes opensm accepts in partitions.conf
+MTU_CODES = {1: 256, 2: 512, 3: 1024, 4: 2048, 5: 4096}
+RATE_CODES = tuple(range(2, 23))
+DEFAULT_PKEY = 0x7FFF
+# Keys the model renders itself; ``options`` must not set them a second time.
+MODELLED_KEYS = ("guid", "sm_priority", "virt_enabled", "sweep_interval", "partition_config_file")
+MANAGED_HEADER = "# Managed by hpcnet.infiniband (ib_opensm_config); local changes are overwritten.\n"
+
+
+def parse_pkey(value):
+    """P_Key from an int or ``0x8001``/``32769`` text -> 15-bit partition number, or None when invalid.
+
+    The top bit (0x8000) is the membership bit that opensm sets per member, so 0x8001 and 0x0001
+    name the same partition; 0x0000 and 0x8000 are invalid.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        number = value
+    else:
+        text = str(value or "").strip().lower()
+        try:
+            number = int(text, 16) if text.startswith("0x") else int(text)
+        except ValueError:
+            return None
+    if number < 0 or number > 0xFFFF:
+        return None
+    number &= 0x7FFF
+    return number or None
+
+
+def normalize_partitions(partitions, add_default=True):
+    """Validate the partitions from variables. Returns (normalised list, errors).
+
+    Each item: name, pkey, ipoib (bool), mtu (IB MTU code 1-5), rate (code), sl (0-15),
+    defmember (full|limited|both), members [{guid: GUID|ALL|ALL_CAS|ALL_SWITCHES|ALL_ROUTERS|SELF,
+    membership: full|limited|both}]. The default partition 0x7fff is added when missing, because
+    every port needs it to reach the SA.
+    """
+    errors = []
+    result = []
+    seen_names, seen_pkeys = {}, {}
+    for index, item in enumerate(partitions or []):
+        where = "partitions[%d]" % index
+        if not isinstance(item, dict):
+            errors.append("%s: must be a dict with name, pkey and members" % where)
+            continue
+        name = item.get("name")
+        if not isinstance(name, str) or not PARTITION_NAME_RE.match(name):
+            errors.append("%s: name %r must be 1-64 characters of letters, digits, '_', '.', '-'" % (where, name))
+            continue
+        where = "partition %s" % name
+        pkey = parse_pkey(item.get("pkey"))
+        if pkey is None:
+            errors.append("%s: pkey %r is not a P_Key (0x0001-0x7fff, the 0x8000 bit optional)" % (where, item.get("pkey")))
+            continue
+        if name in seen_names:
+            errors.append("%s: defined twice" % where)
+        if pkey in seen_pkeys and seen_pkeys[pkey] != name:
+            errors.append("%s: P_Key 0x%04x is already used by partition %s" % (where, pkey, seen_pkeys[pkey]))
+        seen_names[name] = True
+        seen_pkeys.setdefault(pkey, name)
+        entry = {"name": name, "pkey": pkey, "ipoib": bool(item.get("ipoib", True))}
+        for key, low, high in (("mtu", 1, 5), ("rate", 2, 22), ("sl", 0, 15)):
+            value = item.get(key)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                errors.append("%s: %s %r must be an integer %d-%d%s" % (
+                    where, key, value, low, high, " (IB MTU code: 4=2048, 5=4096)" if key == "mtu" else ""))
+                continue
+            entry[key] = value
+        defmember = item.get("defmember")
+        if defmember is not None:
+            if defmember not in MEMBERSHIPS:
+                errors.append("%s: defmember %r must be one of %s" % (where, defmember, ", ".join(MEMBERSHIPS)))
+            else:
+                entry["defmember"] = defmember
+        members = []
+        for mindex, member in enumerate(item.get("members") or []):
+            if isinstance(member, str):
+                member = {"guid": member}
+            if not isinstance(member, dict):
+                errors.append("%s: members[%d] must be a GUID, a keyword or {guid, membership}" % (where, mindex))
+                continue
+            guid = member.get("guid")
+            if guid in MEMBER_KEYWORDS:
+                spelled = guid
+            else:
+                spelled = guid_hex(guid)
+                if spelled is None:
+                    errors.append("%s: member %r is not a port GUID nor one of %s" % (
+                        where, guid, ", ".join(MEMBER_KEYWORDS)))
+                    continue
+            membership = member.get("membership")
+            if membership is not None and membership not in MEMBERSHIPS:
+                errors.append("%s: member %s membership %r must be one of %s" % (
+                    where, spelled, membership, ", ".join(MEMBERSHIPS)))
+                continue
+            members.append({"guid": spelled, "membership": membership})
+        entry["members"] = members
+        result.append(entry)
+    if add_default and not errors and DEFAULT_PKEY not in seen_pkeys:
+        result.insert(0, {
+            "name": "Default", "pkey": DEFAULT_PKEY, "ipoib": True, "defmember": "full",
+            "members": [{"guid": "ALL", "membership": None}, {"guid": "ALL_SWITCHES", "membership": "full"},
+                        {"guid": "SELF", "membership": "full"}],
+        })
+    return result, errors
+
+
+def render_partitions(partitions):
+    """partitions.conf text (opensm partition-config format) from normalised partitions."""
+    lines = [MANAGED_HEADER.rstrip("\n")]
+    for part in partitions:
+        flags = []
+        if part.get("ipoib"):
+            flags.append("ipoib")
+        for key in ("mtu", "rate", "sl", "defmember"):
+            if part.get(key) is not None:
+                flags.append("%s=%s" % (key, part[key]))
+        head = "%s=0x%04x" % (part["name"], part["pkey"])
+        if flags:
+            head += ", " + ", ".join(flags)
+        members = ", ".join(
+            m["guid"] + ("=" + m["membership"] if m.get("membership") else "") for m in part["members"]
+        )
+        lines.append("%s : %s ;" % (head, members) if members else "%s : ;" % head)
+    return "\n".join(lines) + "\n"
+
+
+def _conf_value(value):
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    return str(value)
+
+
+def opensm_settings(guid=None, priority=None, virt_enabled=None, sweep_interval=None,
+                    partitions_path=None, options=None):
+    """Validate the opensm.conf model. Returns (ordered [(key, value)], errors)."""
+    errors = []
+    settings = []
+    if guid is not None:
+        spelled = guid_hex(guid)
+        if spelled is None:
+            errors.append("guid %r is not a port GUID (0x0002c90300a1b2c1 or 0002:c903:00a1:b2c1)" % guid)
+        else:
+            settings.append(("guid", spelled))
+    if priority is not None:
+        if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 15:
+            errors.append("priority %r must be 0 (lowest) to 15 (highest)" % priority)
+        else:
+            settings.append(("sm_priority", str(priority)))
+    if virt_enabled is not None:
+        if virt_enabled not in (0, 1, 2):
+            errors.append("virt_enabled %r must be 0 (disabled), 1 (ignore VFs) or 2 (enabled)" % virt_enabled)
+        else:
+            settings.append(("virt_enabled", str(virt_enabled)))
+    if sweep_interval is not None:
+        if isinstance(sweep_interval, bool) or not isinstance(sweep_interval, int) or sweep_interval < 0:
+            errors.append("sweep_interval %r must be seconds >= 0 (0 disables sweeping)" % sweep_interval)
+        else:
+            settings.append(("sweep_interval", str(sweep_interval)))
+    if partitions_path:
+        settings.append(("partition_config_file", partitions_path))
+    for key in sorted(options or {}):
+        value = (options or {})[key]
+        if not isinstance(key, str) or not OPTION_NAME_RE.match(key):
+            errors.append("option name %r is not an opensm.conf key" % (key,))
+            continue
+        if key in MODELLED_KEYS:
+            errors.append("option %s is set by its own parameter, not through options" % key)
+            continue
+        text = _conf_value(value)
+        if value is None or "\n" in text or not text.strip():
+            errors.append("option %s: value %r must be a non-empty single line" % (key, value))
+            continue
+        settings.append((key, text.strip()))
+    return settings, errors
+
+
+def render_opensm_conf(settings):
+    """opensm.conf text: opensm keeps its built-in default for every key not listed."""
+    lines = [MANAGED_HEADER.rstrip("\n"), "# opensm uses its built-in default for every key not listed here."]
+    lines.extend("%s %s" % (key, value) for key, value in settings)
+    return "\n".join(lines) + "\n"
+
+
+def render_service_defaults(guid):
+    """Debian's /etc/default/opensm: the service starts one opensm per listed port GUID."""
+    ports = guid_hex(guid) if guid is not None else "ALL"
+    return MANAGED_HEADER + "# Port GUIDs opensm binds to (ibstat -p lists them), or ALL / NONE.\nPORTS=\"%s\"\n" % ports
+
+
+def plan_opensm_config(host, params):
+    """have (the files now) -> plan (write_file changes). Returns (Plan, {path: wanted text}).
+
+    Every refusal is decided here; nothing is written by this function.
+    """
+    from ansible_collections.hpcnet.infiniband.plugins.module_utils._plan import Plan
+
+    plan = Plan()
+    conf_path = params.get("conf_path") or "/etc/opensm/opensm.conf"
+    partitions_path = params.get("partitions_path") or "/etc/opensm/partitions.conf"
+    defaults_path = params.get("service_defaults_path")
+    paths = [p for p in (conf_path, partitions_path, defaults_path) if p]
+    for path in paths:
+        if not str(path).startswith("/"):
+            plan.refuse("%s is not an absolute path" % path)
+    if len(set(paths)) != len(paths):
+        plan.refuse("conf_path, partitions_path and service_defaults_path must be different files")
+    partitions, errors = normalize_partitions(params.get("partitions") or [])
+    for error in errors:
+        plan.refuse(error)
+    settings, errors = opensm_settings(
+        guid=params.get("guid"),
+        priority=params.get("priority"),
+        virt_enabled=params.get("virt_enabled"),
+        sweep_interval=params.get("sweep_interval"),
+        partitions_path=partitions_path,
+        options=params.get("options") or {},
+    )
+    for error in errors:
+        plan.refuse(error)
+    if not plan.ok:
+        return plan, {}
+    files = {conf_path: render_opensm_conf(settings), partitions_path: render_partitions(partitions)}
+    if defaults_path:
+        files[defaults_path] = render_service_defaults(params.get("guid"))
+    for path, wanted in files.items():
+        try:
+            current = host.read_file(path)
+        except HostError as exc:
+            plan.refuse(str(exc))
+            continue
+        if current != wanted:
+            plan.add("write_file", path, current, wanted, mode=0o644)
+    # opensm reads its configuration when it starts: a changed file needs a restart.
+    plan.reload_required = plan.changed
+    return plan, files
+
+
+def apply_opensm_config(host, plan):
+    """The only writer: each planned file atomically, mode 0644."""
+    for change in plan.changes:
+        if change.action == "write_file":
+            host.write_file(change.target, change.after, mode=change.detail.get("mode", 0o644))

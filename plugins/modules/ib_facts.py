@@ -1,0 +1,184 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: hpcnet.infiniband contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: ib_facts
+short_description: InfiniBand, IPoIB, EIPoIB, RoCE and SR-IOV facts of a host (or of a sysfs capture)
+version_added: "0.1.0"
+description:
+  - Reads sysfs and returns C(ansible_facts.ib_facts) (schema 1, see C(docs/facts.md) in the collection)
+    for B(every) netdev of the host (physical, IPoIB, IPoIB P_Key children, EIPoIB, VFs, plain Ethernet,
+    loopback and virtual devices marked as such) and every RDMA device and port.
+  - For each interface it reports what C(ethtool -i) would say as C(driver) and C(bus_info). On a live
+    host it asks the kernel with the C(SIOCETHTOOL)/C(ETHTOOL_GDRVINFO) ioctl (no C(ethtool) binary
+    needed); when that is impossible (a capture, or the ioctl fails) it infers the answer from sysfs and
+    says so in C(driver_source).
+  - Computes the node's network mode with Fuel's rule (C(eth_ipoib) or IPoIB -> C(infiniband);
+    C(mlx4_en)/C(mlx5_core) on an Ethernet link-layer RDMA port (RoCE) -> C(ethernet); both -> C(mixed);
+    neither -> C(none)) and explains it in C(network_mode_reasons).
+  - Reports per InfiniBand port whether a subnet manager answers (C(sm_lid) set and port ACTIVE) and
+    whether it runs on this port (C(sm_lid) == C(lid)).
+  - With O(sysfs_root) it reads a captured tree (hwloc-gather-topology, sosreport) instead of the live
+    host. Links are resolved by hand and never followed outside O(sysfs_root); missing, empty or garbage
+    attributes become V(null) and garbage/loops are listed in C(warnings).
+author:
+  - hpcnet.infiniband contributors
+options:
+  sysfs_root:
+    description:
+      - Where sysfs is. V(/sys) reads the running host (C(source=live)); any other path is read as a
+        capture (C(source=snapshot)), for example the C(sys/) folder of an unpacked
+        C(hwloc-gather-topology) tarball.
+    type: path
+    default: /sys
+  interfaces:
+    description:
+      - Only report these netdevs in C(nics) (RDMA devices are always all reported).
+      - A name that does not exist fails the module with the list of known interfaces.
+      - The node-level C(network_mode) is computed from the reported interfaces only.
+    type: list
+    elements: str
+notes:
+  - Read-only; check mode is supported and changes nothing (nothing is ever changed).
+  - Field reference and the schema version policy are in C(docs/facts.md).
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+  facts:
+    support: full
+"""
+
+EXAMPLES = r"""
+- name: Gather InfiniBand facts of the host
+  hpcnet.infiniband.ib_facts:
+
+- name: Show the node's network mode and the reasons
+  ansible.builtin.debug:
+    msg: "{{ ansible_facts.ib_facts.network_mode }}: {{ ansible_facts.ib_facts.network_mode_reasons }}"
+
+- name: Read a captured sysfs tree on the controller
+  hpcnet.infiniband.ib_facts:
+    sysfs_root: /srv/captures/node042/sys
+  delegate_to: localhost
+
+- name: Only IPoIB interfaces ib0 and its P_Key child
+  hpcnet.infiniband.ib_facts:
+    interfaces: [ib0, ib0.8002]
+
+- name: Fail when a port has no subnet manager
+  ansible.builtin.assert:
+    that: item.value.sm_present
+    fail_msg: "{{ item.key }} sees no subnet manager (state {{ item.value.state }})"
+  loop: "{{ ansible_facts.ib_facts.subnet_manager | dict2items }}"
+"""
+
+RETURN = r"""
+ansible_facts:
+  description: Facts to add to ansible_facts.
+  returned: always
+  type: dict
+  contains:
+    ib_facts:
+      description: InfiniBand host networking facts, schema 1 (field by field in docs/facts.md).
+      returned: always
+      type: dict
+      contains:
+        schema:
+          description: Schema version of this dict; bumped only on incompatible changes.
+          type: int
+          sample: 1
+        source:
+          description: V(live) when read from the running host's /sys, V(snapshot) for a capture.
+          type: str
+          sample: live
+        sysfs_root:
+          description: The sysfs tree that was read (links resolved).
+          type: str
+          sample: /sys
+        network_mode:
+          description: Node network mode, V(infiniband), V(ethernet), V(mixed) or V(none).
+          type: str
+          sample: infiniband
+        network_mode_reasons:
+          description: One sentence per interface that decided the mode (interface, driver, port).
+          type: list
+          elements: str
+          sample: ["ib0: ib_ipoib (IPoIB on mlx4_0 port 1) -> infiniband"]
+        network_mode_interfaces:
+          description: Interfaces per mode, keys V(infiniband) and V(ethernet).
+          type: dict
+          sample: {"infiniband": ["ib0"], "ethernet": []}
+        nics:
+          description:
+            - Every netdev keyed by name. Keys always present (V(null) when unknown or not
+              applicable) - name, ifindex, mac, type, link_type, kind, driver, driver_source,
+              driver_version, firmware_version, bus_info, pci_address, pci_driver, vendor_id,
+              device_id, model, numa_node, mtu, operstate, carrier, speed_mbps, dev_port, virtual,
+              is_vf, physfn, master, network_mode, ib, ipoib, eipoib, sriov.
+            - C(kind) is one of V(ipoib), V(ipoib_child), V(eipoib), V(roce), V(ethernet), V(vf),
+              V(virtual), V(loopback).
+            - C(driver_source) is one of V(ethtool), V(sysfs), V(inferred), V(unknown).
+          type: dict
+          sample:
+            ib0:
+              name: ib0
+              kind: ipoib
+              driver: ib_ipoib
+              driver_source: ethtool
+              bus_info: "0000:82:00.0"
+              model: ConnectX-3
+              ib: {device: mlx4_0, port: 1, state: ACTIVE, lid: 932, sm_lid: 1, rate: "56 Gb/sec (4X FDR)"}
+              ipoib: {mode: datagram, pkey: "0xffff", parent: null, umcast: false, children: []}
+        devices:
+          description: Every RDMA device keyed by name, with its ports keyed by port number (a string).
+          type: dict
+          sample:
+            mlx4_0:
+              node_guid: "0002:c903:00f9:bfa0"
+              fw_ver: 2.11.500
+              board_id: DEL0A30000019
+              ports: {"1": {state: ACTIVE, lid: 932, sm_lid: 1, pkeys: ["0xffff"]}}
+        subnet_manager:
+          description: Per InfiniBand port (key V(device/port)) - state, lid, sm_lid, sm_sl,
+            sm_present, sm_local, netdevs.
+          type: dict
+          sample: {"mlx4_0/1": {state: ACTIVE, lid: 932, sm_lid: 1, sm_present: true, sm_local: false}}
+        warnings:
+          description: Problems found in the tree (garbage attributes, symlink loops, links leaving
+            sysfs_root, incomplete captures). The facts are still returned with V(null) fields.
+          type: list
+          elements: str
+          sample: []
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.hpcnet.infiniband.plugins.module_utils._facts import FactsError, gather
+from ansible_collections.hpcnet.infiniband.plugins.module_utils._host import Host
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            sysfs_root=dict(type="path", default="/sys"),
+            interfaces=dict(type="list", elements="str"),
+        ),
+        supports_check_mode=True,
+    )
+    host = Host.from_module(module, sysfs_root=module.params["sysfs_root"])
+    try:
+        facts = gather(host, interfaces=module.params["interfaces"])
+    except FactsError as exc:
+        module.fail_json(msg=str(exc))
+    module.exit_json(changed=False, ansible_facts={"ib_facts": facts})
+
+
+if __name__ == "__main__":
+    main()

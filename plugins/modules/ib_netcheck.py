@@ -1,0 +1,203 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: hpcnet.infiniband contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Node side of the network verification: report the member interfaces, probe the peers."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: ib_netcheck
+short_description: Report a node's network member interfaces and probe its peers over them
+version_added: 0.1.0
+description:
+  - Node side of the network verification (the role M(hpcnet.infiniband.ib_netcheck_report) evaluates).
+  - Reports, for every interface the node has in O(networks), its state, MTU, IPoIB mode, IPv4 addresses
+    and the InfiniBand port behind it (state, port GUID, LID, SM LID, P_Key table); an EIPoIB interface
+    reports the port of its IPoIB slave.
+  - With O(peers) (the reports of all members, from a first run), probes every peer of every network over
+    the assigned interface, all at once: first one don't-fragment ping of the network's MTU
+    (C(ping -M do -s MTU-28 -I IFACE)), then, only to the peers that did not answer, the same probe again
+    and a small one, to tell unreachable from a too small path MTU (see O(rounds)). At most O(max_parallel) pings run at a time, each waits
+    O(wait) seconds.
+  - Never changes the host.
+author:
+  - hpcnet.infiniband developers
+options:
+  node:
+    description: This node's name in O(networks) (usually C(inventory_hostname)).
+    type: str
+    required: true
+  networks:
+    description:
+      - Networks to verify. Members come from O(allocation) unless given.
+      - Empty means every network role allocated on at least two nodes.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      name:
+        description: Network role (C(storage), C(rdma)...).
+        type: str
+        required: true
+      pkey:
+        description: P_Key of the network (checked against the member ports' P_Key tables).
+        type: str
+      mtu:
+        description: MTU of the network; the most common member MTU when omitted.
+        type: int
+      members:
+        description: Node name -> interface name (instead of O(allocation)).
+        type: dict
+  allocation:
+    description:
+      - Which interface carries which network role on each node, as the nodes model has it
+        (C(networks.allocation)) or the inventory plugin's C(ib_networks) host vars (role -> {interface}).
+    type: dict
+    default: {}
+  nodes:
+    description: Only these nodes are members (for example C(ansible_play_hosts_all)); all when omitted.
+    type: list
+    elements: str
+  peers:
+    description:
+      - Reports of all members (node name -> the C(netcheck.interfaces) this module returned on that node).
+      - When given, the node probes its peers; when omitted, it only reports.
+    type: dict
+  wait:
+    description: Seconds each ping waits for its answer (C(ping -W)).
+    type: int
+    default: 1
+  max_parallel:
+    description: Most pings running at the same time on this node.
+    type: int
+    default: 64
+  rounds:
+    description:
+      - Probe rounds. Round 1 sends the full-MTU probe to every peer; each later round, only for the peers
+        that have not answered it, sends it again with a small probe (a first probe can be lost to ARP).
+      - The probing is bounded by O(rounds) * (O(wait) + 1) seconds whatever the number of peers
+        (as long as they fit in O(max_parallel)).
+    type: int
+    default: 2
+  sysfs_root:
+    description: Where sysfs is.
+    type: path
+    default: /sys
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+requirements:
+  - C(ping) (iputils) and C(ip) (iproute2) on the node
+notes:
+  - Read-only; it runs in check mode too (the probes change nothing).
+seealso:
+  - module: hpcnet.infiniband.ib_netcheck_report
+"""
+
+EXAMPLES = r"""
+- name: Report the member interfaces
+  hpcnet.infiniband.ib_netcheck:
+    node: "{{ inventory_hostname }}"
+    networks:
+      - name: rdma
+        pkey: "0x8002"
+    allocation: {node1: {rdma: ib0}, node2: {rdma: ib0}, node3: {rdma: ib0}}
+  register: netcheck_local
+
+- name: Probe the peers
+  hpcnet.infiniband.ib_netcheck:
+    node: "{{ inventory_hostname }}"
+    networks: [{name: rdma, pkey: "0x8002"}]
+    allocation: {node1: {rdma: ib0}, node2: {rdma: ib0}, node3: {rdma: ib0}}
+    peers: "{{ reports_of_all_nodes }}"
+"""
+
+RETURN = r"""
+netcheck:
+  description: What this node saw.
+  returned: always
+  type: dict
+  contains:
+    node:
+      description: The node name.
+      type: str
+    networks:
+      description: The networks with their members, as this node understood them.
+      type: list
+      elements: dict
+    interfaces:
+      description: Interface name -> record (exists, operstate, mtu, ipoib_mode, addresses, ib_device, ib_port,
+        port_state, port_guid, lid, sm_lid, pkeys, kind, link_type, carrier).
+      type: dict
+    probes:
+      description: One entry per peer and network (network, peer, interface, address, size, reachable, mtu_ok);
+        C(reachable) is null when the peer had no address to probe.
+      type: list
+      elements: dict
+    seconds:
+      description: Time spent probing.
+      type: float
+  sample: {"node": "node1", "interfaces": {"ib0": {"exists": true, "mtu": 2044, "addresses": ["10.20.1.11/24"]}},
+           "probes": [{"network": "rdma", "peer": "node2", "interface": "ib0", "address": "10.20.1.12",
+                       "size": 2016, "reachable": true, "mtu_ok": true}], "seconds": 0.05}
+"""
+
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.hpcnet.infiniband.plugins.module_utils import _netcheck
+from ansible_collections.hpcnet.infiniband.plugins.module_utils._facts import FactsError, gather
+from ansible_collections.hpcnet.infiniband.plugins.module_utils._host import Host, HostError
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            node=dict(type="str", required=True),
+            networks=dict(type="list", elements="dict", default=[], options=dict(
+                name=dict(type="str", required=True),
+                pkey=dict(type="str"),
+                mtu=dict(type="int"),
+                members=dict(type="dict"),
+            )),
+            allocation=dict(type="dict", default={}),
+            nodes=dict(type="list", elements="str"),
+            peers=dict(type="dict"),
+            wait=dict(type="int", default=1),
+            max_parallel=dict(type="int", default=64),
+            rounds=dict(type="int", default=2),
+            sysfs_root=dict(type="path", default="/sys"),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    host = Host.from_module(module, sysfs_root=params["sysfs_root"])
+    node = params["node"]
+    networks = _netcheck.networks_from_allocation(params["allocation"], params["networks"], params["nodes"])
+    wanted = _netcheck.interfaces_of(networks, node)
+    try:
+        nics = gather(host).get("nics") or {}
+        rc, out, err = host.run(["ip", "-j", "addr", "show"], timeout=10)
+    except (FactsError, HostError) as exc:
+        module.fail_json(msg=str(exc))
+    if rc != 0:
+        module.fail_json(msg="ip -j addr show failed: %s" % (err or out).strip())
+    result = {"node": node, "networks": networks, "interfaces": _netcheck.local_report(nics, _netcheck.parse_ip_addr_json(out), wanted),
+              "probes": [], "seconds": 0.0}
+    if params["peers"] is not None:
+        started = time.monotonic()
+        probes = _netcheck.plan_probes(node, networks, params["peers"])
+        ping = module.get_bin_path("ping", required=True)
+        result["probes"] = _netcheck.run_probes(probes, params["wait"], params["max_parallel"], ping=ping,
+                                                rounds=params["rounds"])
+        result["seconds"] = round(time.monotonic() - started, 3)
+    module.exit_json(changed=False, netcheck=result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: hpcnet.infiniband contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Controller side of the network verification: matrix, findings, result file, verdict."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: ib_netcheck_report
+short_description: Evaluate a network verification over InfiniBand (matrix, findings, verdict)
+version_added: 0.1.0
+description:
+  - Takes what M(hpcnet.infiniband.ib_netcheck) returned on every node and decides, per network, who
+    cannot reach whom (connectivity matrix) and what is inconsistent, each finding with the exact node,
+    interface and field.
+  - "Checks: interface present and up; same MTU on all members (the network's C(mtu), or the most common
+    one); full-MTU probes that must not fragment; same IPoIB mode; an IPv4 address; no duplicate IPv4
+    addresses or port GUIDs (the first holder by node name keeps it, the others are reported); every IB
+    port ACTIVE with a subnet manager, the same SM LID on all members; the network's P_Key in each member
+    port's P_Key table (membership bit ignored)."
+  - A node that no other member can reach and that reaches none is reported once (not once per pair),
+    when the remaining members can reach each other.
+  - Writes the whole result as JSON to O(dest) and fails when there is any finding (unless
+    O(fail_on_findings=false)). Run it on the controller (C(delegate_to: localhost), C(run_once)).
+author:
+  - hpcnet.infiniband developers
+options:
+  networks:
+    description: Networks to verify, as given to M(hpcnet.infiniband.ib_netcheck) (empty = every allocated role).
+    type: list
+    elements: dict
+    default: []
+  allocation:
+    description: Node -> role -> interface, as given to M(hpcnet.infiniband.ib_netcheck).
+    type: dict
+    default: {}
+  nodes:
+    description: Only these nodes are members; all when omitted.
+    type: list
+    elements: str
+  results:
+    description: Node name -> the C(netcheck) dict M(hpcnet.infiniband.ib_netcheck) returned there.
+    type: dict
+    required: true
+  unreachable_nodes:
+    description: Members that Ansible could not reach; reported, left out of the matrix.
+    type: list
+    elements: str
+    default: []
+  dest:
+    description: Path of the JSON result file (on the controller); not written when omitted.
+    type: path
+  fail_on_findings:
+    description: Fail (a non-zero verdict for the play) when there is any finding.
+    type: bool
+    default: true
+attributes:
+  check_mode:
+    support: full
+    details: The result file is written in check mode too (it is a report, not host state).
+  diff_mode:
+    support: none
+seealso:
+  - module: hpcnet.infiniband.ib_netcheck
+"""
+
+EXAMPLES = r"""
+- name: Evaluate and write the result file
+  hpcnet.infiniband.ib_netcheck_report:
+    networks: [{name: rdma, pkey: "0x8002"}]
+    allocation: "{{ allocation }}"
+    results: "{{ dict(ansible_play_hosts | zip(ansible_play_hosts | map('extract', hostvars, ['probe', 'netcheck']))) }}"
+    dest: /var/tmp/netcheck.json
+  delegate_to: localhost
+  run_once: true
+"""
+
+RETURN = r"""
+ok:
+  description: True when nothing was found.
+  returned: always
+  type: bool
+findings:
+  description: Problems, each with network, node, interface, field, expected, actual and a message.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"network": "rdma", "node": "node2", "interface": "ib0", "field": "mtu", "expected": 2044,
+            "actual": 1500, "message": "node2 ib0 has MTU 1500, the network uses 2044"}]
+networks:
+  description: Per network its members, MTU, P_Key, matrix (sender -> receiver -> ok/mtu/fail/skip),
+    cannot_reach and path_mtu_failures pairs.
+  returned: always
+  type: dict
+matrix_text:
+  description: The matrices as printable lines.
+  returned: always
+  type: list
+  elements: str
+dest:
+  description: Where the JSON result was written.
+  returned: when O(dest) is set
+  type: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.hpcnet.infiniband.plugins.module_utils import _netcheck
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            networks=dict(type="list", elements="dict", default=[]),
+            allocation=dict(type="dict", default={}),
+            nodes=dict(type="list", elements="str"),
+            results=dict(type="dict", required=True),
+            unreachable_nodes=dict(type="list", elements="str", default=[]),
+            dest=dict(type="path"),
+            fail_on_findings=dict(type="bool", default=True),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    results = {node: value or {} for node, value in params["results"].items()}
+    reports = {node: value.get("interfaces") or {} for node, value in results.items()}
+    probes = {node: value.get("probes") or [] for node, value in results.items()}
+    networks = _netcheck.networks_from_allocation(params["allocation"], params["networks"], params["nodes"])
+    missing = [n for net in networks for n in net.get("members", {}) if n not in results]
+    unreachable = sorted(set(params["unreachable_nodes"]) | set(missing))
+    verdict = _netcheck.evaluate(networks, reports, probes, unreachable)
+    verdict["probe_seconds"] = {node: value.get("seconds") for node, value in sorted(results.items())}
+    lines = []
+    for name, network in verdict["networks"].items():
+        lines += _netcheck.matrix_text(name, network["matrix"])
+    output = dict(changed=False, ok=verdict["ok"], findings=verdict["findings"], networks=verdict["networks"],
+                  matrix_text=lines)
+    if params["dest"]:
+        try:
+            _netcheck.write_result(params["dest"], verdict)
+        except OSError as exc:
+            module.fail_json(msg="cannot write %s: %s" % (params["dest"], exc), **output)
+        output["dest"] = params["dest"]
+    if not verdict["ok"] and params["fail_on_findings"]:
+        module.fail_json(msg="network verification found %d problem(s): %s" % (
+            len(verdict["findings"]), "; ".join(f["message"] for f in verdict["findings"])), **output)
+    module.exit_json(**output)
+
+
+if __name__ == "__main__":
+    main()

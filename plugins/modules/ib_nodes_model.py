@@ -1,0 +1,195 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: hpcnet.infiniband contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: ib_nodes_model
+short_description: Write the nodes model, its terminal report and HTML page from gathered ib_facts
+version_added: 0.1.0
+description:
+  - Builds the I(nodes model) of bootstrap discovery from the C(hpcnet.infiniband.ib_facts) result of
+    every node, and writes it as JSON and YAML, plus a static self-contained HTML report, into
+    O(output_dir) on the host the module runs on (run it once, delegated to the controller).
+  - Every interface carries Fuel's REST fields (V(name), V(mac), V(driver), V(bus_info),
+    V(current_speed), V(max_speed), V(state), V(assigned_networks)) and the InfiniBand fields of
+    C(ib_facts); every node its network mode and RDMA devices; the C(networks) section says which
+    interface carries which network role, chosen by O(rules).
+  - Nodes that were unreachable or whose facts failed are listed with that status and do not stop the
+    others. A node whose interfaces or chosen roles mix InfiniBand and Ethernet (RoCE) mode is marked
+    V(refused) with Fuel's meaning C(mismatching Mellanox drivers), unless O(allow_mixed=true). The
+    module itself does not fail for such nodes; it returns them in RV(node_errors) so the play can
+    fail exactly those hosts.
+  - Files are written atomically. When the model is unchanged apart from its timestamp nothing is
+    rewritten and RV(changed) is false.
+  - The format of the model is described in the collection's C(docs/discovery.md).
+author:
+  - hpcnet.infiniband contributors
+options:
+  results:
+    description:
+      - Per host name, the registered result of the C(hpcnet.infiniband.ib_facts) task (with
+        C(ansible_facts.ib_facts), or C(unreachable)/C(failed) and C(msg)), or an C(ib_facts) dict.
+      - A host mapped to V(null) is listed as unreachable.
+    type: dict
+    required: true
+  addresses:
+    description: Per host name, the address used to reach it (C(ansible_host)); stored in the model.
+    type: dict
+    default: {}
+  output_dir:
+    description: Directory for the files; created (mode 0755) when missing.
+    type: path
+    required: true
+  basename:
+    description: File name without extension; the module writes C(<basename>.json), C(.yaml) and C(.html).
+    type: str
+    default: nodes
+  rules:
+    description:
+      - Network allocation rules, per network role a list of matchers tried in order. A matcher is a
+        mapping of interface fields (V(kind), V(driver), V(name) (a glob), V(link_type),
+        V(network_mode), V(model) (a glob), V(pci_driver)) to a value or a list of values; all given
+        fields must match. Among the matching interfaces those with link up win, then by name.
+      - Roles not given keep their default; a role mapped to V(null) or V([]) stays unassigned.
+      - 'Defaults: V(management) on V(kind=ethernet); V(storage), V(private), V(public) on
+        V(kind=eipoib), else V(kind=roce); V(rdma) on V(kind=ipoib), else V(kind=roce).'
+    type: dict
+  allow_mixed:
+    description: Accept nodes that mix InfiniBand-mode and Ethernet-mode interfaces (a warning instead of V(refused)).
+    type: bool
+    default: false
+  exclude_kinds:
+    description: Interface kinds (from C(ib_facts)) left out of the model and report.
+    type: list
+    elements: str
+    default: [loopback, virtual]
+  html:
+    description: Also write the HTML report C(<basename>.html).
+    type: bool
+    default: true
+  title:
+    description: Title of the HTML report.
+    type: str
+    default: InfiniBand discovery report
+  mode:
+    description: File mode of the written files.
+    type: raw
+    default: '0644'
+notes:
+  - Check mode computes everything and reports what would change, without writing.
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+"""
+
+EXAMPLES = r"""
+- name: Gather InfiniBand facts
+  hpcnet.infiniband.ib_facts:
+  register: discovered
+  ignore_unreachable: true
+  ignore_errors: true
+
+- name: Write the nodes model on the controller
+  hpcnet.infiniband.ib_nodes_model:
+    results: "{{ dict(ansible_play_hosts_all | zip(ansible_play_hosts_all | map('extract', hostvars, 'discovered'))) }}"
+    output_dir: "{{ playbook_dir }}/../out/discovery"
+    rules:
+      storage:
+        - kind: eipoib
+          name: "eth*"
+    allow_mixed: false
+  delegate_to: localhost
+  run_once: true
+  register: nodes_model
+
+- name: Print the report
+  ansible.builtin.debug:
+    msg: "{{ nodes_model.report | join('\n') }}"
+  run_once: true
+"""
+
+RETURN = r"""
+model_path:
+  description: The JSON nodes model.
+  returned: always
+  type: str
+  sample: /srv/discovery/nodes.json
+yaml_path:
+  description: The YAML nodes model (same content).
+  returned: always
+  type: str
+  sample: /srv/discovery/nodes.yaml
+html_path:
+  description: The HTML report, or null when O(html=false).
+  returned: always
+  type: str
+  sample: /srv/discovery/nodes.html
+written:
+  description: Files (re)written by this run (empty in check mode and when nothing changed).
+  returned: always
+  type: list
+  elements: str
+report:
+  description: The terminal report, one line per element (table of interfaces, then one summary per node).
+  returned: always
+  type: list
+  elements: str
+summary:
+  description: Counts of nodes per status and per network mode.
+  returned: always
+  type: dict
+  sample: {nodes: 3, discovered: 2, refused: 0, failed: 0, unreachable: 1, network_modes: {infiniband: 2}}
+node_status:
+  description: Per host, V(discovered), V(refused), V(failed) or V(unreachable).
+  returned: always
+  type: dict
+  sample: {node1: discovered, node2: unreachable}
+node_errors:
+  description: Per refused or failed host, why (e.g. C(mismatching Mellanox drivers) naming the interfaces).
+  returned: always
+  type: dict
+allocation:
+  description: Per host, network role -> interface.
+  returned: always
+  type: dict
+  sample: {node1: {management: eth0, rdma: ib0, storage: eth2}}
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.hpcnet.infiniband.plugins.module_utils._host import HostError
+from ansible_collections.hpcnet.infiniband.plugins.module_utils._nodes_model import RuleError
+from ansible_collections.hpcnet.infiniband.plugins.module_utils._nodes_writer import write_outputs
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            results=dict(type="dict", required=True),
+            addresses=dict(type="dict", default={}),
+            output_dir=dict(type="path", required=True),
+            basename=dict(type="str", default="nodes"),
+            rules=dict(type="dict"),
+            allow_mixed=dict(type="bool", default=False),
+            exclude_kinds=dict(type="list", elements="str", default=["loopback", "virtual"]),
+            html=dict(type="bool", default=True),
+            title=dict(type="str", default="InfiniBand discovery report"),
+            mode=dict(type="raw", default="0644"),
+        ),
+        supports_check_mode=True,
+    )
+    try:
+        result = write_outputs(module.params, check_mode=module.check_mode)
+    except (RuleError, HostError, ValueError, OSError) as exc:
+        module.fail_json(msg=str(exc))
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

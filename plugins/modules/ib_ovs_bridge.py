@@ -1,0 +1,235 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: hpcnet.infiniband contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Open vSwitch bridge with EIPoIB ports.
+
+Why our own module and not openvswitch.openvswitch.openvswitch_bridge/openvswitch_port (2.1.1)? Tried
+on a real ovs-vswitchd (userspace datapath): openvswitch_bridge applies ``set`` (the only way to give a
+datapath_type) only when it creates the bridge and reports ``ok`` for an existing bridge with the wrong
+datapath type; openvswitch_port cannot remove a VLAN tag (it runs ``tag=None`` and fails), cannot move a
+port from another bridge, happily adds a port whose netdev does not exist, and neither module notices
+that ovs-vswitchd failed to set a bridge up (``ovs-vsctl`` exits 0 then). Neither can refuse a raw IPoIB
+interface before changing anything, has check/diff mode with a plan, or avoids shell strings.
+"""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: ib_ovs_bridge
+short_description: Open vSwitch bridge over EIPoIB interfaces, VLAN tags from P_Keys
+version_added: 0.1.0
+description:
+  - Creates, reconciles or removes an Open vSwitch bridge and its ports, in one C(ovs-vsctl) transaction.
+  - Refuses, before changing anything, a raw IPoIB interface (link type infiniband) as a port, naming the
+    EIPoIB interface that runs over it if there is one; an interface that does not exist; an interface that
+    already is a port of another bridge (unless O(move=true) or the port's C(move)); an MTU larger than the
+    MTU of the EIPoIB interface's IPoIB parent.
+  - The VLAN tag of a port can be derived from a P_Key (C(pkey & 0x7fff)).
+  - After applying, checks that ovs-vswitchd really set the bridge and ports up (C(ovs-vsctl) exits 0
+    even when it could not, for example a C(system) datapath without the kernel module).
+author:
+  - hpcnet.infiniband developers
+options:
+  bridge:
+    description: Name of the bridge (also the name of its internal interface).
+    type: str
+    required: true
+  state:
+    description: Whether the bridge should exist.
+    type: str
+    choices: [present, absent]
+    default: present
+  datapath_type:
+    description:
+      - C(system) (the kernel datapath) or C(netdev) (userspace datapath). An existing bridge with another
+        datapath type is changed.
+    type: str
+    choices: [system, netdev]
+    default: system
+  ports:
+    description: Ports the bridge must have. Ports not listed are kept unless O(purge_ports=true).
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      name:
+        description: Interface name (an EIPoIB C(eth*) interface or any Ethernet netdev).
+        type: str
+        required: true
+      vlan:
+        description: VLAN tag (1-4094). Omit both O(ports[].vlan) and O(ports[].pkey) for an untagged port.
+        type: int
+      pkey:
+        description: P_Key (for example C(0x8002)); the VLAN tag becomes C(pkey & 0x7fff).
+        type: str
+      move:
+        description: Move the interface from the bridge it is in now.
+        type: bool
+        default: false
+  mtu:
+    description:
+      - MTU requested for the bridge's internal interface and every listed port (C(mtu_request)). Must not
+        exceed the MTU of the IPoIB parent of any EIPoIB port.
+    type: int
+  move:
+    description: Move every listed interface that is a port of another bridge now.
+    type: bool
+    default: false
+  purge_ports:
+    description: Remove ports of the bridge that are not listed.
+    type: bool
+    default: false
+  database:
+    description: ovsdb-server to talk to (C(unix:/path/db.sock)); the ovs-vsctl default when omitted.
+    type: str
+  timeout:
+    description: Seconds C(ovs-vsctl) may wait for ovs-vswitchd.
+    type: int
+    default: 10
+  sysfs_root:
+    description: Where sysfs is, for reading the interfaces (link type, EIPoIB slaves, MTU).
+    type: path
+    default: /sys
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+requirements:
+  - ovs-vsctl on the managed node
+notes:
+  - C(ovs-vsctl) is called with argv lists, never through a shell.
+seealso:
+  - module: hpcnet.infiniband.ib_facts
+"""
+
+EXAMPLES = r"""
+- name: Storage bridge over the EIPoIB interface, tagged from the storage P_Key
+  hpcnet.infiniband.ib_ovs_bridge:
+    bridge: br-storage
+    ports:
+      - name: eth2
+        pkey: "0x8002"
+
+- name: Userspace datapath (no openvswitch kernel module), move eth3 from br-old
+  hpcnet.infiniband.ib_ovs_bridge:
+    bridge: br-prv
+    datapath_type: netdev
+    mtu: 2044
+    ports:
+      - name: eth3
+        move: true
+
+- name: Remove a bridge
+  hpcnet.infiniband.ib_ovs_bridge:
+    bridge: br-old
+    state: absent
+"""
+
+RETURN = r"""
+changed:
+  description: Whether ovsdb was (or in check mode would be) changed.
+  returned: always
+  type: bool
+plan:
+  description: Changes made or planned (action, target, before, after).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"action": "add_port", "target": "eth2", "before": null, "after": {"bridge": "br-storage", "vlan": 2}}]
+reboot_required:
+  description: Always false (OVS changes apply at once).
+  returned: always
+  type: bool
+reload_required:
+  description: Always false.
+  returned: always
+  type: bool
+bridge:
+  description: The bridge as wanted, with VLAN tags resolved from P_Keys.
+  returned: success
+  type: dict
+  sample: {"name": "br-storage", "datapath_type": "netdev", "mtu": null,
+           "ports": [{"name": "eth2", "vlan": 2, "pkey": "0x8002", "move": false}]}
+ovs_status:
+  description: Problems ovs-vswitchd reports for the bridge and its ports after the run ([] when healthy).
+  returned: success
+  type: list
+  elements: str
+commands:
+  description: The ovs-vsctl argv that was (or in check mode would be) run.
+  returned: when changed
+  type: list
+  elements: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.hpcnet.infiniband.plugins.module_utils import _ovs
+from ansible_collections.hpcnet.infiniband.plugins.module_utils._facts import FactsError, gather
+from ansible_collections.hpcnet.infiniband.plugins.module_utils._host import Host, HostError
+from ansible_collections.hpcnet.infiniband.plugins.module_utils._plan import run_plan
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            bridge=dict(type="str", required=True),
+            state=dict(type="str", choices=["present", "absent"], default="present"),
+            datapath_type=dict(type="str", choices=["system", "netdev"], default="system"),
+            ports=dict(type="list", elements="dict", default=[], options=dict(
+                name=dict(type="str", required=True),
+                vlan=dict(type="int"),
+                pkey=dict(type="str"),
+                move=dict(type="bool", default=False),
+            ), mutually_exclusive=[("vlan", "pkey")]),
+            mtu=dict(type="int"),
+            move=dict(type="bool", default=False),
+            purge_ports=dict(type="bool", default=False),
+            database=dict(type="str"),
+            timeout=dict(type="int", default=10),
+            sysfs_root=dict(type="path", default="/sys"),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    host = Host.from_module(module, sysfs_root=params["sysfs_root"])
+    try:
+        ovs = _ovs.read_ovs(host, params["database"], params["timeout"])
+    except (_ovs.OvsError, HostError, ValueError) as exc:
+        module.fail_json(msg=str(exc))
+    nics = {}
+    if params["state"] == "present":
+        try:
+            nics = gather(host).get("nics") or {}
+        except FactsError as exc:
+            module.fail_json(msg=str(exc))
+    plan = _ovs.plan_bridge(params, nics, ovs)
+    argv = _ovs.vsctl_argv(plan, params["bridge"], params["database"], params["timeout"])
+    port_names = [p["name"] for p in plan.info.get("ports", [])]
+    status_now = []
+    if params["bridge"] in ovs["bridges"] and not plan.changed:
+        status_now = _ovs.bridge_problems(ovs, params["bridge"], port_names)
+    extra = {"bridge": {"name": params["bridge"], "datapath_type": params["datapath_type"], "mtu": params["mtu"],
+                        "ports": plan.info.get("ports", [])},
+             "ovs_status": status_now}
+    if plan.changed:
+        extra["commands"] = argv
+
+    def apply(_plan):
+        rc, out, err = host.run(argv, timeout=params["timeout"] + 5)
+        after = _ovs.read_ovs(host, params["database"], params["timeout"])
+        problems = [] if params["state"] == "absent" else _ovs.bridge_problems(after, params["bridge"], port_names)
+        if rc != 0 or problems:
+            module.fail_json(msg="ovs-vsctl %s: %s" % (
+                "failed (rc %s)" % rc if rc else "exited 0 but ovs-vswitchd could not set the bridge up",
+                "; ".join(problems) or (err or out).strip()), changed=rc == 0, commands=argv, ovs_status=problems)
+        return {"ovs_status": problems}
+
+    run_plan(module, plan, apply, extra)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,169 @@
+"""Integration tests on the lab (root only).
+
+Every test here is skipped, with the reason, when not root or when a lab dependency is missing.
+Use `lab_factory(name, nodes=3, profiles=None, sm=True)` to get a running lab; each lab brought up
+through it is torn down at the end of the session. Give each test module its own lab name.
+
+    def test_something(lab_factory):
+        lab = lab_factory("sriov-it", nodes=2, profiles=["cx5-ib-sriov"])
+        cp = lab.exec("node1", ["cat", "/sys/class/net/ib0/type"])
+        cp = lab.playbook("playbooks/discover.yml", extra_vars={"x": 1}, limit="node1")
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+LABCTL = REPO / "lab" / "labctl"
+VENV_BIN = REPO / ".venv" / "bin"
+STATE_ROOT = Path("/run/hpcnet-lab")
+HERE = Path(__file__).resolve().parent
+
+REQUIRED_COMMANDS = ["ip", "unshare", "nsenter", "chroot", "sshd", "ssh", "ssh-keygen",
+                     "ovsdb-server", "ovsdb-tool", "ovs-vswitchd", "ovs-vsctl", "ping"]
+
+
+def lab_skip_reason() -> str | None:
+    if os.geteuid() != 0:
+        return "lab integration tests need root (network namespaces, mounts)"
+    missing = [c for c in REQUIRED_COMMANDS
+               if not shutil.which(c, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")]
+    if missing:
+        return "lab dependencies missing: " + ", ".join(missing) + " (run scripts/setup.sh)"
+    if not (VENV_BIN / "python").exists() or not (VENV_BIN / "ansible-playbook").exists():
+        return f"{VENV_BIN} has no python/ansible-playbook (run scripts/setup.sh)"
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    reason = lab_skip_reason()
+    if reason is None:
+        return
+    marker = pytest.mark.skip(reason=reason)
+    for item in items:
+        if HERE in Path(str(item.path)).resolve().parents:
+            item.add_marker(marker)
+
+
+def ansible_env() -> dict:
+    env = dict(os.environ)
+    env["PATH"] = f"{VENV_BIN}:{env.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}"
+    env["ANSIBLE_HOME"] = str(REPO / ".ansible")
+    env.setdefault("ANSIBLE_FORCE_COLOR", "0")
+    env.setdefault("ANSIBLE_NOCOLOR", "1")
+    return env
+
+
+def run_labctl(*args: str, timeout: float = 600, check: bool = False) -> subprocess.CompletedProcess:
+    cp = subprocess.run([str(LABCTL), *args], capture_output=True, text=True, timeout=timeout,
+                        cwd=REPO)
+    if check and cp.returncode != 0:
+        raise AssertionError(f"labctl {' '.join(args)} failed rc={cp.returncode}:\n"
+                             f"{cp.stdout}\n{cp.stderr}")
+    return cp
+
+
+class Lab:
+    """A running lab: paths, nodes (from lab.json) and ways to act on it."""
+
+    def __init__(self, name: str, up_output: str = ""):
+        self.name = name
+        self.dir = STATE_ROOT / name
+        self.inventory = self.dir / "inventory.yml"
+        self.ssh_config = self.dir / "ssh_config"
+        self.up_output = up_output
+
+    @property
+    def info(self) -> dict:
+        return json.loads((self.dir / "lab.json").read_text())
+
+    @property
+    def nodes(self) -> list[dict]:
+        return self.info["nodes"]
+
+    @property
+    def node_names(self) -> list[str]:
+        return [n["name"] for n in self.nodes]
+
+    def node(self, name: str) -> dict:
+        return next(n for n in self.nodes if n["name"] == name)
+
+    def labctl(self, *args: str, timeout: float = 600, check: bool = False):
+        """labctl SUBCOMMAND --name <this lab> ARGS..."""
+        return run_labctl(args[0], "--name", self.name, *args[1:], timeout=timeout, check=check)
+
+    def exec(self, node: str, argv: list[str], timeout: float = 60, input: str | None = None,
+             check: bool = False) -> subprocess.CompletedProcess:
+        """Run argv inside the node's namespaces and root (no ssh involved)."""
+        cp = subprocess.run([str(LABCTL), "exec", "--name", self.name, node, "--", *argv],
+                            capture_output=True, text=True, timeout=timeout, input=input)
+        if check and cp.returncode != 0:
+            raise AssertionError(f"{node}: {argv} rc={cp.returncode}: {cp.stderr}")
+        return cp
+
+    def ssh(self, node: str, command: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        """Run a shell command on the node over the lab's real ssh."""
+        return subprocess.run(["ssh", "-F", str(self.ssh_config), "-o", "BatchMode=yes",
+                               "-o", "ConnectTimeout=10", node, command],
+                              capture_output=True, text=True, timeout=timeout)
+
+    def playbook(self, path, extra_vars: dict | None = None, check: bool = False,
+                 limit: str | None = None, timeout: float = 900,
+                 args: list[str] | None = None) -> subprocess.CompletedProcess:
+        """ansible-playbook from the repo root (ansible.cfg applies) with this lab's inventory."""
+        argv = [str(VENV_BIN / "ansible-playbook"), "-i", str(self.inventory), str(path)]
+        if extra_vars:
+            argv += ["-e", json.dumps(extra_vars)]
+        if check:
+            argv.append("--check")
+        if limit:
+            argv += ["--limit", limit]
+        argv += args or []
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=REPO,
+                              env=ansible_env())
+
+    def __repr__(self) -> str:
+        return f"Lab({self.name!r}, nodes={len(self.nodes)})"
+
+
+@pytest.fixture(scope="session")
+def lab_factory():
+    """lab_factory(name, nodes=3, profiles=None, sm=True, ovs=True) -> Lab (up until session end)."""
+    labs: dict[str, Lab] = {}
+
+    def make(name: str, nodes: int | None = 3, profiles=None, sm: bool = True,
+             ovs: bool = True) -> Lab:
+        if name in labs:
+            return labs[name]
+        args = ["up", "--name", name]
+        if isinstance(profiles, (list, tuple)):
+            profiles = ",".join(profiles)
+        if profiles:
+            args += ["--profiles", profiles]
+        if nodes is not None and profiles != "all":
+            args += ["--nodes", str(nodes)]
+        if not sm:
+            args.append("--no-sm")
+        if not ovs:
+            args.append("--no-ovs")
+        cp = run_labctl(*args)
+        if cp.returncode != 0 and "labctl down" in cp.stderr:
+            # A lab of that name is up with other nodes: start afresh.
+            run_labctl("down", "--name", name, check=True)
+            cp = run_labctl(*args)
+        if cp.returncode != 0:
+            pytest.fail(f"labctl {' '.join(args)} failed:\n{cp.stdout}\n{cp.stderr}")
+        print(cp.stdout.strip())
+        labs[name] = Lab(name, up_output=cp.stdout)
+        return labs[name]
+
+    yield make
+    for name in labs:
+        run_labctl("down", "--name", name)

@@ -1,0 +1,175 @@
+"""Profiles expand into kernel-formatted sysfs trees; captured profiles equal their real capture."""
+import os
+import re
+import tarfile
+
+import pytest
+
+from hw import profile as P
+from hw.sysfs import SysfsModel
+
+REALDATA = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", "..", "shared", "realdata",
+                                        "hwloc"))
+ALL = ["cx3-eipoib", "cx3-ipoib", "cx5-ib-sriov", "cx5-roce", "plain-ethernet", "qib-ipoib"]
+
+GUID_RE = re.compile(r"^[0-9a-f]{4}(:[0-9a-f]{4}){3}$")
+GID_RE = re.compile(r"^[0-9a-f]{4}(:[0-9a-f]{4}){7}$")
+STATE_RE = re.compile(r"^[1-5]: (DOWN|INIT|ARMED|ACTIVE|ACTIVE_DEFER)$")
+RATE_RE = re.compile(r"^\d+(\.\d+)? Gb/sec \(\d+X [A-Z]+\)$")
+
+
+def model(name, index=1, realsys=None):
+    return SysfsModel(P.expand(P.load_profile(name), index, f"node{index}"), realsys=realsys)
+
+
+def test_profile_list_is_complete():
+    assert P.list_profiles() == ALL
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_links_contract(name):
+    out = P.links(P.load_profile(name), 1)
+    assert out["management_interface"] == "eth0"
+    kinds = {link["kind"] for link in out["links"]}
+    assert kinds <= {"ib", "mgmt", "eth", "roce", "eipoib"}
+    for link in out["links"]:
+        assert len(link["name"]) <= 15 and isinstance(link["mtu"], int)
+        if link["kind"] == "eipoib":
+            assert link["parent"] in {x["name"] for x in out["links"] if x["kind"] == "ib"}
+    for hca in out["hcas"]:
+        assert GUID_RE.match(hca["node_guid"])
+        for port in hca["ports"]:
+            assert port["link_layer"] in ("InfiniBand", "Ethernet") and port["netdev"]
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_per_node_values_are_unique(name):
+    prof = P.load_profile(name)
+    seen_guid, seen_mac = set(), set()
+    for index in range(1, 65):
+        out = P.links(prof, index)
+        for hca in out["hcas"]:
+            assert hca["node_guid"] not in seen_guid
+            seen_guid.add(hca["node_guid"])
+        for link in out["links"]:
+            if link["mac"]:
+                assert link["mac"] not in seen_mac
+                seen_mac.add(link["mac"])
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_kernel_formats(name):
+    m = model(name, 3)
+    rd = lambda p: m.read(p).decode()  # noqa: E731
+    for dev in m.listdir("class/infiniband"):
+        base = f"class/infiniband/{dev}"
+        assert GUID_RE.match(rd(f"{base}/node_guid").strip())
+        assert rd(f"{base}/node_type") == "1: CA\n"
+        for port in m.listdir(f"{base}/ports"):
+            pdir = f"{base}/ports/{port}"
+            assert STATE_RE.match(rd(f"{pdir}/state").strip())
+            assert rd(f"{pdir}/phys_state").strip() in ("5: LinkUp", "2: Polling")
+            assert RATE_RE.match(rd(f"{pdir}/rate").strip())
+            assert re.match(r"^0x[0-9a-f]+$", rd(f"{pdir}/lid").strip())
+            assert GID_RE.match(rd(f"{pdir}/gids/0").strip())
+            if rd(f"{pdir}/link_layer").strip() == "InfiniBand":
+                assert rd(f"{pdir}/pkeys/0") == "0xffff\n"
+        assert m.readlink(f"{base}/device").startswith("../../../")
+    for nd in m.listdir("class/net"):
+        if nd == "eth_ipoib_interfaces":
+            continue
+        ndir = f"class/net/{nd}"
+        typ = rd(f"{ndir}/type").strip()
+        if typ == "32":
+            assert rd(f"{ndir}/addr_len") == "20\n"
+            addr = rd(f"{ndir}/address").strip().split(":")
+            assert len(addr) == 20 and addr[4:6] == ["fe", "80"]
+            assert rd(f"{ndir}/pkey") == "0xffff\n"
+            assert rd(f"{ndir}/mode").strip() in ("datagram", "connected")
+        else:
+            assert typ == "1" and rd(f"{ndir}/addr_len") == "6\n"
+        if nd.startswith("eth") and "eipoib" in name and nd != "eth0":
+            continue
+        dev = m.readlink(f"{ndir}/device")
+        assert dev.startswith("../../../")
+        assert re.match(r"^0x[0-9a-f]{4}$", rd(f"{ndir}/device/vendor").strip())
+        assert os.path.basename(m.readlink(f"{ndir}/device/driver"))
+
+
+def _capture(tmp_path, tarname):
+    with tarfile.open(os.path.join(REALDATA, tarname)) as tf:
+        tf.extractall(tmp_path)  # noqa: S202 (trusted project data)
+    (root,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    return root / "sys"
+
+
+CAPTURES = [
+    ("cx3-ipoib", "32em64t-2n8c+dax+nvme+mic+dimms.tar.bz2", "mlx4_0", "ib0"),
+    ("qib-ipoib", "40intel64-2g2n4c+pcilocality.tar.bz2", "qib0", "ib0"),
+]
+
+
+@pytest.mark.skipif(not os.path.isdir(REALDATA), reason="real captures not available")
+@pytest.mark.parametrize("name,tarname,ibdev,netdev", CAPTURES)
+def test_node1_equals_real_capture(tmp_path, name, tarname, ibdev, netdev):
+    sysdir = _capture(tmp_path, tarname)
+    m = model(name, 1)
+    same = [f"class/net/{netdev}/{a}" for a in ("type", "addr_len", "address", "broadcast", "mode", "pkey",
+                                               "umcast", "mtu", "dev_id", "features")]
+    same += [f"class/infiniband/{ibdev}/{a}" for a in ("node_guid", "sys_image_guid", "hca_type", "board_id",
+                                                      "hw_rev", "node_type")]
+    same += [f"class/infiniband/{ibdev}/ports/1/{a}" for a in ("link_layer", "rate", "cap_mask", "lid",
+                                                              "sm_lid", "sm_sl", "state", "phys_state",
+                                                              "gids/0", "pkeys/0", "pkeys/1")]
+    same += [f"class/infiniband/{ibdev}/device/{a}" for a in ("vendor", "device", "subsystem_vendor",
+                                                             "subsystem_device", "class", "numa_node",
+                                                             "local_cpulist")]
+    same += ["class/net/eth0/device/vendor", "class/net/eth0/device/device", "class/net/eth0/address"]
+    for rel in same:
+        assert m.read(rel).decode() == (sysdir / rel).read_text(), rel
+    for rel in (f"class/net/{netdev}", f"class/infiniband/{ibdev}", "class/net/eth0", f"class/net/{netdev}/device"):
+        assert m.readlink(rel) == os.readlink(sysdir / rel), rel
+    assert os.path.basename(m.readlink(f"class/infiniband/{ibdev}/device/driver")) == \
+        os.path.basename(os.readlink(sysdir / f"class/infiniband/{ibdev}/device/driver"))
+    real_pkeys = len(os.listdir(sysdir / f"class/infiniband/{ibdev}/ports/1/pkeys"))
+    real_gids = len(os.listdir(sysdir / f"class/infiniband/{ibdev}/ports/1/gids"))
+    assert len(m.listdir(f"class/infiniband/{ibdev}/ports/1/pkeys")) == real_pkeys
+    assert len(m.listdir(f"class/infiniband/{ibdev}/ports/1/gids")) == real_gids
+    if fw := (sysdir / f"class/infiniband/{ibdev}/fw_ver"):
+        if fw.exists():
+            assert m.read(f"class/infiniband/{ibdev}/fw_ver").decode() == fw.read_text()
+
+
+def test_eipoib_interfaces_file_and_ethtool():
+    hw = P.expand(P.load_profile("cx3-eipoib"), 1, "node1")
+    m = SysfsModel(hw)
+    assert m.read("class/net/eth_ipoib_interfaces").decode() == \
+        "eth1 over IB port: ib0\neth2 over IB port: ib1\n"
+    assert hw.ethtool["eth1"]["driver"] == "eth_ipoib" and hw.ethtool["eth1"]["bus_info"] == "ib0"
+    assert hw.ethtool["ib1"]["bus_info"] == "0000:04:00.0"
+    assert m.read("class/net/ib1/dev_port") == b"1\n"
+
+
+def test_cx5_ethtool_driver_is_mlx5_ipoib():
+    hw = P.expand(P.load_profile("cx5-ib-sriov"), 1, "node1")
+    assert hw.ethtool["ib0"]["driver"] == "mlx5_core[ib_ipoib]"
+    table = P.ethtool_table(hw.ethtool)
+    assert "ib0\tmlx5_core[ib_ipoib]\t-\t16.35.2000 (MT_0000000008)\t0000:5e:00.0\n" in table
+
+
+def test_roce_gids_follow_mac():
+    m = model("cx5-roce", 1)
+    base = "class/infiniband/mlx5_0/ports/1"
+    assert m.read(f"{base}/link_layer") == b"Ethernet\n"
+    assert m.read(f"{base}/gids/0") == b"fe80:0000:0000:0000:0e42:a1ff:fe12:3450\n"
+    assert m.read(f"{base}/gid_attrs/types/1") == b"RoCE v2\n"
+    assert m.read(f"{base}/gid_attrs/ndevs/0") == b"enp94s0f0np0\n"
+    with pytest.raises(OSError):
+        m.read(f"{base}/gid_attrs/types/5")
+
+
+def test_plain_ethernet_has_no_rdma():
+    m = model("plain-ethernet", 1)
+    assert m.lookup("class/infiniband") is None
+    assert m.read("class/net/eth0/device/device") == b"0x0001\n"
+    assert os.path.basename(m.readlink("class/net/eth0/device/driver")) == "virtio_net"

@@ -1,0 +1,538 @@
+# -*- coding: utf-8 -*-
+"""ib_facts logic (_facts.gather and helpers) on real captures and hand-made sysfs trees."""
+
+from __future__ import annotations
+
+import glob
+import importlib.util
+import json
+import os
+import re
+import tarfile
+
+import pytest
+
+from ansible_collections.hpcnet.infiniband.plugins.module_utils import _facts, _ids
+from ansible_collections.hpcnet.infiniband.plugins.module_utils._host import Host
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.abspath(os.path.join(HERE, "..", "..", "..", ".."))
+REALDATA = os.path.abspath(os.path.join(REPO, "..", "shared", "realdata", "hwloc"))
+
+
+def _load_builder():
+    path = os.path.join(REPO, "tests", "unit", "fixtures", "sysfs", "builder.py")
+    spec = importlib.util.spec_from_file_location("hpcnet_sysfs_builder", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+builder = _load_builder()
+
+
+def snapshot(root):
+    return Host(sysfs_root=str(root), live=False)
+
+
+def assert_serialisable(facts):
+    # ansible_facts must be plain JSON: ints, strings, lists, dicts, None (and bools).
+    assert json.loads(json.dumps(facts)) == facts
+
+
+# ---------------------------------------------------------------------------------------------------
+# Real captures (hwloc-gather-topology tarballs)
+# ---------------------------------------------------------------------------------------------------
+_CAPTURE_KEEP = re.compile(r"^[^/]+(/sys)?(/(class(/(net|infiniband)(/.*)?)?|bus(/pci(/.*)?)?|devices(/(pci[^/]*|virtual)(/.*)?)?))?$")
+_CAPTURE_SKIP = re.compile(r"/(msi_irqs|power|statistics|queues|counters|cm_[a-z_]+|infiniband_mad|infiniband_verbs)(/|$)")
+
+
+def _capture(tmp_path, prefix):
+    matches = glob.glob(os.path.join(REALDATA, prefix + "*.tar.bz2"))
+    if not matches:
+        pytest.skip("real capture %s* not available in %s" % (prefix, REALDATA))
+    with tarfile.open(matches[0], "r:bz2") as tar:
+        # Regular files, directories and links with safe names only (no device nodes, no ../).
+        # Only the parts ib_facts reads (the captures hold ~10,000 files, mostly CPUs and memory).
+        members = [m for m in tar.getmembers()
+                   if (m.isfile() or m.isdir() or m.issym())
+                   and not m.name.startswith("/") and ".." not in m.name.split("/")
+                   and _CAPTURE_KEEP.match(m.name) and not _CAPTURE_SKIP.search(m.name)]
+        tar.extractall(tmp_path, members=members)
+    tops = [d for d in os.listdir(tmp_path) if os.path.isdir(os.path.join(tmp_path, d, "sys"))]
+    assert len(tops) == 1
+    return os.path.join(tmp_path, tops[0], "sys")
+
+
+@pytest.fixture(scope="module")
+def mlx4_capture(tmp_path_factory):
+    return _capture(tmp_path_factory.mktemp("mlx4"), "32em64t")
+
+
+@pytest.fixture(scope="module")
+def qib_capture(tmp_path_factory):
+    return _capture(tmp_path_factory.mktemp("qib"), "40intel64")
+
+
+def test_capture_mlx4_device_and_port(mlx4_capture):
+    facts = _facts.gather(snapshot(mlx4_capture))
+    assert_serialisable(facts)
+    assert facts["schema"] == 1
+    assert facts["source"] == "snapshot"
+    dev = facts["devices"]["mlx4_0"]
+    assert dev["node_guid"] == "0002:c903:00f9:bfa0"
+    assert dev["sys_image_guid"] == "0002:c903:00f9:bfa3"
+    assert dev["fw_ver"] == "2.11.500"
+    assert dev["board_id"] == "DEL0A30000019"
+    assert dev["hca_type"] == "MT4099"
+    assert dev["node_type"] == "CA"
+    assert dev["pci_address"] == "0000:82:00.0"
+    assert dev["model"] == "ConnectX-3"
+    assert dev["driver"] == "mlx4_core"
+    assert dev["numa_node"] == 1
+    assert dev["netdevs"] == ["ib0"]
+    port = dev["ports"]["1"]
+    assert port["port"] == 1
+    assert port["link_layer"] == "InfiniBand"
+    assert (port["state"], port["state_code"]) == ("ACTIVE", 4)
+    assert (port["phys_state"], port["phys_state_code"]) == ("LinkUp", 5)
+    assert port["lid"] == 0x3A4
+    assert port["sm_lid"] == 1
+    assert port["sm_sl"] == 0
+    assert port["rate"] == "56 Gb/sec (4X FDR)"
+    assert port["rate_gbps"] == 56
+    assert port["gid0"] == "fe80:0000:0000:0000:0002:c903:00f9:bfa1"
+    assert port["port_guid"] == "0002:c903:00f9:bfa1"
+    assert port["pkeys"] == ["0xffff"]
+    # scif0's link points to a directory the capture did not copy: reported, not fatal.
+    assert facts["devices"]["scif0"]["ports"] == {}
+    assert any("scif0" in w for w in facts["warnings"])
+
+
+def test_capture_mlx4_nics(mlx4_capture):
+    facts = _facts.gather(snapshot(mlx4_capture))
+    ib0 = facts["nics"]["ib0"]
+    assert ib0["kind"] == "ipoib"
+    assert ib0["link_type"] == "infiniband"
+    assert ib0["driver"] == "ib_ipoib"
+    assert ib0["driver_source"] == "inferred"
+    assert ib0["bus_info"] == "0000:82:00.0"
+    assert ib0["pci_driver"] == "mlx4_core"
+    assert (ib0["vendor_id"], ib0["device_id"], ib0["model"]) == ("0x15b3", "0x1003", "ConnectX-3")
+    assert ib0["mac"] == "80:00:00:48:fe:80:00:00:00:00:00:00:00:02:c9:03:00:f9:bf:a1"
+    assert ib0["mtu"] == 2044
+    assert ib0["operstate"] == "up"
+    assert ib0["carrier"] is True
+    assert ib0["ib"]["device"] == "mlx4_0" and ib0["ib"]["port"] == 1
+    assert ib0["ib"]["lid"] == 932
+    assert ib0["ipoib"]["mode"] == "connected"
+    assert ib0["ipoib"]["pkey"] == "0xffff"
+    assert ib0["network_mode"] == "infiniband"
+    eth0 = facts["nics"]["eth0"]
+    assert (eth0["kind"], eth0["driver"], eth0["driver_source"]) == ("ethernet", "igb", "sysfs")
+    assert eth0["bus_info"] == "0000:02:00.0"
+    assert eth0["speed_mbps"] == 1000
+    assert eth0["network_mode"] is None
+    assert facts["nics"]["lo"]["kind"] == "loopback"
+    for name in ("br0", "eth0.1015", "mic0"):
+        assert facts["nics"][name]["kind"] == "virtual"
+    assert facts["network_mode"] == "infiniband"
+    assert facts["network_mode_interfaces"] == {"infiniband": ["ib0"], "ethernet": []}
+    sm = facts["subnet_manager"]["mlx4_0/1"]
+    assert sm["sm_present"] is True and sm["sm_local"] is False
+    assert sm["lid"] == 932 and sm["sm_lid"] == 1
+
+
+def test_capture_qib(qib_capture):
+    facts = _facts.gather(snapshot(qib_capture))
+    assert_serialisable(facts)
+    assert facts["warnings"] == []
+    dev = facts["devices"]["qib0"]
+    assert dev["node_guid"] == "0011:7500:0077:cfc8"
+    assert dev["board_id"] == "InfiniPath_QLE7340"
+    assert dev["fw_ver"] is None  # qib has no fw_ver attribute
+    assert dev["hw_rev"] == "2"
+    assert dev["driver"] == "ib_qib"
+    assert dev["pci_address"] == "0000:43:00.0"
+    assert dev["model"].startswith("TrueScale QLE7340")
+    port = dev["ports"]["1"]
+    assert (port["lid"], port["sm_lid"], port["rate"], port["rate_gbps"]) == (0x12A, 1, "40 Gb/sec (4X QDR)", 40)
+    assert port["port_guid"] == "0011:7500:0077:cfc8"
+    ib0 = facts["nics"]["ib0"]
+    assert (ib0["driver"], ib0["bus_info"], ib0["driver_source"]) == ("ib_ipoib", "0000:43:00.0", "inferred")
+    assert ib0["ib"]["device"] == "qib0"
+    assert ib0["numa_node"] == 2
+    assert [facts["nics"]["eth%d" % i]["driver"] for i in range(4)] == ["bnx2"] * 4
+    assert facts["network_mode"] == "infiniband"
+
+
+def test_capture_read_helpers(mlx4_capture):
+    host = snapshot(mlx4_capture)
+    port = _facts.read_port(host, "mlx4_0", 1)
+    assert port["lid"] == 932 and port["state"] == "ACTIVE"
+    assert _facts.read_port(host, "mlx4_0", 2) is None
+    assert _facts.read_port(host, "../etc", 1) is None
+    dev = _facts.read_device(host, "mlx4_0")
+    assert dev["fw_ver"] == "2.11.500" and "1" in dev["ports"]
+    assert _facts.read_device(host, "nope0") is None
+    nic = _facts.read_netdev(host, "ib0")
+    assert nic["driver"] == "ib_ipoib" and nic["ib"]["port"] == 1
+    assert _facts.read_netdev(host, "nope0") is None
+    assert _facts.read_netdev(host, "../../x") is None
+
+
+def test_capture_interfaces_filter(qib_capture):
+    facts = _facts.gather(snapshot(qib_capture), interfaces=["ib0"])
+    assert list(facts["nics"]) == ["ib0"]
+    assert "qib0" in facts["devices"]
+    with pytest.raises(_facts.FactsError) as err:
+        _facts.gather(snapshot(qib_capture), interfaces=["ib0", "ib9"])
+    assert "ib9" in str(err.value) and "eth0, eth1, eth2, eth3, ib0, lo" in str(err.value)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Hand-made trees
+# ---------------------------------------------------------------------------------------------------
+def test_dual_port_mlx4_ib_and_ethernet_is_mixed(tmp_path):
+    builder.cx3_dual_port_mixed(tmp_path / "sys")
+    facts = _facts.gather(snapshot(tmp_path / "sys"))
+    assert_serialisable(facts)
+    ib0, eth2 = facts["nics"]["ib0"], facts["nics"]["eth2"]
+    assert (ib0["kind"], ib0["ib"]["port"], ib0["ib"]["link_layer"]) == ("ipoib", 1, "InfiniBand")
+    assert (eth2["kind"], eth2["ib"]["port"], eth2["ib"]["link_layer"]) == ("roce", 2, "Ethernet")
+    assert (eth2["driver"], eth2["bus_info"], eth2["driver_source"]) == ("mlx4_en", "0000:82:00.0", "inferred")
+    assert ib0["driver"] == "ib_ipoib"
+    assert facts["network_mode"] == "mixed"
+    assert facts["network_mode_interfaces"] == {"infiniband": ["ib0"], "ethernet": ["eth2"]}
+    assert any("eth2" in r and "mlx4_en" in r for r in facts["network_mode_reasons"])
+    assert any("ib0" in r and "ib_ipoib" in r for r in facts["network_mode_reasons"])
+    # Only IB ports are in subnet_manager; the RoCE port is not.
+    assert list(facts["subnet_manager"]) == ["mlx4_0/1"]
+    assert facts["devices"]["mlx4_0"]["ports"]["1"]["pkeys"] == ["0xffff", "0x8002"]
+    assert facts["devices"]["mlx4_0"]["ports"]["2"]["netdevs"] == ["eth2"]
+    # Restricting to the IB interface makes the node infiniband.
+    assert _facts.gather(snapshot(tmp_path / "sys"), interfaces=["ib0"])["network_mode"] == "infiniband"
+
+
+def test_two_hcas_child_and_enhanced_ipoib(tmp_path):
+    builder.two_hcas_with_child(tmp_path / "sys")
+    facts = _facts.gather(snapshot(tmp_path / "sys"))
+    nics = facts["nics"]
+    assert sorted(facts["devices"]) == ["mlx4_0", "mlx5_0"]
+    child = nics["ib0.8002"]
+    assert child["kind"] == "ipoib_child"
+    assert child["ipoib"] == {"mode": "datagram", "pkey": "0x8002", "parent": "ib0", "umcast": False,
+                              "children": []}
+    assert child["ib"]["device"] == "mlx4_0"
+    assert nics["ib0"]["ipoib"]["children"] == ["ib0.8002"]
+    assert (nics["ib0"]["driver"], nics["ib0"]["bus_info"]) == ("ib_ipoib", "0000:82:00.0")
+    # mlx5 offloaded IPoIB names itself mlx5_core[ib_ipoib] in ethtool.
+    assert (nics["ib1"]["driver"], nics["ib1"]["bus_info"]) == ("mlx5_core[ib_ipoib]", "0000:05:00.0")
+    assert nics["ib1"]["model"] == "ConnectX-5"
+    assert facts["devices"]["mlx4_0"]["ports"]["1"]["pkeys"] == ["0xffff", "0x8002", "0x7fff"]
+    assert sorted(facts["devices"]["mlx4_0"]["netdevs"]) == ["ib0", "ib0.8002"]
+    sm = facts["subnet_manager"]
+    assert sm["mlx4_0/1"]["sm_local"] is True and sm["mlx4_0/1"]["sm_present"] is True
+    assert sm["mlx5_0/1"]["sm_local"] is False and sm["mlx5_0/1"]["sm_present"] is True
+    assert facts["network_mode"] == "infiniband"
+    assert nics["eth0"]["driver"] == "bnx2"
+
+
+def test_sriov_pf_with_vfs_roce(tmp_path):
+    builder.sriov_pf_with_vfs(tmp_path / "sys", numvfs=4, totalvfs=8)
+    facts = _facts.gather(snapshot(tmp_path / "sys"))
+    pf = facts["nics"]["enp5s0f0"]
+    assert pf["kind"] == "roce"
+    assert (pf["driver"], pf["driver_source"]) == ("mlx5_core", "sysfs")
+    assert pf["sriov"]["totalvfs"] == 8 and pf["sriov"]["numvfs"] == 4
+    assert [vf["index"] for vf in pf["sriov"]["vfs"]] == [0, 1, 2, 3]
+    assert pf["sriov"]["vfs"][0] == {"index": 0, "pci_address": "0000:05:00.2", "netdev": "enp5s0f0v0"}
+    vf = facts["nics"]["enp5s0f0v0"]
+    assert vf["kind"] == "vf" and vf["is_vf"] is True
+    assert vf["physfn"] == "0000:05:00.0"
+    assert vf["model"] == "ConnectX-5 Virtual Function"
+    assert vf["ib"]["device"] == "mlx5_1" and vf["ib"]["link_layer"] == "Ethernet"
+    assert vf["network_mode"] == "ethernet"
+    assert facts["network_mode"] == "ethernet"
+    assert facts["subnet_manager"] == {}
+
+
+def test_sriov_ib_vfs(tmp_path):
+    builder.sriov_pf_with_vfs(tmp_path / "sys", numvfs=2, totalvfs=8, link_layer="InfiniBand")
+    facts = _facts.gather(snapshot(tmp_path / "sys"))
+    assert facts["nics"]["ib0"]["sriov"]["vfs"][1]["netdev"] == "ib2"
+    ib1 = facts["nics"]["ib1"]
+    assert ib1["kind"] == "ipoib" and ib1["is_vf"] and ib1["physfn"] == "0000:05:00.0"
+    assert ib1["driver"] == "mlx5_core[ib_ipoib]"
+    assert len(facts["subnet_manager"]) == 3
+    assert facts["network_mode"] == "infiniband"
+
+
+def test_eipoib(tmp_path):
+    builder.eipoib_host(tmp_path / "sys")
+    facts = _facts.gather(snapshot(tmp_path / "sys"))
+    eth2 = facts["nics"]["eth2"]
+    assert eth2["kind"] == "eipoib"
+    assert (eth2["driver"], eth2["bus_info"], eth2["driver_source"]) == ("eth_ipoib", "ib0", "inferred")
+    assert eth2["eipoib"] == {"ipoib_interface": "ib0", "slaves": ["ib0.1"]}
+    assert eth2["ib"]["device"] == "mlx4_0"
+    assert eth2["network_mode"] == "infiniband"
+    assert facts["nics"]["ib0.1"]["kind"] == "ipoib_child"
+    br0 = facts["nics"]["br0"]
+    assert (br0["kind"], br0["driver"], br0["driver_source"]) == ("virtual", "bridge", "inferred")
+    assert "eth_ipoib_interfaces" not in facts["nics"]
+    assert facts["network_mode"] == "infiniband"
+    assert any("EIPoIB" in r for r in facts["network_mode_reasons"])
+
+
+def test_plain_ethernet_is_none(tmp_path):
+    b = builder.SysfsBuilder(tmp_path / "sys")
+    b.netdev("eth0", b.pci("0000:00:03.0", "0x8086", "0x100e", "e1000"), speed=1000)
+    b.netdev("lo", None, type=772)
+    facts = _facts.gather(snapshot(tmp_path / "sys"))
+    assert facts["network_mode"] == "none"
+    assert facts["devices"] == {} and facts["subnet_manager"] == {}
+    assert facts["nics"]["eth0"]["driver"] == "e1000"
+
+
+def test_live_ethtool_wins_over_inference(tmp_path):
+    builder.cx3_dual_port_mixed(tmp_path / "sys")
+    answers = {"ib0": {"driver": "ib_ipoib", "bus_info": "0000:82:00.0", "version": "1.0.0",
+                       "fw_version": "2.11.500"}}
+    host = Host(sysfs_root=str(tmp_path / "sys"), live=True, ethtool=answers.get)
+    facts = _facts.gather(host)
+    assert facts["source"] == "live"
+    ib0 = facts["nics"]["ib0"]
+    assert (ib0["driver"], ib0["driver_source"], ib0["firmware_version"]) == ("ib_ipoib", "ethtool", "2.11.500")
+    # The ioctl said nothing for eth2: inferred from sysfs.
+    assert facts["nics"]["eth2"]["driver_source"] == "inferred"
+
+
+def test_old_kernel_dev_id_selects_port(tmp_path):
+    b = builder.SysfsBuilder(tmp_path / "sys")
+    hca = b.pci("0000:82:00.0", "0x15b3", "0x1003", "mlx4_core")
+    b.ibdev("mlx4_0", hca, ports={1: dict(lid=1), 2: dict(lid=2, port_guid="0002:c903:0001:0002")})
+    b.netdev("ib0", hca, type=32, ipoib={}, dev_port=None, dev_id=0)
+    b.netdev("ib1", hca, type=32, ipoib={}, dev_port=None, dev_id=1)
+    facts = _facts.gather(snapshot(tmp_path / "sys"))
+    assert facts["nics"]["ib0"]["ib"]["port"] == 1
+    assert facts["nics"]["ib1"]["ib"]["port"] == 2
+    assert facts["nics"]["ib1"]["ib"]["lid"] == 2
+
+
+# ---------------------------------------------------------------------------------------------------
+# Robustness: bad roots, missing files, garbage, loops, escapes
+# ---------------------------------------------------------------------------------------------------
+def test_missing_root(tmp_path):
+    with pytest.raises(_facts.FactsError, match="does not exist"):
+        _facts.gather(snapshot(tmp_path / "nope"))
+
+
+def test_not_a_sysfs_tree(tmp_path):
+    (tmp_path / "etc").mkdir()
+    with pytest.raises(_facts.FactsError, match="not a sysfs tree"):
+        _facts.gather(snapshot(tmp_path))
+
+
+def test_missing_files_give_nulls(tmp_path):
+    b = builder.cx3_dual_port_mixed(tmp_path / "sys")
+    port = tmp_path / "sys" / "devices/pci0000:00/0000:82:00.0/infiniband/mlx4_0/ports/1"
+    for name in ("lid", "rate", "state"):
+        os.unlink(port / name)
+    import shutil
+    shutil.rmtree(port / "pkeys")
+    os.unlink(tmp_path / "sys" / "devices/pci0000:00/0000:82:00.0/net/ib0/mtu")
+    os.unlink(tmp_path / "sys" / "devices/pci0000:00/0000:82:00.0/infiniband/mlx4_0/fw_ver")
+    del b
+    facts = _facts.gather(snapshot(tmp_path / "sys"))
+    data = facts["devices"]["mlx4_0"]["ports"]["1"]
+    assert (data["lid"], data["rate"], data["rate_gbps"], data["state"]) == (None, None, None, None)
+    assert data["pkeys"] == []
+    assert facts["nics"]["ib0"]["mtu"] is None
+    assert facts["devices"]["mlx4_0"]["fw_ver"] is None
+    assert facts["subnet_manager"]["mlx4_0/1"]["sm_present"] is False
+    assert facts["warnings"] == []
+
+
+def test_garbage_and_binary_attributes(tmp_path):
+    builder.cx3_dual_port_mixed(tmp_path / "sys")
+    pci = tmp_path / "sys" / "devices/pci0000:00/0000:82:00.0"
+    (pci / "infiniband/mlx4_0/ports/1/lid").write_text("not-a-lid\n")
+    (pci / "infiniband/mlx4_0/ports/1/state").write_text("ACTIVE-ish\n")
+    (pci / "infiniband/mlx4_0/ports/1/pkeys/5").write_text("0xzzzz\n")
+    (pci / "infiniband/mlx4_0/node_guid").write_bytes(b"\x00\xff\xfe\x01garbage")
+    (pci / "net/ib0/mtu").write_bytes(b"\x89PNG\r\n\x1a\n")
+    (pci / "net/ib0/operstate").write_bytes(b"")
+    (pci / "vendor").write_text("Mellanox\n")
+    facts = _facts.gather(snapshot(tmp_path / "sys"))
+    assert_serialisable(facts)
+    port = facts["devices"]["mlx4_0"]["ports"]["1"]
+    assert port["lid"] is None and port["state"] is None
+    assert port["pkeys"] == ["0xffff", "0x8002"]
+    assert facts["devices"]["mlx4_0"]["node_guid"] is None
+    assert facts["nics"]["ib0"]["mtu"] is None
+    assert facts["nics"]["ib0"]["operstate"] is None
+    assert facts["nics"]["ib0"]["vendor_id"] is None and facts["nics"]["ib0"]["model"] is None
+    text = "\n".join(facts["warnings"])
+    for fragment in ("ports/1/lid", "ports/1/state", "pkeys/5", "mlx4_0/node_guid", "ib0/mtu", "vendor"):
+        assert fragment in text
+
+
+def test_symlink_loops(tmp_path):
+    b = builder.cx3_dual_port_mixed(tmp_path / "sys")
+    root = tmp_path / "sys"
+    # class/net/loop0 -> loop1 -> loop0, and a device link that points to itself.
+    os.symlink("loop1", root / "class/net/loop0")
+    os.symlink("loop0", root / "class/net/loop1")
+    dev = root / "devices/pci0000:00/0000:82:00.0/net/ib0/device"
+    os.unlink(dev)
+    os.symlink("device", dev)
+    os.symlink("selfloop", root / "class/infiniband/selfloop")
+    del b
+    facts = _facts.gather(snapshot(root))
+    assert_serialisable(facts)
+    assert facts["nics"]["loop0"]["kind"] is not None
+    assert facts["nics"]["loop0"]["mtu"] is None
+    assert facts["nics"]["ib0"]["pci_address"] is None
+    # Without its device link ib0 is still IPoIB; its port is unknown.
+    assert facts["nics"]["ib0"]["kind"] == "ipoib"
+    assert facts["devices"]["selfloop"]["ports"] == {}
+    text = "\n".join(facts["warnings"])
+    assert "class/net/loop0: symlink loop" in text
+    assert "class/infiniband/selfloop: symlink loop" in text
+
+
+def test_links_escaping_root_are_not_followed(tmp_path):
+    outside = tmp_path / "outside"
+    (outside / "net/evil0").mkdir(parents=True)
+    (outside / "net/evil0/mtu").write_text("9000\n")
+    (outside / "secret").write_text("0x15b3\n")
+    root = tmp_path / "sys"
+    b = builder.cx3_dual_port_mixed(root)
+    del b
+    os.symlink("../../../outside/net/evil0", root / "class/net/evil0")
+    os.symlink(str(outside / "net/evil0"), root / "class/net/evil1")
+    vendor = root / "devices/pci0000:00/0000:82:00.0/vendor"
+    os.unlink(vendor)
+    os.symlink("../../../../outside/secret", vendor)
+    facts = _facts.gather(snapshot(root))
+    assert facts["nics"]["evil0"]["mtu"] is None
+    assert facts["nics"]["evil1"]["mtu"] is None
+    assert facts["nics"]["ib0"]["vendor_id"] is None
+    text = "\n".join(facts["warnings"])
+    assert "class/net/evil0: link points outside sysfs_root" in text
+    assert "class/net/evil1: link points outside sysfs_root" in text
+
+
+def test_invalid_names_in_tree_are_skipped(tmp_path):
+    root = tmp_path / "sys"
+    builder.cx3_dual_port_mixed(root)
+    os.symlink("../../devices/virtual/net/x", root / "class/net/bad name")
+    os.symlink("../../devices/virtual/net/y", root / "class/net" / ("a" * 20))
+    (root / "class/net/bonding_masters").write_text("bond0\n")
+    facts = _facts.gather(snapshot(root))
+    assert "bad name" not in facts["nics"] and "a" * 20 not in facts["nics"]
+    assert "bonding_masters" not in facts["nics"]
+    assert any("invalid interface name" in w for w in facts["warnings"])
+
+
+def test_fifo_and_directory_attributes_do_not_hang(tmp_path):
+    root = tmp_path / "sys"
+    builder.cx3_dual_port_mixed(root)
+    mtu = root / "devices/pci0000:00/0000:82:00.0/net/ib0/mtu"
+    os.unlink(mtu)
+    os.mkfifo(mtu)
+    speed = root / "devices/pci0000:00/0000:02:00.0/net/eth0/speed"
+    os.unlink(speed)
+    speed.mkdir()
+    facts = _facts.gather(snapshot(root))
+    assert facts["nics"]["ib0"]["mtu"] is None
+    assert facts["nics"]["eth0"]["speed_mbps"] is None
+
+
+def test_warnings_are_bounded(tmp_path):
+    root = tmp_path / "sys"
+    b = builder.SysfsBuilder(root)
+    hca = b.pci("0000:82:00.0", "0x15b3", "0x1003", "mlx4_core")
+    b.ibdev("mlx4_0", hca, ports={1: dict(pkey_table_size=400)})
+    for index in range(400):
+        (root / ("devices/pci0000:00/0000:82:00.0/infiniband/mlx4_0/ports/1/pkeys/%d" % index)).write_text("junk")
+    facts = _facts.gather(snapshot(root))
+    assert len(facts["warnings"]) == _facts.MAX_WARNINGS + 1
+    assert facts["warnings"][-1].endswith("more warnings not shown")
+
+
+def test_host_without_sysfs_root_uses_host_reads(tmp_path):
+    """A Host double without a real sysfs_root still works through host.read/relpath/listdir."""
+    builder.two_hcas_with_child(tmp_path / "sys")
+    real = snapshot(tmp_path / "sys")
+
+    class Double:
+        live = False
+        warnings = []
+        sysfs_root = None
+
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+    facts = _facts.gather(Double())
+    reference = _facts.gather(real)
+    for key in ("network_mode", "subnet_manager"):
+        assert facts[key] == reference[key]
+    assert facts["nics"]["ib0.8002"]["kind"] == "ipoib_child"
+    assert facts["devices"]["mlx4_0"]["ports"]["1"]["pkeys"] == ["0xffff", "0x8002", "0x7fff"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Linear cost (counted, not timed)
+# ---------------------------------------------------------------------------------------------------
+def test_reads_grow_linearly(tmp_path, monkeypatch):
+    counts = {}
+    for size in (16, 64):
+        root = tmp_path / str(size) / "sys"
+        builder.many_netdevs(root, size, vfs_per_pf=7, pkey_table_size=4)
+        calls = {"open": 0}
+        real_open = os.open
+
+        def counting_open(*args, **kwargs):
+            calls["open"] += 1
+            return real_open(*args, **kwargs)
+
+        monkeypatch.setattr(_facts.os, "open", counting_open)
+        facts = _facts.gather(snapshot(root))
+        monkeypatch.setattr(_facts.os, "open", real_open)
+        assert len(facts["nics"]) == size
+        counts[size] = calls["open"]
+    ratio = counts[64] / counts[16]
+    assert 3.0 <= ratio <= 5.0, counts
+
+
+# ---------------------------------------------------------------------------------------------------
+# PCI ID table
+# ---------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("vendor,device,model", [
+    ("0x15b3", "0x1003", "ConnectX-3"),
+    ("0x15b3", "0x1004", "ConnectX-3 Virtual Function"),
+    ("0x15b3", "0x1007", "ConnectX-3 Pro"),
+    ("0x15b3", "0x1011", "Connect-IB"),
+    ("0x15b3", "0x1013", "ConnectX-4"),
+    ("0x15b3", "0x1015", "ConnectX-4 Lx"),
+    ("0x15b3", "0x1017", "ConnectX-5"),
+    ("0x15b3", "0x101b", "ConnectX-6"),
+    ("0x15b3", "0x1021", "ConnectX-7"),
+    ("15b3", "a2d6", "BlueField-2"),
+    (0x15B3, 0xA2DC, "BlueField-3"),
+    ("0x8086", "0x24f0", "Omni-Path HFI Silicon 100 (discrete)"),
+])
+def test_ids_known(vendor, device, model):
+    assert _ids.model_name(vendor, device) == model
+
+
+def test_ids_qlogic_and_unknown():
+    assert _ids.lookup("0x1077", "0x7322")["family"] == "qib"
+    assert _ids.lookup("0x1fc1", "0x0010")["family"] == "qib"
+    assert _ids.lookup("0x15b3", "0x1018")["vf"] is True
+    assert _ids.model_name("0x8086", "0x1521") is None
+    assert _ids.model_name(None, "0x1003") is None
+    assert _ids.model_name("junk", "0x1003") is None
+    assert _ids.model_name(True, 1) is None

@@ -1,0 +1,123 @@
+"""Unit tests of _ipoib: P_Key children, mode, MTU, umcast against a kernel-like fixture tree."""
+
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+from fakekernel import KernelHost, make_tree, snapshot  # noqa: E402
+
+from ansible_collections.hpcnet.infiniband.plugins.module_utils import _ipoib  # noqa: E402
+
+
+@pytest.fixture
+def host(tmp_path):
+    make_tree(tmp_path, pkeys=("0xffff", "0x8002", "0x0003"))
+    return KernelHost(tmp_path)
+
+
+def want(**kw):
+    base = {"parent": "ib0", "state": "present", "pkey_check": "warn", "membership": "full"}
+    base.update(kw)
+    return base
+
+
+def plan_for(host, **kw):
+    wanted = want(**kw)
+    pkey = None
+    if wanted.get("pkey") is not None:
+        probe = _ipoib.plan_ipoib(_ipoib.read_ipoib(host, wanted["parent"]), wanted)
+        pkey = int(probe.info["pkey"], 16) if probe.info.get("pkey") else None
+    return _ipoib.plan_ipoib(_ipoib.read_ipoib(host, wanted["parent"], pkey), wanted)
+
+
+def test_child_name_and_full_membership_bit(host):
+    plan = plan_for(host, pkey=0x0002)
+    assert plan.ok
+    assert plan.info["name"] == "ib0.8002" and plan.info["pkey"] == "0x8002"
+    assert [c.action for c in plan.changes] == ["create_child"]
+    _ipoib.apply_ipoib(host, plan)
+    assert host.exists("class/net/ib0.8002")
+    assert host.read("class/net/ib0.8002/pkey") == "0x8002"
+    assert not plan_for(host, pkey="0x8002").changed
+
+
+@pytest.mark.parametrize("pkey", [0, 0x8000, "0x0000", 0x7FFF, 0xFFFF, 0x10000, "junk", -1])
+def test_invalid_pkeys_are_refused(host, tmp_path, pkey):
+    before = snapshot(tmp_path)
+    plan = plan_for(host, pkey=pkey)
+    assert not plan.ok and not plan.changes
+    assert snapshot(tmp_path) == before
+
+
+def test_limited_membership(host):
+    plan = plan_for(host, pkey=0x0003, membership="limited")
+    assert plan.info["name"] == "ib0.0003"
+    plan = plan_for(host, pkey=0x8003, membership="limited")
+    assert "full-membership bit" in plan.error_message()
+
+
+def test_pkey_not_in_table_warns_or_refuses(host):
+    plan = plan_for(host, pkey=0x8005)
+    assert plan.ok and "not in the P_Key table" in plan.warnings[0]
+    plan = plan_for(host, pkey=0x8005, pkey_check="refuse")
+    assert not plan.ok and "not in the P_Key table" in plan.error_message()
+    plan = plan_for(host, pkey=0x8003, pkey_check="refuse")  # table has 0x0003: limited only
+    assert "limited member" in plan.error_message()
+    plan = plan_for(host, pkey=0x8005, pkey_check="ignore")
+    assert plan.ok and not plan.warnings
+
+
+def test_mode_mtu_umcast_on_new_child_then_idempotent(host):
+    plan = plan_for(host, pkey=0x8002, mode="connected", mtu=65520, umcast=True)
+    assert [c.action for c in plan.changes] == ["create_child", "set_mode", "set_mtu", "set_umcast"]
+    _ipoib.apply_ipoib(host, plan)
+    assert host.read("class/net/ib0.8002/mode") == "connected"
+    assert host.read("class/net/ib0.8002/mtu") == "65520"
+    assert host.read("class/net/ib0.8002/umcast") == "1"
+    assert not plan_for(host, pkey=0x8002, mode="connected", mtu=65520, umcast=True).changed
+
+
+def test_mtu_checked_against_mode(host):
+    assert "4092" in plan_for(host, mtu=4093).error_message()
+    assert "2044" in plan_for(host, mtu=2045, port_ib_mtu=2048).error_message()
+    assert plan_for(host, mtu=4092).ok
+    assert "65520" in plan_for(host, mode="connected", mtu=65521).error_message()
+    assert plan_for(host, mode="connected", mtu=65520).ok
+
+
+def test_parent_attributes_without_pkey(host):
+    plan = plan_for(host, mode="datagram", mtu=2044, umcast=False)
+    assert not plan.changed  # fixture parent: datagram, 2044, umcast 0
+    plan = plan_for(host, umcast=True)
+    assert [c.target for c in plan.changes] == ["ib0/umcast"]
+
+
+def test_absent_removes_child(host):
+    _ipoib.apply_ipoib(host, plan_for(host, pkey=0x8002))
+    plan = plan_for(host, pkey=0x8002, state="absent")
+    assert [c.action for c in plan.changes] == ["delete_child"]
+    _ipoib.apply_ipoib(host, plan)
+    assert not host.exists("class/net/ib0.8002")
+    assert not plan_for(host, pkey=0x8002, state="absent").changed
+    assert "needs a pkey" in plan_for(host, state="absent").error_message()
+
+
+def test_parent_checks(tmp_path):
+    make_tree(tmp_path, link_layer="Ethernet")
+    host = KernelHost(tmp_path)
+    assert "not an IPoIB interface" in plan_for(host, pkey=0x8002).error_message()
+    assert "does not exist" in plan_for(host, parent="ib7", pkey=0x8002).error_message()
+    with pytest.raises(_ipoib.IpoibError):
+        _ipoib.read_ipoib(host, "../x")
+
+
+def test_child_made_under_another_name_is_refused(host, tmp_path):
+    import fakekernel
+
+    device = os.path.realpath(os.path.join(str(tmp_path), "class/net/ib0/device"))
+    fakekernel.add_netdev(str(tmp_path), "ib0.p2", device, pkey="0x8002")
+    plan = plan_for(host, pkey=0x8002)
+    assert "another name: ib0.p2" in plan.error_message()

@@ -1,0 +1,103 @@
+"""Terminal table and HTML page of the nodes model."""
+
+from html.parser import HTMLParser
+
+import nodes_facts_fixtures as fx
+from ansible_collections.hpcnet.infiniband.plugins.module_utils import _nodes_model as nm
+from ansible_collections.hpcnet.infiniband.plugins.module_utils import _report as rp
+
+
+def _model():
+    results = fx.lab_results()
+    results["node6"] = fx.registered(fx.mixed())
+    return nm.build_model(results, addresses={"node1": "10.77.1.11"}, generated_at="2026-11-26T07:00:00Z")
+
+
+def test_format_speed():
+    assert rp.format_speed(56000) == "56 Gb/s"
+    assert rp.format_speed(1000) == "1 Gb/s"
+    assert rp.format_speed(2500) == "2.5 Gb/s"
+    assert rp.format_speed(100) == "100 Mb/s"
+    assert rp.format_speed(None) == "-" and rp.format_speed(0) == "-" and rp.format_speed(True) == "-"
+
+
+def test_table_columns_rows_and_summaries():
+    lines = rp.render_table(_model())
+    header = lines[0].split()
+    assert header == ["NODE", "INTERFACE", "MAC", "DRIVER", "BUS_INFO", "SPEED", "STATE", "IB_STATE", "RATE",
+                      "LID", "SM_LID", "MODE", "NETWORKS"]
+    ib0_row = next(line for line in lines if " ib0 " in line)  # node1's, the first node with an ib0
+    for text in ("ib_ipoib", "0000:82:00.0", "56 Gb/s", "ACTIVE", "56 Gb/sec (4X FDR)", "932",
+                 "infiniband/connected"):
+        assert text in ib0_row
+    roce = next(line for line in lines if " ens2f0 " in line)
+    assert "mlx5_core" in roce and "100 Gb/s" in roce and "storage,private,public,rdma" in roce
+    # Every column lines up: the MAC column starts at the same offset on every table row.
+    offset = lines[0].index("MAC")
+    table = lines[2:lines.index("")]
+    assert all(line[offset - 2:offset] == "  " for line in table if len(line) > offset)
+    text = "\n".join(lines)
+    assert "node4: UNREACHABLE: Failed to connect" in text
+    assert any(line.startswith("node4 ") and "(unreachable)" in line for line in table)
+    assert "node1: discovered, network mode infiniband, address 10.77.1.11, subnet manager answers" in text
+    assert "node2: discovered, network mode infiniband, subnet manager local" in text
+    assert "networks: management=eth0 rdma=ib0; unassigned: storage, private, public" in text
+    assert "node6: refused" in text and "ERROR: node node6: mismatching Mellanox drivers" in text
+    assert lines[-1] == "6 node(s): 4 discovered, 1 refused, 0 failed, 1 unreachable"
+
+
+def test_table_of_empty_model():
+    lines = rp.render_table({"nodes": []})
+    assert lines[0].startswith("NODE")
+
+
+class _Collector(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.stack = []
+        self.rows = []
+        self.sections = []
+        self.text = []
+        self.scripts = 0
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag not in ("meta", "br", "link"):
+            self.stack.append(tag)
+        if tag == "tr" and "data-interface" in attrs:
+            self.rows.append((attrs["data-node"], attrs["data-interface"]))
+        if tag == "section":
+            self.sections.append(attrs["data-node"])
+        if tag in ("script", "link", "img", "iframe"):
+            self.scripts += 1
+
+    def handle_endtag(self, tag):
+        assert self.stack and self.stack[-1] == tag, "unbalanced </%s> after %s" % (tag, self.stack[-3:])
+        self.stack.pop()
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def test_html_has_every_node_and_interface_and_is_self_contained():
+    model = _model()
+    page = rp.render_html(model)
+    parser = _Collector()
+    parser.feed(page)
+    parser.close()
+    assert parser.stack == []
+    assert parser.scripts == 0  # no scripts, no external resources
+    assert parser.sections == [n["name"] for n in model["nodes"]]
+    expected = [(n["name"], i["name"]) for n in model["nodes"] for i in n["interfaces"]]
+    assert parser.rows == expected
+    text = "".join(parser.text)
+    assert "mismatching Mellanox drivers" in text and "Failed to connect" in text
+    assert "ConnectX-5" in text and "unassigned" in text
+
+
+def test_html_escapes_hostile_values():
+    facts = fx.cx3_ipoib()
+    facts["nics"]["ib0"]["driver"] = "<script>alert(1)</script>"
+    page = rp.render_html(nm.build_model({"<b>x</b>": facts}))
+    assert "<script>" not in page and "&lt;script&gt;" in page
+    assert 'data-node="&lt;b&gt;x&lt;/b&gt;"' in page

@@ -1,0 +1,435 @@
+"""Rules of the subnet-manager check: port verdicts, sminfo parsing, requirements, opensm config model."""
+
+import os
+import tarfile
+
+import pytest
+
+from ansible_collections.hpcnet.infiniband.plugins.module_utils import _sm
+from ansible_collections.hpcnet.infiniband.plugins.module_utils._host import Host
+
+# Real captures (see tests/unit/conftest.py REALDATA)
+REALDATA = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", "..", "..", "shared", "realdata",
+                                        "hwloc"))
+STATES = {"DOWN": "1: DOWN", "INIT": "2: INIT", "ARMED": "3: ARMED", "ACTIVE": "4: ACTIVE"}
+PHYS = {"Polling": "2: Polling", "Disabled": "3: Disabled", "LinkUp": "5: LinkUp"}
+
+
+def make_port(root, device, port, state="ACTIVE", phys="LinkUp", lid=3, sm_lid=1, link_layer="InfiniBand",
+              guid="0002:c903:0001:0001"):
+    """A port directory as the kernel shows it (state "4: ACTIVE", lid "0x3", gids/0)."""
+    pdir = os.path.join(str(root), "class", "infiniband", device, "ports", str(port))
+    os.makedirs(os.path.join(pdir, "gids"), exist_ok=True)
+    values = {
+        "state": STATES.get(state, state),
+        "phys_state": PHYS.get(phys, phys),
+        "lid": "0x%x" % lid,
+        "sm_lid": "0x%x" % sm_lid,
+        "sm_sl": "0",
+        "link_layer": link_layer,
+        "rate": "56 Gb/sec (4X FDR)",
+        "gids/0": "fe80:0000:0000:0000:" + guid,
+    }
+    for name, value in values.items():
+        with open(os.path.join(pdir, name), "w") as handle:
+            handle.write(value + "\n")
+    return pdir
+
+
+def set_port(pdir, **values):
+    for name, value in values.items():
+        if name == "state":
+            value = STATES[value]
+        elif name == "phys_state":
+            value = PHYS[value]
+        elif name in ("lid", "sm_lid"):
+            value = "0x%x" % value
+        with open(os.path.join(pdir, name), "w") as handle:
+            handle.write(value + "\n")
+
+
+class FakeRunner:
+    """Answers sminfo/saquery like infiniband-diags; records every argv."""
+
+    def __init__(self, answers=None):
+        self.answers = answers or {}
+        self.calls = []
+
+    def __call__(self, argv, timeout=30):
+        self.calls.append(list(argv))
+        answer = self.answers.get(argv[0], (127, "", "%s: command not found" % argv[0]))
+        return answer(argv) if callable(answer) else answer
+
+
+SMINFO_MASTER = (0, "sminfo: sm lid 1 sm guid 0x100003, activity count 65 priority 5 state 3 SMINFO_MASTER\n", "")
+SMIR_TWO = (0, """SMInfoRecord dump:
+\t\tRID
+\t\tLID...................1
+\t\tSMInfo dump:
+\t\tGUID..................0x0000000000100003
+\t\tSM_Key................0x0000000000000000
+\t\tActCount..............103
+\t\tPriority..............5
+\t\tSMState...............3
+SMInfoRecord dump:
+\t\tRID
+\t\tLID...................4
+\t\tSMInfo dump:
+\t\tGUID..................0x0000000000100005
+\t\tSM_Key................0x0000000000000000
+\t\tActCount..............38
+\t\tPriority..............3
+\t\tSMState...............2
+""", "")
+
+
+def host_for(root, runner=None):
+    return Host(sysfs_root=str(root), fs_root=str(root), runner=runner, live=False)
+
+
+# ------------------------------------------------------------------------------------------ verdicts
+def test_active_port_passes(tmp_path):
+    make_port(tmp_path, "mlx4_0", 1)
+    result, failure = _sm.run_check(host_for(tmp_path), query="never")
+    assert failure is None
+    assert result["ports"][0]["state"] == "ACTIVE"
+    assert result["ports"][0]["sm_lid"] == 1
+    assert result["ports"][0]["ok"] is True
+    assert result["failed_ports"] == []
+    assert result["sm"] is None
+
+
+def test_init_port_message_exact(tmp_path):
+    make_port(tmp_path, "mlx4_0", 1, state="INIT", lid=0, sm_lid=0)
+    result, failure = _sm.run_check(host_for(tmp_path), query="never")
+    assert failure == (
+        "mlx4_0 port 1 is INIT (LinkUp): no subnet manager has configured it; start opensm on a node or the switch"
+    )
+    assert result["failed_ports"][0]["state"] == "INIT"
+
+
+def test_down_polling_message(tmp_path):
+    make_port(tmp_path, "mlx4_0", 1, state="DOWN", phys="Polling", lid=0, sm_lid=0)
+    _result, failure = _sm.run_check(host_for(tmp_path), query="never")
+    assert failure == "mlx4_0 port 1 is DOWN (Polling): no link: check the cable and the switch port"
+
+
+def test_down_disabled_and_armed_messages(tmp_path):
+    assert "disabled" in _sm.port_problem({"device": "d", "port": 1, "state": "DOWN", "phys_state": "Disabled"})
+    armed = _sm.port_problem({"device": "d", "port": 1, "state": "ARMED", "phys_state": "LinkUp"})
+    assert armed.startswith("d port 1 is ARMED (LinkUp): the subnet manager has not finished")
+
+
+def test_active_with_sm_lid_zero(tmp_path):
+    make_port(tmp_path, "mlx5_0", 1, sm_lid=0)
+    _result, failure = _sm.run_check(host_for(tmp_path), query="never")
+    assert failure.startswith("mlx5_0 port 1 is ACTIVE (LinkUp) but its sm_lid is 0")
+
+
+def test_ethernet_ports_are_ignored(tmp_path):
+    make_port(tmp_path, "mlx5_0", 1)
+    make_port(tmp_path, "mlx5_1", 1, state="DOWN", phys="Disabled", link_layer="Ethernet")
+    result, failure = _sm.run_check(host_for(tmp_path), query="never")
+    assert failure is None
+    assert [(p["device"], p["port"]) for p in result["ports"]] == [("mlx5_0", 1)]
+
+
+def test_only_ethernet_ports_fails_unless_allowed(tmp_path):
+    make_port(tmp_path, "mlx5_0", 1, link_layer="Ethernet")
+    _result, failure = _sm.run_check(host_for(tmp_path), query="never")
+    assert failure == "no InfiniBand port to check on this host"
+    result, failure = _sm.run_check(host_for(tmp_path), query="never", require_ports=False)
+    assert failure is None and result["ports"] == []
+
+
+def test_all_failing_ports_in_one_message(tmp_path):
+    make_port(tmp_path, "mlx4_0", 1, state="INIT", lid=0, sm_lid=0)
+    make_port(tmp_path, "mlx4_0", 2, state="DOWN", phys="Polling", lid=0, sm_lid=0)
+    make_port(tmp_path, "mlx5_0", 1)
+    result, failure = _sm.run_check(host_for(tmp_path), query="never")
+    assert failure == (
+        "2 subnet-manager problems: "
+        "mlx4_0 port 1 is INIT (LinkUp): no subnet manager has configured it; start opensm on a node or the switch; "
+        "mlx4_0 port 2 is DOWN (Polling): no link: check the cable and the switch port"
+    )
+    assert [(p["device"], p["port"]) for p in result["failed_ports"]] == [("mlx4_0", 1), ("mlx4_0", 2)]
+
+
+def test_local_sm_port(tmp_path):
+    make_port(tmp_path, "mlx4_0", 1, lid=1, sm_lid=1)
+    result, failure = _sm.run_check(host_for(tmp_path), query="never")
+    assert failure is None
+    assert result["ports"][0]["local_sm"] is True
+
+
+# ------------------------------------------------------------------------------------------ selection
+def test_select_devices_and_ports(tmp_path):
+    make_port(tmp_path, "mlx4_0", 1)
+    make_port(tmp_path, "mlx4_0", 2, state="INIT", sm_lid=0)
+    make_port(tmp_path, "mlx5_0", 1, state="INIT", sm_lid=0)
+    result, failure = _sm.run_check(host_for(tmp_path), devices=["mlx4_0"], ports=[1], query="never")
+    assert failure is None
+    assert [(p["device"], p["port"]) for p in result["ports"]] == [("mlx4_0", 1)]
+
+
+def test_select_missing_device_and_port(tmp_path):
+    make_port(tmp_path, "mlx4_0", 1)
+    _result, failure = _sm.run_check(host_for(tmp_path), devices=["mlx5_9"], query="never")
+    assert failure == "HCA mlx5_9 not found on this host (present: mlx4_0)"
+    _result, failure = _sm.run_check(host_for(tmp_path), ports=[2], query="never")
+    assert failure == "port 2 not found on mlx4_0 (ports: 1)"
+
+
+def test_bad_arguments_are_refused_before_reading(tmp_path):
+    _result, failure = _sm.run_check(host_for(tmp_path), devices=["../etc"], sm_guid="zz", poll_interval=0)
+    assert "devices: '../etc' is not an RDMA device name" in failure
+    assert "sm_guid 'zz' is not a GUID" in failure
+    assert "poll_interval must be > 0" in failure
+
+
+# ------------------------------------------------------------------------------------------ polling
+def test_wait_timeout_polls_until_active(tmp_path):
+    pdir = make_port(tmp_path, "mlx4_0", 1, state="INIT", lid=0, sm_lid=0)
+    now = [0.0]
+    sleeps = []
+
+    def sleep(seconds):
+        sleeps.append(seconds)
+        now[0] += seconds
+        if len(sleeps) == 2:  # the SM sweeps during the second wait
+            set_port(pdir, state="ACTIVE", lid=3, sm_lid=1)
+
+    result, failure = _sm.run_check(host_for(tmp_path), wait_timeout=30, poll_interval=2, query="never",
+                                    sleep=sleep, clock=lambda: now[0])
+    assert failure is None
+    assert result["attempts"] == 3
+    assert sleeps == [2.0, 2.0]
+    assert result["waited"] == 4.0
+
+
+def test_wait_timeout_gives_up_with_final_message(tmp_path):
+    make_port(tmp_path, "mlx4_0", 1, state="INIT", lid=0, sm_lid=0)
+    now = [0.0]
+
+    def sleep(seconds):
+        now[0] += seconds
+
+    result, failure = _sm.run_check(host_for(tmp_path), wait_timeout=5, poll_interval=2, query="never",
+                                    sleep=sleep, clock=lambda: now[0])
+    assert failure.startswith("mlx4_0 port 1 is INIT (LinkUp)")
+    assert result["attempts"] == 4  # t=0, 2, 4, 5 (the last wait is cut to the deadline)
+    assert result["waited"] == 5.0
+
+
+def test_no_wait_reads_once(tmp_path):
+    make_port(tmp_path, "mlx4_0", 1, state="INIT", sm_lid=0)
+
+    def sleep(_seconds):
+        raise AssertionError("must not sleep without wait_timeout")
+
+    result, _failure = _sm.run_check(host_for(tmp_path), query="never", sleep=sleep)
+    assert result["attempts"] == 1
+
+
+# ------------------------------------------------------------------------------------------ sminfo
+def test_parse_sminfo():
+    info = _sm.parse_sminfo(SMINFO_MASTER[1])
+    assert info == {
+        "lid": 1,
+        "guid": "0000:0000:0010:0003",
+        "guid_hex": "0x0000000000100003",
+        "activity_count": 65,
+        "priority": 5,
+        "state_code": 3,
+        "state": "MASTER",
+    }
+    standby = _sm.parse_sminfo("sminfo: sm lid 4 sm guid 0x2c90300a1b2c1, activity count 0 priority 3 state 2 SMINFO_STANDBY")
+    assert standby["state"] == "STANDBY" and standby["guid"] == "0002:c903:00a1:b2c1"
+    assert _sm.parse_sminfo("sminfo: iberror: failed: query") is None
+
+
+def test_parse_smir_lists_master_and_standby():
+    sms = _sm.parse_smir(SMIR_TWO[1])
+    assert [(s["guid_hex"], s["lid"], s["priority"], s["state"]) for s in sms] == [
+        ("0x0000000000100003", 1, 5, "MASTER"),
+        ("0x0000000000100005", 4, 3, "STANDBY"),
+    ]
+
+
+def test_query_sm_reports_master(tmp_path):
+    make_port(tmp_path, "mlx4_0", 1)
+    runner = FakeRunner({"sminfo": SMINFO_MASTER, "saquery": SMIR_TWO})
+    result, failure = _sm.run_check(host_for(tmp_path, runner), query="auto")
+    assert failure is None
+    sm = result["sm"]
+    assert (sm["guid_hex"], sm["lid"], sm["priority"], sm["state"], sm["local"], sm["count"]) == (
+        "0x0000000000100003", 1, 5, "MASTER", False, 2)
+    assert runner.calls == [["sminfo"], ["saquery", "SMIR"]]
+    assert "master SM 0x0000000000100003 (LID 1, priority 5, MASTER)" in _sm.summary(result)
+
+
+def test_query_auto_without_infiniband_diags_is_no_failure(tmp_path):
+    make_port(tmp_path, "mlx4_0", 1)
+    result, failure = _sm.run_check(host_for(tmp_path, FakeRunner()), query="auto")
+    assert failure is None
+    assert result["sm"]["queried"] is False
+
+
+def test_query_always_fails_when_no_sm_answers(tmp_path):
+    make_port(tmp_path, "mlx4_0", 1)
+    runner = FakeRunner({"sminfo": (255, "", "ibwarn: [1] mad_rpc: _do_madrpc failed; dport (DR path slid 0)\n"
+                                                 "sminfo: iberror: failed: query\n")})
+    _result, failure = _sm.run_check(host_for(tmp_path, runner), query="always")
+    assert failure == ("cannot verify the subnet manager (query_sm=always): sminfo found no subnet manager "
+                       "(ibwarn: [1] mad_rpc: _do_madrpc failed; dport (DR path slid 0))")
+
+
+def test_query_timeout_message(tmp_path):
+    make_port(tmp_path, "mlx4_0", 1)
+    runner = FakeRunner({"sminfo": (124, "", "")})
+    _result, failure = _sm.run_check(host_for(tmp_path, runner), query="always", sm_query_timeout=3)
+    assert "sminfo timed out after 3s: no subnet manager answers" in failure
+
+
+def test_ports_failing_skip_the_sm_query(tmp_path):
+    make_port(tmp_path, "mlx4_0", 1, state="INIT", sm_lid=0)
+    runner = FakeRunner({"sminfo": SMINFO_MASTER})
+    _result, failure = _sm.run_check(host_for(tmp_path, runner), query="always")
+    assert failure.startswith("mlx4_0 port 1 is INIT")
+    assert runner.calls == []
+
+
+def test_requirements_min_sms_guid_local(tmp_path):
+    # This host's port GUID is the master's: the SM runs here.
+    make_port(tmp_path, "mlx4_0", 1, lid=1, sm_lid=1, guid="0000:0000:0010:0003")
+    runner = FakeRunner({"sminfo": SMINFO_MASTER, "saquery": (1, "", "")})
+    result, failure = _sm.run_check(host_for(tmp_path, runner), min_sms=2, sm_guid="0002:c903:00a1:b2c1",
+                                    allow_local_sm=False)
+    assert result["sm"]["local"] is True
+    assert failure == (
+        "3 subnet-manager problems: "
+        "1 subnet manager(s) on the fabric (0x0000000000100003 MASTER), at least 2 required; start a standby opensm; "
+        "the master subnet manager is 0x0000000000100003 (LID 1, priority 5), not the expected 0x0002c90300a1b2c1; "
+        "the master subnet manager 0x0000000000100003 runs on this host, and allow_local_sm is false"
+    )
+
+
+def test_requirements_met(tmp_path):
+    make_port(tmp_path, "mlx4_0", 1)
+    runner = FakeRunner({"sminfo": SMINFO_MASTER, "saquery": SMIR_TWO})
+    _result, failure = _sm.run_check(host_for(tmp_path, runner), min_sms=2, sm_guid="0x100003",
+                                     allow_local_sm=False)
+    assert failure is None
+
+
+def test_requirement_without_tool_fails_in_auto(tmp_path):
+    make_port(tmp_path, "mlx4_0", 1)
+    _result, failure = _sm.run_check(host_for(tmp_path, FakeRunner()), min_sms=1)
+    assert failure == ("cannot verify the subnet manager (min_sms=1): "
+                       "sminfo not found (infiniband-diags is not installed)")
+
+
+# ------------------------------------------------------------------------------------------ real capture
+def test_real_connectx3_capture(tmp_path):
+    path = os.path.join(REALDATA, "32em64t-2n8c+dax+nvme+mic+dimms.tar.bz2")
+    if not os.path.exists(path):
+        pytest.skip("real captures not available")
+    with tarfile.open(path) as archive:
+        members = [m for m in archive.getmembers() if "/sys/class/infiniband" in m.name
+                   or "/sys/devices/pci0000:80/0000:80:02.2/0000:82:00.0/infiniband/" in m.name]
+        archive.extractall(tmp_path, members=members)  # noqa: S202 (project test data)
+    root = tmp_path / "32em64t-2n8c+1mic" / "sys"
+    result, failure = _sm.run_check(host_for(root), query="never")
+    assert failure is None
+    # scif0 (Xeon Phi) has no InfiniBand ports; mlx4_0 port 1 is ACTIVE with LID 0x3a4 and SM LID 1.
+    port = [p for p in result["ports"] if p["device"] == "mlx4_0"][0]
+    assert (port["state"], port["phys_state"], port["lid"], port["sm_lid"]) == ("ACTIVE", "LinkUp", 0x3A4, 1)
+
+
+# ------------------------------------------------------------------------------------------ guids, pkeys
+@pytest.mark.parametrize("value,kernel", [
+    ("0x100003", "0000:0000:0010:0003"),
+    ("0x0002c90300a1b2c1", "0002:c903:00a1:b2c1"),
+    ("0002:C903:00A1:B2C1", "0002:c903:00a1:b2c1"),
+    ("nonsense", None),
+    ("0x1" + "0" * 16, None),
+])
+def test_normalize_guid(value, kernel):
+    assert _sm.normalize_guid(value) == kernel
+
+
+@pytest.mark.parametrize("value,pkey", [("0x8001", 1), ("0x7fff", 0x7FFF), (32770, 2), ("0x0000", None),
+                                        ("0x8000", None), ("0x10000", None), ("abc", None), (True, None)])
+def test_parse_pkey(value, pkey):
+    assert _sm.parse_pkey(value) == pkey
+
+
+# ------------------------------------------------------------------------------------------ opensm config
+def test_render_partitions_adds_default_and_formats_members():
+    parts, errors = _sm.normalize_partitions([
+        {"name": "storage", "pkey": "0x8001", "mtu": 5, "sl": 1,
+         "members": ["0002:c903:00a1:b2c1", {"guid": "ALL_CAS", "membership": "limited"}]},
+    ])
+    assert errors == []
+    assert _sm.render_partitions(parts).splitlines() == [
+        "# Managed by hpcnet.infiniband (ib_opensm_config); local changes are overwritten.",
+        "Default=0x7fff, ipoib, defmember=full : ALL, ALL_SWITCHES=full, SELF=full ;",
+        "storage=0x0001, ipoib, mtu=5, sl=1 : 0x0002c90300a1b2c1, ALL_CAS=limited ;",
+    ]
+
+
+def test_render_partitions_keeps_given_default():
+    parts, errors = _sm.normalize_partitions([{"name": "Default", "pkey": "0x7fff", "ipoib": False,
+                                               "members": ["ALL"]}])
+    assert errors == []
+    assert _sm.render_partitions(parts).splitlines()[1:] == ["Default=0x7fff : ALL ;"]
+
+
+@pytest.mark.parametrize("partitions,message", [
+    ([{"name": "a b", "pkey": 1}], "name 'a b' must be"),
+    ([{"name": "a", "pkey": "0x8000"}], "partition a: pkey '0x8000' is not a P_Key"),
+    ([{"name": "a", "pkey": 1}, {"name": "b", "pkey": "0x8001"}], "P_Key 0x0001 is already used by partition a"),
+    ([{"name": "a", "pkey": 1}, {"name": "a", "pkey": 2}], "partition a: defined twice"),
+    ([{"name": "a", "pkey": 1, "mtu": 6}], "mtu 6 must be an integer 1-5"),
+    ([{"name": "a", "pkey": 1, "members": ["xyz"]}], "member 'xyz' is not a port GUID"),
+    ([{"name": "a", "pkey": 1, "members": [{"guid": "ALL", "membership": "half"}]}], "membership 'half'"),
+    ([{"name": "a", "pkey": 1, "defmember": "x"}], "defmember 'x' must be one of"),
+])
+def test_partition_validation(partitions, message):
+    _parts, errors = _sm.normalize_partitions(partitions)
+    assert any(message in e for e in errors), errors
+
+
+def test_opensm_settings_render():
+    settings, errors = _sm.opensm_settings(guid="0002:c903:00a1:b2c1", priority=14, virt_enabled=2,
+                                           sweep_interval=5, partitions_path="/etc/opensm/partitions.conf",
+                                           options={"log_max_size": 0, "babbling_port_policy": True})
+    assert errors == []
+    assert _sm.render_opensm_conf(settings).splitlines()[2:] == [
+        "guid 0x0002c90300a1b2c1",
+        "sm_priority 14",
+        "virt_enabled 2",
+        "sweep_interval 5",
+        "partition_config_file /etc/opensm/partitions.conf",
+        "babbling_port_policy TRUE",
+        "log_max_size 0",
+    ]
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"guid": "0xzz"}, "guid '0xzz' is not a port GUID"),
+    ({"priority": 16}, "priority 16 must be 0 (lowest) to 15 (highest)"),
+    ({"virt_enabled": 3}, "virt_enabled 3 must be 0"),
+    ({"sweep_interval": -1}, "sweep_interval -1 must be"),
+    ({"options": {"Bad Key": 1}}, "option name 'Bad Key'"),
+    ({"options": {"sm_priority": 1}}, "option sm_priority is set by its own parameter"),
+    ({"options": {"log_file": "a\nb"}}, "option log_file: value"),
+])
+def test_opensm_settings_validation(kwargs, message):
+    _settings, errors = _sm.opensm_settings(**kwargs)
+    assert any(message in e for e in errors), errors
+
+
+def test_service_defaults():
+    assert _sm.render_service_defaults("0x100003").splitlines()[-1] == 'PORTS="0x0000000000100003"'
+    assert _sm.render_service_defaults(None).splitlines()[-1] == 'PORTS="ALL"'

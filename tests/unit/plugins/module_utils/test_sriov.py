@@ -1,0 +1,337 @@
+"""Unit tests of _sriov: have/plan/apply against a fixture tree whose writes follow the kernel."""
+
+import errno
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+import fakekernel  # noqa: E402
+from fakekernel import PF_PCI, FakeRunner, KernelHost, bind_vf, make_tree, snapshot  # noqa: E402
+
+from ansible_collections.hpcnet.infiniband.plugins.module_utils import _sriov  # noqa: E402
+
+MSTCONFIG_OLD = """
+Device #1:
+----------
+
+Device type:    ConnectX5
+Name:           MCX556A-ECA_Ax
+Device:         0000:82:00.0
+
+Configurations:                              Next Boot
+         SRIOV_EN                            True(1)
+         NUM_OF_VFS                          16
+         LINK_TYPE_P1                        IB(1)
+"""
+
+MSTCONFIG_NEW = """
+Device #1:
+----------
+
+Device type:        ConnectX5
+Device:             0000:82:00.0
+
+Configurations:                                          Default         Current         Next Boot
+*        NUM_OF_VFS                                  0               16              16
+         SRIOV_EN                                    False(0)        True(1)         True(1)
+"""
+
+
+@pytest.fixture
+def node(tmp_path):
+    sysfs = tmp_path / "sys"
+    make_tree(sysfs)
+    runner = FakeRunner()
+    host = KernelHost(sysfs, fs_root=tmp_path / "root", runner=runner)
+    os.makedirs(str(tmp_path / "root"), exist_ok=True)
+    return host, runner, sysfs
+
+
+def want(num_vfs, **kw):
+    base = {"num_vfs": num_vfs, "force": False, "guid_policy": "none", "persist": False}
+    base.update(kw)
+    return base
+
+
+def run(host, wanted, firmware=None, files=None):
+    have = _sriov.read_pf(host, "ib0")
+    plan = _sriov.plan_sriov(have, wanted, firmware=firmware, files=files)
+    return have, plan
+
+
+def test_guid_formats_round_trip():
+    value = _sriov.parse_guid("0002:c903:00a1:b2c1")
+    assert value == 0x0002C90300A1B2C1
+    assert _sriov.parse_guid("00:02:c9:03:00:a1:b2:c1") == value
+    assert _sriov.parse_guid("0x0002c90300a1b2c1") == value
+    assert _sriov.format_guid(value) == "0002:c903:00a1:b2c1"
+    assert _sriov.format_guid_ip(value) == "00:02:c9:03:00:a1:b2:c1"
+    assert _sriov.parse_guid("zz") is None
+    assert _sriov.parse_guid("0002:c903") is None
+
+
+def test_derived_guids_are_deterministic_unique_nonzero_local():
+    base = 0x0002C90300A1B2C1
+    seen = set()
+    for pf in (base, base + 1, base + 0x100):
+        for index in range(64):
+            node, port = _sriov.derived_guids(pf, index)
+            assert (node, port) == _sriov.derived_guids(pf, index)
+            for guid in (node, port):
+                assert guid != 0
+                assert (guid >> 56) & 0x03 == 0x02  # locally administered, unicast
+                assert guid not in seen
+                seen.add(guid)
+
+
+def test_read_pf(node):
+    host, _runner, _sysfs = node
+    have = _sriov.read_pf(host, "ib0")
+    assert have["pci_address"] == PF_PCI
+    assert have["family"] == "mlx5"
+    assert have["model"] == "ConnectX-5"
+    assert (have["totalvfs"], have["numvfs"]) == (16, 0)
+    assert have["port_guid"] == "0002:c903:00a1:b2c1"
+    assert have["vfs"] == []
+    assert _sriov.read_pf(host, PF_PCI)["name"] == "ib0"
+
+
+def test_read_pf_rejects_bad_names(node):
+    host = node[0]
+    with pytest.raises(_sriov.SriovError):
+        _sriov.read_pf(host, "../../etc")
+    with pytest.raises(_sriov.SriovError):
+        _sriov.read_pf(host, "ib9")
+    with pytest.raises(_sriov.SriovError):
+        _sriov.read_pf(host, "0000:99:00.0")
+
+
+def test_zero_to_eight_then_four_follows_zero_then_n(node):
+    host, _runner, _sysfs = node
+    _have, plan = run(host, want(8))
+    assert [c.as_dict()["detail"]["steps"] for c in plan.changes] == [[8]]
+    _sriov.apply_sriov(host, plan)
+    assert host.numvfs("ib0") == 8
+    have, plan = run(host, want(4))
+    assert len(have["vfs"]) == 8
+    assert plan.changes[0].before == 8 and plan.changes[0].after == 4
+    assert plan.changes[0].detail["steps"] == [0, 4]
+    host.writes.clear()
+    _sriov.apply_sriov(host, plan)
+    assert [v for _p, v in host.writes] == ["0", "4"]
+    assert host.numvfs("ib0") == 4
+    _have, plan = run(host, want(4))
+    assert not plan.changed and plan.ok
+
+
+def test_refuses_more_than_totalvfs_with_firmware_hint(node):
+    host, _runner, sysfs = node
+    before = snapshot(sysfs)
+    firmware = {"available": True, "settings": {"NUM_OF_VFS": {"next_boot": "16"}, "SRIOV_EN": {"next_boot": "True(1)"}}}
+    _have, plan = run(host, want(32), firmware=firmware)
+    assert not plan.ok and not plan.changes
+    message = plan.error_message()
+    assert "sriov_totalvfs=16" in message and "mstconfig -d 0000:82:00.0 set SRIOV_EN=1 NUM_OF_VFS=32" in message
+    assert "mstfwreset" in message and "NUM_OF_VFS=16" in message
+    assert snapshot(sysfs) == before
+
+
+def test_no_sriov_capability_is_refused(tmp_path):
+    make_tree(tmp_path, sriov=False)
+    host = KernelHost(tmp_path)
+    _have, plan = run(host, want(2))
+    assert "no SR-IOV capability" in plan.error_message()
+
+
+def test_in_use_guard_driver_netdev_and_namespace(node):
+    host, runner, sysfs = node
+    _sriov.apply_sriov(host, run(host, want(4))[1])
+    bind_vf(sysfs, PF_PCI, 1, "vfio-pci")
+    vf_dir = os.path.join(str(sysfs), "bus/pci/devices", PF_PCI)
+    for name, up in (("ib0_vf2", True), ("ib0_vf3", True)):
+        for attr, value in (("flags", "0x1003" if up else "0x1002"), ("operstate", "up")):
+            with open(os.path.join(str(sysfs), "class/net", name, attr), "w") as handle:
+                handle.write(value + "\n")
+    runner.addresses["ib0_vf2"] = ["192.0.2.5/24"]  # vf3: up but only link-local: not in use
+    # VF 0's netdev moved to another netns: gone from this sysfs view while bound to mlx5_core.
+    vf0 = os.path.realpath(os.path.join(vf_dir, "virtfn0"))
+    os.unlink(os.path.join(str(sysfs), "class/net/ib0_vf0"))
+    import shutil
+    shutil.rmtree(os.path.join(vf0, "net"))
+    # VF 0 has no netdev here although bound to mlx5_core, and the PF has one: another netns.
+    before = snapshot(sysfs)
+    have, plan = run(host, want(2))
+    assert not plan.ok
+    message = plan.error_message()
+    assert "VF 1 (" in message and "vfio-pci" in message
+    assert "ib0_vf2 is up with addresses 192.0.2.5/24" in message
+    assert "VF 0 (" in message and "network namespace" in message
+    assert "VF 3 (" not in message
+    assert "force: true" in message
+    assert snapshot(sysfs) == before
+    _have, plan = run(host, want(2, force=True))
+    assert plan.ok and plan.warnings
+    _sriov.apply_sriov(host, plan)
+    assert host.numvfs("ib0") == 2
+
+
+def test_busy_write_restores_previous_count(tmp_path):
+    make_tree(tmp_path, numvfs=8)
+    host = KernelHost(tmp_path, busy_on=4)
+    _have, plan = run(host, want(4, force=True))
+    with pytest.raises(_sriov.SriovApplyError) as info:
+        _sriov.apply_sriov(host, plan)
+    assert "EBUSY" in str(info.value)
+    assert "restored the previous count 8" in str(info.value)
+    assert info.value.state["numvfs"] == 8
+    assert host.numvfs("ib0") == 8
+
+
+def test_timeout_on_zero_reports_state(tmp_path):
+    make_tree(tmp_path, numvfs=8)
+    host = KernelHost(tmp_path)
+    host.fail_after = ("0", errno.ETIMEDOUT)
+    _have, plan = run(host, want(4, force=True))
+    with pytest.raises(_sriov.SriovApplyError) as info:
+        _sriov.apply_sriov(host, plan)
+    assert "timed out" in str(info.value) and "sriov_numvfs is now 8" in str(info.value)
+
+
+def test_vf_guids_derived_applied_and_idempotent(node):
+    host, runner, _sysfs = node
+    have, plan = run(host, want(4, guid_policy="derived"))
+    guid_changes = [c for c in plan.changes if c.action == "set_vf_guid"]
+    assert len(guid_changes) == 4
+    _sriov.apply_sriov(host, plan)
+    sets = [c for c in runner.calls if c[:3] == ["ip", "link", "set"]]
+    assert sets[0][:7] == ["ip", "link", "set", "dev", "ib0", "vf", "0"]
+    assert sets[0][7] == "node_guid" and sets[0][9] == "port_guid"
+    have, plan = run(host, want(4, guid_policy="derived"))
+    assert have["vf_guids"][0]["node_guid"] == plan.info["vf_guids"][0]["node_guid"]
+    assert not plan.changed
+    guids = [g for e in plan.info["vf_guids"] for g in (e["node_guid"], e["port_guid"])]
+    assert len(set(guids)) == 8 and "0000:0000:0000:0000" not in guids
+
+
+def test_vf_guids_through_mlx5_sysfs_without_ip(tmp_path):
+    make_tree(tmp_path, numvfs=0)
+    runner = FakeRunner(vf_guid_error="RTNETLINK answers: Operation not supported")
+    host = KernelHost(tmp_path, runner=runner, vf_sysfs_guids=True, vf_netdevs=False)
+    _have, plan = run(host, want(3, guid_policy="derived"))
+    _sriov.apply_sriov(host, plan)
+    assert not [c for c in runner.calls if c[:3] == ["ip", "link", "set"]]
+    node0 = host.read("bus/pci/devices/%s/sriov/0/node" % PF_PCI)
+    assert _sriov.parse_guid(node0) == _sriov.parse_guid(plan.info["vf_guids"][0]["node_guid"])
+    have, plan = run(host, want(3, guid_policy="derived"))
+    assert not plan.changed and have["vf_guids"][2]["port_guid"] == plan.info["vf_guids"][2]["port_guid"]
+    assert any("cannot be detected" in w for w in plan.warnings) is False  # no resize, no guard
+
+
+def test_vf_guid_pool_and_explicit(node):
+    host = node[0]
+    _have, plan = run(host, want(2, guid_policy="pool", guid_pool_start="0200:0000:0000:0010"))
+    assert plan.info["vf_guids"][1] == {"index": 1, "node_guid": "0200:0000:0000:0012", "port_guid": "0200:0000:0000:0013"}
+    _have, plan = run(host, want(2, guid_policy="pool", guid_pool_start="0000:0000:0000:0000"))
+    assert not plan.ok
+    dup = [{"node_guid": "0200:0000:0000:0001", "port_guid": "0200:0000:0000:0002"},
+           {"node_guid": "0200:0000:0000:0001", "port_guid": "0200:0000:0000:0003"}]
+    _have, plan = run(host, want(2, guid_policy="explicit", guids=dup))
+    assert "used twice" in plan.error_message()
+    zero = [{"node_guid": "0000:0000:0000:0000", "port_guid": "0200:0000:0000:0002"}]
+    _have, plan = run(host, want(1, guid_policy="explicit", guids=zero))
+    assert "not a usable GUID" in plan.error_message()
+
+
+def test_vf_guid_failure_is_reported_honestly(node):
+    host, runner, _sysfs = node
+    runner.vf_guid_error = "RTNETLINK answers: Operation not supported"
+    _have, plan = run(host, want(2, guid_policy="derived"))
+    with pytest.raises(_sriov.SriovApplyError) as info:
+        _sriov.apply_sriov(host, plan)
+    assert "Operation not supported" in str(info.value) and "does not support VF GUIDs" in str(info.value)
+    assert info.value.done[0].startswith("0000:82:00.0/sriov_numvfs")
+
+
+def test_persist_udev_rule(node, tmp_path):
+    host = node[0]
+    have, plan = run(host, want(2, guid_policy="derived", persist=True))
+    files = [c for c in plan.changes if c.action == "write_file"]
+    assert files[0].target == "/etc/udev/rules.d/70-hpcnet-sriov-0000-82-00.0.rules"
+    assert 'ATTR{device/sriov_numvfs}="2"' in files[0].after
+    assert "vf 1 node_guid" in files[0].after
+    _sriov.apply_sriov(host, plan)
+    text = host.read_file(files[0].target)
+    _have, plan = run(host, want(2, guid_policy="derived", persist=True), files={files[0].target: text})
+    assert not plan.changed
+
+
+def test_mstconfig_parsing():
+    old = _sriov.parse_mstconfig(MSTCONFIG_OLD)
+    assert old["device_type"] == "ConnectX5"
+    assert old["settings"]["NUM_OF_VFS"] == {"modified": False, "next_boot": "16"}
+    new = _sriov.parse_mstconfig(MSTCONFIG_NEW)
+    assert new["settings"]["NUM_OF_VFS"] == {"modified": True, "default": "0", "current": "16", "next_boot": "16"}
+    assert new["settings"]["SRIOV_EN"]["current"] == "True(1)"
+
+
+def test_read_firmware_absent_and_present(node):
+    host, runner, _sysfs = node
+    absent = _sriov.read_firmware(host, PF_PCI)
+    assert absent["available"] is False and "mstflint" in absent["error"]
+    runner.mstconfig = MSTCONFIG_OLD
+    present = _sriov.read_firmware(host, PF_PCI)
+    assert present["settings"]["SRIOV_EN"]["next_boot"] == "True(1)"
+    assert ["mstconfig", "-d", PF_PCI, "q"] in runner.calls
+
+
+@pytest.mark.parametrize("device", ["0x1003", "0x1007"])
+def test_mlx4_plans_options_never_writes_numvfs(tmp_path, device):
+    make_tree(tmp_path, device=device, driver="mlx4_core", ibdev="mlx4_0", totalvfs=16)
+    host = KernelHost(tmp_path)
+    have, plan = run(host, want(8, mlx4_probe_vf=2))
+    assert have["family"] == "mlx4"
+    assert [c.action for c in plan.changes] == ["write_file"]
+    assert plan.changes[0].target == _sriov.MLX4_OPTIONS_PATH
+    assert "options mlx4_core num_vfs=8\noptions mlx4_core probe_vf=2\n" in plan.changes[0].after
+    assert plan.reboot_required
+    _sriov.apply_sriov(host, plan)
+    assert not [w for w in host.writes if w[0].endswith("sriov_numvfs")]
+    files = {_sriov.MLX4_OPTIONS_PATH: host.read_file(_sriov.MLX4_OPTIONS_PATH)}
+    _have, plan = run(host, want(8, mlx4_probe_vf=2), files=files)
+    assert not plan.changed and plan.reboot_required  # still pending until mlx4_core reloads
+
+
+def test_mlx4_refusals_through_the_option_model(tmp_path):
+    make_tree(tmp_path, device="0x1003", driver="mlx4_core", ibdev="mlx4_0", totalvfs=16)
+    host = KernelHost(tmp_path)
+    _have, plan = run(host, want(6, mlx4_num_vfs_per_port=[2, 2, 2]))
+    assert "InfiniBand ports" in plan.error_message()  # single-port VFs are Ethernet-only in mlx4
+    _have, plan = run(host, want(5, mlx4_num_vfs_per_port=[2, 2, 2]))
+    assert "add up" in plan.error_message()
+    _have, plan = run(host, want(32))
+    assert "sriov_totalvfs=16" in plan.error_message() and "mstconfig" in plan.error_message()
+    _have, plan = run(host, want(4, mlx4_probe_vf=5))
+    assert "probe" in plan.error_message()
+    other = {"/etc/modprobe.d/hpcnet-mlx4_core.conf": "options mlx4_core num_vfs=4\n"}
+    _have, plan = run(host, want(4), files=other)
+    assert "one place only" in plan.error_message()
+
+
+def test_mlx4_per_port_form_on_ethernet(tmp_path):
+    make_tree(tmp_path, device="0x1007", driver="mlx4_core", ibdev="mlx4_0", totalvfs=64, link_layer="Ethernet")
+    host = KernelHost(tmp_path)
+    _have, plan = run(host, want(4, mlx4_num_vfs_per_port=[2, 0, 2]))
+    assert plan.ok, plan.errors
+    assert "num_vfs=2,0,2" in plan.changes[0].after
+    _have, plan = run(host, want(6, mlx4_num_vfs_per_port=[2, 2, 2]))
+    assert "has one port" in plan.error_message()
+
+
+def test_vf_itself_is_refused(tmp_path):
+    make_tree(tmp_path, device="0x1018")
+    host = KernelHost(tmp_path)
+    _have, plan = run(host, want(2))
+    assert "itself a virtual function" in plan.error_message()

@@ -1,0 +1,260 @@
+"""ib_kernel_modules and ib_ofed_info end to end on fixture trees: check mode, diff, idempotence,
+refusals with nothing written, honest loading status."""
+
+import json
+import os
+import sys
+
+import pytest
+
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.hpcnet.infiniband.plugins.modules import ib_kernel_modules, ib_ofed_info
+from ansible_collections.hpcnet.infiniband.plugins.module_utils._host import Host
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "module_utils"))
+from ofedtree import FakeRunner, load_module_sysfs, make_card, snapshot  # noqa: E402
+
+
+class Node:
+    """A fixture host: sysfs and fs trees plus the fake runner the module's Host gets."""
+
+    def __init__(self, tmp_path, available=(), ofed_version=None):
+        self.sysfs = tmp_path / "sys"
+        self.fs = tmp_path / "root"
+        self.sysfs.mkdir()
+        self.fs.mkdir()
+        self.runner = FakeRunner(self.sysfs, available=available, ofed_version=ofed_version)
+
+    def run(self, module, monkeypatch, capsys, check=False, diff=False, **args):
+        runner = self.runner
+
+        def from_module(_module, sysfs_root="/sys", fs_root="/"):
+            return Host(sysfs_root=sysfs_root, fs_root=fs_root, runner=runner, live=False)
+
+        monkeypatch.setattr(module.Host, "from_module", from_module)
+        args = dict(args, sysfs_root=str(self.sysfs), fs_root=str(self.fs), _ansible_check_mode=check,
+                    _ansible_diff=diff)
+        with patch_module_args(args):
+            with pytest.raises(SystemExit):
+                module.main()
+        return json.loads(capsys.readouterr().out)
+
+    def file(self, path):
+        with open(os.path.join(str(self.fs), path.lstrip("/"))) as handle:
+            return handle.read()
+
+    def exists(self, path):
+        return os.path.exists(os.path.join(str(self.fs), path.lstrip("/")))
+
+
+WANT = dict(
+    modules=["mlx4_ib", "ib_ipoib", "ib_umad", "rdma_ucm"],
+    options={"mlx4_core": {"port_type_array": ["ib", "ib"], "num_vfs": 8, "probe_vf": 0,
+                           "log_num_mgm_entry_size": -1},
+             "ib_ipoib": {"send_queue_size": 512, "recv_queue_size": 512}},
+)
+
+
+@pytest.fixture
+def cx3(tmp_path):
+    node = Node(tmp_path)
+    make_card(node.sysfs)
+    return node
+
+
+def test_check_mode_changes_nothing_and_diff_shows_files(cx3, monkeypatch, capsys):
+    before = snapshot(cx3.fs), snapshot(cx3.sysfs)
+    result = cx3.run(ib_kernel_modules, monkeypatch, capsys, check=True, diff=True, **WANT)
+    assert (snapshot(cx3.fs), snapshot(cx3.sysfs)) == before
+    assert result["changed"] is True
+    targets = [d["after_header"] for d in result["diff"]]
+    assert targets == ["/etc/modprobe.d/hpcnet-ib_ipoib.conf", "/etc/modprobe.d/hpcnet-mlx4_core.conf",
+                       "/etc/modules-load.d/hpcnet-infiniband.conf"]
+    assert "options mlx4_core port_type_array=1,1\n" in result["diff"][1]["after"]
+    assert result["diff"][1]["before"] == ""
+    assert {m: e["status"] for m, e in result["modules"].items()} == {
+        "mlx4_ib": "skipped_not_available", "ib_ipoib": "skipped_not_available",
+        "ib_umad": "skipped_not_available", "rdma_ucm": "skipped_not_available", "mlx4_core": "options_only"}
+    assert cx3.runner.loads() == []
+
+
+def test_apply_renders_files_line_by_line_and_is_idempotent(cx3, monkeypatch, capsys):
+    result = cx3.run(ib_kernel_modules, monkeypatch, capsys, **WANT)
+    assert result["changed"] is True
+    assert result["reboot_required"] is False and result["reload_required"] is False
+    assert cx3.file("/etc/modprobe.d/hpcnet-mlx4_core.conf").splitlines() == [
+        "# Managed by hpcnet.infiniband (ib_kernel_modules): local changes are overwritten.",
+        "options mlx4_core num_vfs=8",
+        "options mlx4_core probe_vf=0",
+        "options mlx4_core port_type_array=1,1",
+        "options mlx4_core log_num_mgm_entry_size=-1",
+    ]
+    assert cx3.file("/etc/modprobe.d/hpcnet-ib_ipoib.conf").splitlines()[1:] == [
+        "options ib_ipoib send_queue_size=512", "options ib_ipoib recv_queue_size=512"]
+    assert cx3.file("/etc/modules-load.d/hpcnet-infiniband.conf").splitlines()[1:] == [
+        "mlx4_ib", "ib_ipoib", "ib_umad", "rdma_ucm"]
+    mode = os.stat(os.path.join(str(cx3.fs), "etc/modprobe.d/hpcnet-mlx4_core.conf")).st_mode & 0o777
+    assert mode == 0o644
+    assert result["modules"]["ib_ipoib"]["status"] == "skipped_not_available"
+    assert "not found" in result["modules"]["ib_ipoib"]["reason"]
+    assert result["cards"][0]["model"] == "ConnectX-3" and result["cards"][0]["ports"] == 2
+    again = cx3.run(ib_kernel_modules, monkeypatch, capsys, **WANT)
+    assert again["changed"] is False and again["plan"] == []
+
+
+def test_loading_is_real_and_reported(tmp_path, monkeypatch, capsys):
+    node = Node(tmp_path, available=("ib_ipoib", "ib_umad"))
+    make_card(node.sysfs)
+    load_module_sysfs(node.sysfs, "ib_umad")
+    result = node.run(ib_kernel_modules, monkeypatch, capsys, modules=["ib_ipoib", "ib_umad", "rdma_ucm"])
+    assert {m: e["status"] for m, e in result["modules"].items()} == {
+        "ib_ipoib": "loaded", "ib_umad": "already_loaded", "rdma_ucm": "skipped_not_available"}
+    assert node.runner.loads() == [["modprobe", "ib_ipoib"]]
+    again = node.run(ib_kernel_modules, monkeypatch, capsys, modules=["ib_ipoib", "ib_umad", "rdma_ucm"])
+    assert again["changed"] is False
+    assert again["modules"]["ib_ipoib"]["status"] == "already_loaded"
+
+
+def test_check_mode_would_load(tmp_path, monkeypatch, capsys):
+    node = Node(tmp_path, available=("ib_ipoib",))
+    result = node.run(ib_kernel_modules, monkeypatch, capsys, check=True, modules=["ib_ipoib"], persist=False)
+    assert result["changed"] is True and result["modules"]["ib_ipoib"]["status"] == "would_load"
+    assert node.runner.loads() == []
+
+
+def test_changed_options_of_loaded_modules(cx3, monkeypatch, capsys):
+    load_module_sysfs(cx3.sysfs, "mlx4_core", parameters={"port_type_array": "1,1"})
+    load_module_sysfs(cx3.sysfs, "ib_ipoib", parameters={"send_queue_size": "128"})
+    result = cx3.run(ib_kernel_modules, monkeypatch, capsys, options={"mlx4_core": {"port_type_array": [1, 1]}})
+    assert result["changed"] is True and result["reboot_required"] is False  # running value already 1,1
+    result = cx3.run(ib_kernel_modules, monkeypatch, capsys, options={"mlx4_core": {"port_type_array": [2, 2]}})
+    assert result["reboot_required"] is True and result["reload_required"] is False
+    result = cx3.run(ib_kernel_modules, monkeypatch, capsys, options={"ib_ipoib": {"send_queue_size": 256}})
+    assert result["reload_required"] is True and result["reboot_required"] is False
+
+
+def test_empty_options_remove_our_file(cx3, monkeypatch, capsys):
+    cx3.run(ib_kernel_modules, monkeypatch, capsys, options={"ib_ipoib": {"send_queue_size": 256}})
+    assert cx3.exists("/etc/modprobe.d/hpcnet-ib_ipoib.conf")
+    result = cx3.run(ib_kernel_modules, monkeypatch, capsys, options={"ib_ipoib": {}})
+    assert result["plan"][0]["action"] == "remove_file"
+    assert not cx3.exists("/etc/modprobe.d/hpcnet-ib_ipoib.conf")
+
+
+def test_conflicting_foreign_options_warn(cx3, monkeypatch, capsys):
+    os.makedirs(os.path.join(str(cx3.fs), "etc/modprobe.d"))
+    with open(os.path.join(str(cx3.fs), "etc/modprobe.d/mlx4.conf"), "w") as handle:
+        handle.write("options mlx4_core port_type_array=2,2\n")
+    result = cx3.run(ib_kernel_modules, monkeypatch, capsys, options={"mlx4_core": {"port_type_array": [1, 1]}})
+    assert "/etc/modprobe.d/mlx4.conf also sets mlx4_core port_type_array=2,2" in json.dumps(result["warnings"])
+
+
+REFUSALS = [
+    (dict(options={"mlx4_core": {"num_vf": 4}}), "mlx4_core has no option 'num_vf'"),
+    (dict(options={"ib_ipoib": {"send_queue_size": "big"}}),
+     "ib_ipoib option send_queue_size: expected an integer, got 'big'"),
+    (dict(options={"mlx4_core": {"port_type_array": [1]}}),
+     "mlx4_core port_type_array has 1 value (1) but ConnectX-3 0000:82:00.0 has 2 ports"),
+    (dict(options={"mlx4_core": {"num_vfs": 32}}),
+     "mlx4_core num_vfs=32 asks for 32 VFs but ConnectX-3 0000:82:00.0 allows at most 16 (ConnectX-3 limit)"),
+    (dict(eipoib=True), "EIPoIB (eth_ipoib) needs MLNX_OFED; this host runs the inbox stack"),
+    (dict(options={"ib_ipoib": {"ipoib_enhanced": False}}),
+     "ib_ipoib option ipoib_enhanced exists only in MLNX_OFED's ib_ipoib"),
+    (dict(openib_conf={"IPOIB_LOAD": True}), "/etc/infiniband/openib.conf is read by MLNX_OFED's openibd only"),
+    (dict(stack="mlnx_ofed"), "the expected stack is mlnx_ofed but this host runs inbox"),
+    (dict(modules=["ib_ipoib", "../evil"]), "'../evil' is not a kernel module name"),
+]
+
+
+@pytest.mark.parametrize("args, message", REFUSALS, ids=[m[:40] for _a, m in REFUSALS])
+def test_refusals_write_nothing(cx3, monkeypatch, capsys, args, message):
+    args = dict(WANT, **args) if "modules" not in args else args
+    before = snapshot(cx3.fs), snapshot(cx3.sysfs)
+    result = cx3.run(ib_kernel_modules, monkeypatch, capsys, **args)
+    assert result["failed"] is True
+    assert message in result["msg"], result["msg"]
+    assert (snapshot(cx3.fs), snapshot(cx3.sysfs)) == before
+    assert cx3.runner.loads() == []
+
+
+def test_several_problems_in_one_message(cx3, monkeypatch, capsys):
+    result = cx3.run(ib_kernel_modules, monkeypatch, capsys,
+                     options={"mlx4_core": {"num_vfs": 32, "port_type_array": [1]}}, eipoib=True)
+    assert result["msg"].startswith("3 problems, nothing was changed: ")
+    assert len(result["errors"]) == 3
+
+
+# ------------------------------------------------------------------ MLNX_OFED + EIPoIB
+@pytest.fixture
+def cx3_mlnx(tmp_path):
+    node = Node(tmp_path, ofed_version="4.9-7.1.0.0")
+    make_card(node.sysfs)
+    os.makedirs(os.path.join(str(node.fs), "etc/infiniband"))
+    with open(os.path.join(str(node.fs), "etc/infiniband/openib.conf"), "w") as handle:
+        handle.write("# Start HCA driver upon boot\nONBOOT=yes\n# Load eIPoIB\nE_IPOIB_LOAD=no\nRUN_MLNX_TUNE=no\n")
+    return node
+
+
+def test_eipoib_on_mlnx_ofed(cx3_mlnx, monkeypatch, capsys):
+    load_module_sysfs(cx3_mlnx.sysfs, "ib_core")  # a running stack: openibd must re-read openib.conf
+    result = cx3_mlnx.run(ib_kernel_modules, monkeypatch, capsys, diff=True, modules=["ib_ipoib"], eipoib=True,
+                          openib_conf={"SET_IPOIB_CM": "auto"})
+    assert result["changed"] is True and result["reload_required"] is True
+    assert cx3_mlnx.file("/etc/infiniband/openib.conf").splitlines() == [
+        "# Start HCA driver upon boot", "ONBOOT=yes", "# Load eIPoIB", "E_IPOIB_LOAD=yes", "RUN_MLNX_TUNE=no",
+        "SET_IPOIB_CM=auto"]
+    assert cx3_mlnx.file("/etc/modules-load.d/hpcnet-infiniband.conf").splitlines()[1:] == ["ib_ipoib", "eth_ipoib"]
+    assert result["stack"]["stack"] == "mlnx_ofed"
+    again = cx3_mlnx.run(ib_kernel_modules, monkeypatch, capsys, modules=["ib_ipoib"], eipoib=True,
+                         openib_conf={"SET_IPOIB_CM": "auto"})
+    assert again["changed"] is False
+
+
+def test_eipoib_refused_when_ports_become_ethernet(cx3_mlnx, monkeypatch, capsys):
+    before = snapshot(cx3_mlnx.fs)
+    result = cx3_mlnx.run(ib_kernel_modules, monkeypatch, capsys, eipoib=True,
+                          options={"mlx4_core": {"port_type_array": ["eth", "eth"]}})
+    assert result["msg"] == ("EIPoIB needs an InfiniBand port, but every port of ConnectX-3 0000:82:00.0 would be "
+                             "Ethernet (port_type_array=2,2)")
+    assert snapshot(cx3_mlnx.fs) == before
+
+
+def test_eipoib_refused_on_connectx5(tmp_path, monkeypatch, capsys):
+    node = Node(tmp_path, ofed_version="5.8-1.0.1.1")
+    make_card(node.sysfs, pci="0000:3b:00.0", device="0x1017", driver="mlx5_core", ibdev="mlx5_0",
+              link_layers=("InfiniBand",), totalvfs=8)
+    result = node.run(ib_kernel_modules, monkeypatch, capsys, eipoib=True)
+    assert result["msg"] == ("EIPoIB needs a ConnectX-3 or ConnectX-3 Pro (mlx4) card with an InfiniBand port; "
+                             "found: ConnectX-5 0000:3b:00.0 (mlx5)")
+    assert snapshot(node.fs) == {}
+
+
+# ------------------------------------------------------------------ ib_ofed_info
+def test_ofed_info_reports(cx3_mlnx, monkeypatch, capsys):
+    load_module_sysfs(cx3_mlnx.sysfs, "mlx4_core", version="4.9-7.1.0", parameters={"port_type_array": "1,1"})
+    load_module_sysfs(cx3_mlnx.sysfs, "ib_core", builtin=True)
+    before = snapshot(cx3_mlnx.fs)
+    result = cx3_mlnx.run(ib_ofed_info, monkeypatch, capsys)
+    assert result["changed"] is False
+    assert result["stack"]["stack"] == "mlnx_ofed" and result["stack"]["ofed_version"] == "4.9-7.1.0.0"
+    assert result["loaded_modules"] == ["ib_core", "mlx4_core"]
+    assert result["modules"]["mlx4_core"] == {"state": "loaded", "version": "4.9-7.1.0",
+                                              "parameters": {"port_type_array": "1,1"}}
+    assert result["openib_conf"] == {"ONBOOT": "yes", "E_IPOIB_LOAD": "no", "RUN_MLNX_TUNE": "no"}
+    assert result["cards"][0]["vf_limit"] == 16
+    assert snapshot(cx3_mlnx.fs) == before
+
+
+def test_eipoib_false_never_creates_openib_conf(tmp_path, monkeypatch, capsys):
+    node = Node(tmp_path, ofed_version="4.9-7.1.0.0")
+    make_card(node.sysfs)
+    result = node.run(ib_kernel_modules, monkeypatch, capsys, eipoib=False)
+    assert result["changed"] is False and not node.exists("/etc/infiniband/openib.conf")
+
+
+def test_eipoib_false_switches_existing_conf_off(cx3_mlnx, monkeypatch, capsys):
+    cx3_mlnx.run(ib_kernel_modules, monkeypatch, capsys, eipoib=True)
+    result = cx3_mlnx.run(ib_kernel_modules, monkeypatch, capsys, eipoib=False)
+    assert result["changed"] is True and result["reload_required"] is False  # nothing of the stack is loaded
+    assert "E_IPOIB_LOAD=no" in cx3_mlnx.file("/etc/infiniband/openib.conf").splitlines()
