@@ -15,10 +15,10 @@ from .sh import LabError
 
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--name", default=naming.default_name(),
-                        help="lab name (default: $HPCNET_LAB_NAME or 'lab')")
+    common.add_argument("--name", help="lab name (default: $HPCNET_LAB_NAME or 'lab')")
     p = argparse.ArgumentParser(prog="labctl", description="hpcnet lab: namespace nodes over ssh, "
                                 "hardware profiles, simulated IB fabric, Open vSwitch.")
+    p.add_argument("--name", dest="top_name", metavar="NAME", help="lab name (also after the command)")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     s = sub.add_parser("up", parents=[common], help="start the lab (no-op when it is up)")
@@ -47,9 +47,12 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sm", parents=[common], help="start/stop opensm")
     s.add_argument("action", choices=["start", "stop"])
     s.add_argument("--on", metavar="NODE", help="run opensm as this node's HCA")
-    s = sub.add_parser("fabric", parents=[common], help="fabric faults and status")
-    s.add_argument("action", choices=["unlink", "relink", "status"])
-    s.add_argument("node", nargs="?")
+    s = sub.add_parser("fabric", help="fabric faults and status")
+    fsub = s.add_subparsers(dest="action", required=True)
+    for action in ("unlink", "relink"):
+        f = fsub.add_parser(action, parents=[common], help=f"{action} the node's HCA ports")
+        f.add_argument("node")
+    fsub.add_parser("status", parents=[common], help="ibsim, opensm, sync, port states")
 
     sub.add_parser("env", parents=[common], help="print LAB_DIR=..., LAB_INVENTORY=... for eval")
     return p
@@ -69,6 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"labctl: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # Output cut short (labctl ... | head): not an error of ours.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def _root_required() -> None:
@@ -77,7 +84,7 @@ def _root_required() -> None:
 
 
 def _dispatch(args) -> int:
-    name = getattr(args, "name", None)
+    name = getattr(args, "name", None) or args.top_name or naming.default_name()
     if args.cmd == "up":
         _root_required()
         lab.up(name, nodes=args.nodes, profiles=args.profiles, sm=not args.no_sm,
@@ -145,8 +152,6 @@ def _dispatch(args) -> int:
     if args.cmd == "fabric":
         if args.action == "status":
             return _forward(hwiface.fabric("status", lab.naming.lab_dir(name), check=False))
-        if not args.node:
-            raise LabError(f"fabric {args.action} needs a NODE")
         lab.find_node(info, args.node)
         return _forward(hwiface.fabric(args.action, lab.naming.lab_dir(name), args.node,
                                        check=False))

@@ -272,7 +272,7 @@ def start_nodes(info: dict, parallel: int = 16) -> None:
         node["holder_pid"] = read_pid(Path(node["dir"]) / "holder.pid")
 
 
-def tcp_open(address: str, port: int, timeout: float = 1.0) -> bool:
+def tcp_open(address: str, port: int, timeout: float = 3.0) -> bool:
     try:
         with socket.create_connection((address, port), timeout=timeout):
             return True
@@ -284,7 +284,7 @@ def wait_sshd(info: dict, timeout: float = 30) -> None:
     waiting = [n for n in info["nodes"]]
     deadline = time.monotonic() + timeout
     while waiting and time.monotonic() < deadline:
-        waiting = [n for n in waiting if not tcp_open(n["mgmt_address"], SSH_PORT)]
+        waiting = [n for n in waiting if not tcp_open(n["mgmt_address"], SSH_PORT, 1.0)]
         if waiting:
             time.sleep(0.1)
     if waiting:
@@ -320,6 +320,15 @@ def problems(info: dict) -> list[str]:
     if info["fabric"]["netns"] not in netns_names():
         found.append("fabric namespace is gone")
     return found
+
+
+def stable_problems(info: dict) -> list[str]:
+    """Problems seen twice, a second apart: a loaded machine must not get a working lab rebuilt."""
+    first = problems(info)
+    if not first:
+        return []
+    time.sleep(1.0)
+    return [p for p in problems(info) if p in first]
 
 
 # ---------------------------------------------------------------------------------- inventory
@@ -382,7 +391,7 @@ def up(name: str, nodes: int | None = None, profiles: str | None = None, sm: boo
     with lab_lock(name):
         current = load(name)
         if current is not None:
-            if current.get("state") == "up" and not problems(current):
+            if current.get("state") == "up" and not stable_problems(current):
                 have = [n["profile"] for n in current["nodes"]]
                 if (nodes is not None or profiles is not None) and have != wanted:
                     raise LabError(f"lab {name!r} is up with other nodes/profiles ({len(have)}: "

@@ -201,6 +201,22 @@ def add_pci_driver_dir(tree, driver):
     tree.file(f"{base}/uevent", "", mode=0o200)
 
 
+def add_module(tree, mod):
+    """/sys/module/<name> of a loaded module (initstate, refcnt, version for out-of-tree stacks such as
+    MLNX_OFED, drivers/pci:<drv> <-> bus/pci/drivers/<drv>/module links)."""
+    base = f"module/{mod['name']}"
+    tree.file(f"{base}/initstate", "live")
+    tree.file(f"{base}/refcnt", mod.get("refcnt", 0))
+    if mod.get("version"):
+        tree.file(f"{base}/version", mod["version"])
+    for name, value in (mod.get("parameters") or {}).items():
+        tree.file(f"{base}/parameters/{name}", value)
+    for drv in mod.get("pci_drivers") or []:
+        add_pci_driver_dir(tree, drv)
+        tree.link(f"{base}/drivers/pci:{drv}", f"bus/pci/drivers/{drv}")
+        tree.link(f"bus/pci/drivers/{drv}/module", base)
+
+
 def add_rdma_device(tree, dev, pci_dir, hostname, netdev_of_port):
     base = f"{pci_dir}/infiniband/{dev['name']}"
     tree.mkdir(base)
@@ -400,6 +416,8 @@ def expand(profile, index, hostname):
             eth.setdefault("bus_info", nd["pci"])
         if eth.get("driver"):
             hw.ethtool[name] = eth
+    for mod in prof.get("modules") or []:
+        add_module(tree, mod)
     if hw.eipoib:
         text = "".join(f"{e} over IB port: {i}\n" for e, i in hw.eipoib)
         tree.file("class/net/eth_ipoib_interfaces", text, attr="eipoib_interfaces")

@@ -185,8 +185,36 @@ class SysfsModel:
             return None
         return self.lookup(new, depth + 1)
 
-    def listdir(self, path):
+    def realpath(self, path, _depth=0):
+        """Canonical view path with every symlink resolved (None if it does not exist)."""
+        if _depth > 16:
+            return None
+        cur = ""
+        for part in [p for p in self.tree.norm(path).split("/") if p]:
+            nxt = posixpath.join(cur, part) if cur else part
+            node = self.lookup(nxt)
+            if node is None:
+                return None
+            if node.kind == "link":
+                target = node.entry.value if node.entry is not None else os.readlink(self._real(node.real_path))
+                joined = posixpath.normpath("/" + posixpath.join(cur, target)).lstrip("/")
+                cur = self.realpath(joined, _depth + 1)
+                if cur is None:
+                    return None
+            else:
+                cur = nxt
+        return cur
+
+    def lookup_follow(self, path):
+        """lookup() following symlinks everywhere, the last component too (what open/opendir do)."""
         node = self.lookup(path)
+        if node is None or node.kind != "link":
+            return node
+        real = self.realpath(path)
+        return None if real is None else self.lookup(real)
+
+    def listdir(self, path):
+        node = self.lookup_follow(path)
         if node is None:
             raise _err(errno.ENOENT)
         if node.kind != "dir":
@@ -234,7 +262,7 @@ class SysfsModel:
 
     # ------------------------------------------------------------ reads
     def check_open(self, path, write):
-        node = self.lookup(path)
+        node = self.lookup_follow(path)
         if node is None:
             raise _err(errno.ENOENT)
         if node.kind == "dir":

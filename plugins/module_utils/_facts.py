@@ -95,6 +95,9 @@ _VIRTUAL_DRIVERS = {
 _PCI_TO_ETH_DRIVER = {"mlx4_core": "mlx4_en"}
 
 
+_CLASS_NET_FILES = ("bonding_masters", "eth_ipoib_interfaces")
+
+
 class FactsError(Exception):
     """Bad input (sysfs_root not a sysfs tree, unknown interface): one clear message."""
 
@@ -103,7 +106,11 @@ class FactsError(Exception):
 # Reading layer
 # ---------------------------------------------------------------------------------------------------
 _MAX_LINK_DEPTH = 40
-_O_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+_DIR, _FILE, _MISSING = object(), object(), object()
+# O_NOFOLLOW: a link planted as an attribute is resolved by us inside the root, never by open().
+# O_NONBLOCK/O_NOCTTY: a FIFO or device node in a hostile capture neither blocks nor becomes our tty;
+# reading a directory fails with EISDIR. Real sysfs attributes are regular files.
+_O_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0)
 _O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 
 
@@ -123,6 +130,9 @@ class _Reader:
         root = getattr(host, "sysfs_root", None)
         self.root = root if isinstance(root, str) and os.path.isdir(root) else None
         self._resolved = {}
+        # Per-gather memo of what each path below the root is (_DIR, _FILE, _MISSING or a link's
+        # target text): shared prefixes such as devices/pci0000:00 are looked at once.
+        self._kinds = {}
         self.warnings = []
         self._dropped = 0
 
@@ -166,43 +176,67 @@ class _Reader:
             return real, self.host.isdir(real or ".")
         resolved = base.split("/") if base else []
         pending = [p for p in rel.split("/") if p not in ("", ".")]
+        pending.reverse()  # a stack: next component last
         depth = 0
         is_dir = True
+        kinds = self._kinds
+        root = self.root
         while pending:
-            part = pending.pop(0)
+            part = pending.pop()
             if part == "..":
                 if not resolved:
                     return None
                 resolved.pop()
                 continue
-            candidate = os.path.join(self.root, *(resolved + [part]))
-            try:
-                st = os.lstat(candidate)
-            except (OSError, ValueError):
+            resolved.append(part)
+            path = "/".join(resolved)
+            kind = kinds.get(path)
+            if kind is None:
+                kind = self._kind(root + "/" + path)
+                kinds[path] = kind
+            resolved.pop()
+            if kind is _MISSING:
                 return None
-            if stat.S_ISLNK(st.st_mode):
-                depth += 1
-                if depth > _MAX_LINK_DEPTH:
-                    return None
-                try:
-                    target = os.readlink(candidate)
-                except OSError:
-                    return None
-                if os.path.isabs(target):
-                    # Let the Host map absolute /sys/... links of captures (and refuse the rest).
-                    rest = "/".join(resolved + [part] + pending)
-                    real = self.host.relpath(rest)
-                    if real is None:
-                        return None
-                    return real, self.host.isdir(real or ".")
-                pending = [p for p in target.split("/") if p not in ("", ".")] + pending
+            if kind is _DIR:
+                resolved.append(part)
                 continue
-            if not stat.S_ISDIR(st.st_mode):
+            if kind is _FILE:
                 if pending:
                     return None
+                resolved.append(part)
                 is_dir = False
-            resolved.append(part)
+                continue
+            # A link: kind is its target text.
+            depth += 1
+            if depth > _MAX_LINK_DEPTH:
+                return None
+            if kind.startswith("/"):
+                # Let the Host map absolute /sys/... links of captures (and refuse the rest).
+                rest = "/".join(resolved + [part] + pending[::-1])
+                real = self.host.relpath(rest)
+                if real is None:
+                    return None
+                return real, self.host.isdir(real or ".")
+            target = [p for p in kind.split("/") if p not in ("", ".")]
+            target.reverse()
+            pending.extend(target)
         return "/".join(resolved), is_dir
+
+    @staticmethod
+    def _kind(full):
+        try:
+            st = os.lstat(full)
+        except (OSError, ValueError):
+            return _MISSING
+        mode = st.st_mode
+        if stat.S_ISDIR(mode):
+            return _DIR
+        if stat.S_ISLNK(mode):
+            try:
+                return os.readlink(full) or _MISSING
+            except OSError:
+                return _MISSING
+        return _FILE
 
     def dir(self, rel, base="", label=None):
         found = self.resolve(rel, base)
@@ -230,10 +264,12 @@ class _Reader:
             parent_real = base
         if self.root is None:
             return None
-        try:
-            return os.readlink(os.path.join(self.root, parent_real, name))
-        except (OSError, ValueError):
-            return None
+        path = (parent_real + "/" + name) if parent_real else name
+        kind = self._kinds.get(path)
+        if kind is None:
+            kind = self._kind(self.root + "/" + path)
+            self._kinds[path] = kind
+        return kind if isinstance(kind, str) else None
 
     def explain_unresolvable(self, rel):
         """Why ``rel`` (a link) does not resolve: 'escapes', 'loop', 'dangling' or None (not a link)."""
@@ -264,7 +300,7 @@ class _Reader:
                     out[name] = self._decode(text.encode("utf-8", "surrogateescape"), label, name)
             return out
         try:
-            dir_fd = os.open(os.path.join(self.root, real_dir) if real_dir else self.root, _O_DIR)
+            dir_fd = os.open((self.root + "/" + real_dir) if real_dir else self.root, _O_DIR)
         except (OSError, ValueError):
             return out
         try:
@@ -286,8 +322,6 @@ class _Reader:
                             out[name] = self.read_attrs(sub_dir, [leaf], label)[leaf]
                     continue
                 try:
-                    if not stat.S_ISREG(os.fstat(fd).st_mode):
-                        continue
                     data = os.read(fd, _MAX_ATTR_BYTES)
                 except OSError:
                     continue
@@ -306,7 +340,7 @@ class _Reader:
             return sorted(((n, values[n]) for n in names), key=lambda item: int(item[0]))
         rows = []
         try:
-            dir_fd = os.open(os.path.join(self.root, real_dir), _O_DIR)
+            dir_fd = os.open((self.root + "/" + real_dir) if real_dir else self.root, _O_DIR)
         except (OSError, ValueError):
             return rows
         try:
@@ -649,8 +683,7 @@ class _PciContext:
                 pci_dir = _Dir(self.reader, device_label + "/..", parent_real)
         address = _pci_address(os.path.basename(pci_dir.real))
         if address:
-            pci_dir.prefetch(("vendor", "device", "subsystem_vendor", "subsystem_device", "numa_node",
-                              "sriov_totalvfs", "sriov_numvfs"))
+            pci_dir.prefetch(("vendor", "device", "numa_node", "sriov_totalvfs", "sriov_numvfs"))
         info = {
             "real": dev.real,
             "pci_real": pci_dir.real if address else None,
@@ -659,8 +692,6 @@ class _PciContext:
             "pci_driver": dev.link_name("driver"),
             "vendor_id": pci_dir.read_id("vendor") if address else None,
             "device_id": pci_dir.read_id("device") if address else None,
-            "subsystem_vendor_id": pci_dir.read_id("subsystem_vendor") if address else None,
-            "subsystem_device_id": pci_dir.read_id("subsystem_device") if address else None,
             "numa_node": pci_dir.read_int("numa_node") if address else None,
             "model": None,
             "is_vf": False,
@@ -783,8 +814,8 @@ def _empty_nic(name):
     }
 
 
-_NETDEV_ATTRS = ("ifindex", "address", "type", "mtu", "operstate", "carrier", "speed", "dev_port", "dev_id",
-                 "mode", "pkey", "umcast", "parent", "uevent")
+_NETDEV_ATTRS = ("ifindex", "address", "type", "mtu", "operstate", "carrier", "speed", "dev_port", "dev_id")
+_IPOIB_ATTRS = ("mode", "pkey", "umcast", "parent")
 
 
 def _netdev(ctx, name):
@@ -812,6 +843,8 @@ def _netdev(ctx, name):
         nic["ifindex"] = ndir.read_int("ifindex")
         nic["mac"] = ndir.read("address")
         nic["type"] = ndir.read_int("type")
+        if nic["type"] in (ARPHRD_INFINIBAND, None):
+            ndir.prefetch(_IPOIB_ATTRS)
         nic["mtu"] = ndir.read_int("mtu")
         nic["operstate"] = ndir.read("operstate")
         carrier = ndir.read("carrier")
@@ -1059,19 +1092,19 @@ def _check_tree(host):
 def _netdev_names(ctx):
     names = []
     for entry in ctx.host.listdir("class/net"):
-        if not valid_ifname(entry):
-            ctx.reader.warn("class/net/%r: invalid interface name; ignored" % entry[:40])
-            continue
         rel = "class/net/" + entry
         # Files such as bonding_masters / eth_ipoib_interfaces live beside the netdev links.
         if ctx.reader.root is not None:
             try:
-                st = os.lstat(os.path.join(ctx.reader.root, "class/net", entry))
-            except OSError:
+                st = os.lstat(os.path.join(ctx.reader.root, "class", "net", entry))
+            except (OSError, ValueError):
                 continue
             if stat.S_ISREG(st.st_mode):
                 continue
-        elif not ctx.host.isdir(rel) and not ctx.host.islink(rel):
+        elif entry in _CLASS_NET_FILES or not (ctx.host.isdir(rel) or ctx.host.islink(rel)):
+            continue
+        if not valid_ifname(entry):
+            ctx.reader.warn("class/net/%r: invalid interface name; ignored" % entry[:40])
             continue
         names.append(entry)
     return names

@@ -64,8 +64,13 @@ def _ib_behind(nics, nic):
     return ib or {}, ipoib or {}
 
 
-def local_report(nics, addresses, interfaces):
-    """One record per requested interface, from ``ib_facts.nics`` and ``parse_ip_addr_json``."""
+def local_report(nics, addresses, interfaces, ovs_bridge_of=None):
+    """One record per requested interface, from ``ib_facts.nics`` and ``parse_ip_addr_json``.
+
+    ``ovs_bridge_of(name)`` -> bridge name or None: an interface without an address that is an OVS port
+    is reached through its bridge (with the kernel datapath, the host's address lives on the bridge's
+    internal interface), so the record then carries the bridge's addresses and ``probe_interface``.
+    """
     report = {}
     for name in interfaces:
         nic = (nics or {}).get(name)
@@ -90,7 +95,12 @@ def local_report(nics, addresses, interfaces):
             "sm_lid": ib.get("sm_lid"),
             "pkeys": list(ib.get("pkeys") or []) if ib else None,
             "addresses": list((addresses or {}).get(name) or []),
+            "probe_interface": name,
         }
+        if not report[name]["addresses"] and ovs_bridge_of is not None:
+            bridge = ovs_bridge_of(name)
+            if bridge and valid_ifname(bridge) and (addresses or {}).get(bridge):
+                report[name].update(addresses=list(addresses[bridge]), probe_interface=bridge, ovs_bridge=bridge)
     return report
 
 
@@ -142,8 +152,16 @@ def networks_from_allocation(allocation, wanted=None, nodes=None):
             members = {n: r["x"] for n, r in members.items() if r}
         if not members or (implicit and len(members) < 2):
             continue  # nothing to verify (a single member is still checked for consistency)
-        networks.append({"name": entry["name"], "pkey": entry.get("pkey"), "mtu": entry.get("mtu"),
-                         "members": members})
+        same = [n for n in networks if n["members"] == members and n["pkey"] == entry.get("pkey")
+                and n["mtu"] == entry.get("mtu")]
+        if same:
+            # Roles carried by the same interfaces with the same P_Key and MTU are one network on the wire:
+            # verify it once (storage, private and public all on eth1 by default).
+            same[0]["roles"].append(entry["name"])
+            same[0]["name"] = "+".join(same[0]["roles"])
+            continue
+        networks.append({"name": entry["name"], "roles": [entry["name"]], "pkey": entry.get("pkey"),
+                         "mtu": entry.get("mtu"), "members": members})
     return networks
 
 
@@ -190,11 +208,16 @@ def _ipv4(address):
 
 # --------------------------------------------------------------------------- step 2: probes
 def plan_probes(node, networks, reports):
-    """Probes ``node`` sends: [{network, peer, interface, address, size}] (size = ICMP payload)."""
+    """Probes ``node`` sends: [{network, peer, interface, address, size}] (size = ICMP payload).
+
+    ``interface`` is the member interface, or its OVS bridge when the address lives there."""
     probes = []
     for network in networks:
-        iface = network["members"].get(node)
-        if iface is None or not valid_ifname(iface):
+        member = network["members"].get(node)
+        if member is None or not valid_ifname(member):
+            continue
+        iface = ((reports.get(node) or {}).get(member) or {}).get("probe_interface") or member
+        if not valid_ifname(iface):
             continue
         mtu = expected_mtu(network, reports)
         size = max(0, int(mtu) - ICMP_IPV4_OVERHEAD) if mtu else 56
@@ -280,7 +303,7 @@ def run_probes(probes, wait=1, max_parallel=64, spawn=None, ping="ping", rounds=
 # --------------------------------------------------------------------------- step 3: evaluate
 def _finding(network, node, interface, field, message, expected=None, actual=None, **extra):
     entry = {"network": network, "node": node, "interface": interface, "field": field,
-             "expected": expected, "actual": actual, "message": message}
+             "expected": expected, "actual": actual, "message": "[%s] %s" % (network, message)}
     entry.update(extra)
     return entry
 

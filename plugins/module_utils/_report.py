@@ -80,8 +80,9 @@ def interface_rows(node):
             "state": _text(interface.get("state")),
             "ib_state": _text(ib.get("state")),
             "rate": _text(ib.get("rate")),
-            "lid": _text(ib.get("lid")),
-            "sm_lid": _text(ib.get("sm_lid")),
+            # LIDs are InfiniBand addresses; a RoCE port's 0 means "none", so show none.
+            "lid": _text(ib.get("lid")) if ib.get("link_layer") != "Ethernet" else EMPTY,
+            "sm_lid": _text(ib.get("sm_lid")) if ib.get("link_layer") != "Ethernet" else EMPTY,
             "mode": _text(_ib_mode_label(interface)),
             "networks": _text(",".join(interface.get("assigned_networks") or [])),
         })

@@ -434,9 +434,12 @@ def run_check(
                 sm_info["master"]["local"] = sm_info["master"]["guid"] in local
                 for sm in sm_info["sms"]:
                     sm["local"] = sm["guid"] in local
-            problems.extend(
-                sm_problems(sm_info, local, min_sms, sm_guid, allow_local_sm, required=(query == "always"))
-            )
+            sm_checks = sm_problems(sm_info, local, min_sms, sm_guid, allow_local_sm, required=(query == "always"))
+            problems.extend(sm_checks)
+            if sm_info["available"] and sm_info["error"] and not sm_checks:
+                # Ports keep ACTIVE when the SM dies: say so even though nothing required the answer.
+                host.warn("the ports are ACTIVE but %s; the fabric may have lost its subnet manager"
+                          % sm_info["error"])
         message = combine(problems)
         if message is None or clock() >= deadline:
             return _result(selected, sm_info, failed, attempts, clock() - started), message

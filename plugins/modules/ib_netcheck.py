@@ -15,7 +15,8 @@ description:
   - Node side of the network verification (the role M(hpcnet.infiniband.ib_netcheck_report) evaluates).
   - Reports, for every interface the node has in O(networks), its state, MTU, IPoIB mode, IPv4 addresses
     and the InfiniBand port behind it (state, port GUID, LID, SM LID, P_Key table); an EIPoIB interface
-    reports the port of its IPoIB slave.
+    reports the port of its IPoIB slave. An interface without an IPv4 address that is an Open vSwitch port
+    is probed through its bridge, where the host's address lives.
   - With O(peers) (the reports of all members, from a first run), probes every peer of every network over
     the assigned interface, all at once: first one don't-fragment ping of the network's MTU
     (C(ping -M do -s MTU-28 -I IFACE)), then, only to the peers that did not answer, the same probe again
@@ -80,7 +81,7 @@ options:
       - The probing is bounded by O(rounds) * (O(wait) + 1) seconds whatever the number of peers
         (as long as they fit in O(max_parallel)).
     type: int
-    default: 2
+    default: 3
   sysfs_root:
     description: Where sysfs is.
     type: path
@@ -170,7 +171,7 @@ def main():
             peers=dict(type="dict"),
             wait=dict(type="int", default=1),
             max_parallel=dict(type="int", default=64),
-            rounds=dict(type="int", default=2),
+            rounds=dict(type="int", default=3),
             sysfs_root=dict(type="path", default="/sys"),
         ),
         supports_check_mode=True,
@@ -187,8 +188,18 @@ def main():
         module.fail_json(msg=str(exc))
     if rc != 0:
         module.fail_json(msg="ip -j addr show failed: %s" % (err or out).strip())
-    result = {"node": node, "networks": networks, "interfaces": _netcheck.local_report(nics, _netcheck.parse_ip_addr_json(out), wanted),
-              "probes": [], "seconds": 0.0}
+    vsctl = module.get_bin_path("ovs-vsctl")
+
+    def ovs_bridge_of(name):
+        # Only asked for member interfaces without an address: with the kernel datapath an OVS port has
+        # no IP of its own, the host's address is on the bridge.
+        if not vsctl:
+            return None
+        rc, out, _err = host.run([vsctl, "--timeout=5", "port-to-br", name], timeout=10)
+        return out.strip() if rc == 0 else None
+
+    interfaces = _netcheck.local_report(nics, _netcheck.parse_ip_addr_json(out), wanted, ovs_bridge_of)
+    result = {"node": node, "networks": networks, "interfaces": interfaces, "probes": [], "seconds": 0.0}
     if params["peers"] is not None:
         started = time.monotonic()
         probes = _netcheck.plan_probes(node, networks, params["peers"])

@@ -14,10 +14,11 @@ description:
   - Read-only prerequisite check. For the selected ports (default every port whose link layer is
     InfiniBand; Ethernet/RoCE ports are ignored) it verifies that the port is C(ACTIVE), its
     physical state is C(LinkUp) and its C(sm_lid) is not 0, i.e. a subnet manager has configured it.
-  - "Every failing port gets its own message, and the module fails with all of them in one message,
-    for example C(mlx4_0 port 1 is INIT (LinkUp\\): no subnet manager has configured it; start opensm
-    on a node or the switch) or C(mlx4_0 port 1 is DOWN (Polling\\): no link: check the cable and the
-    switch port)."
+  - >-
+    Every failing port gets its own message, and the module fails with all of them in one message,
+    for example "mlx4_0 port 1 is INIT (LinkUp): no subnet manager has configured it; start opensm
+    on a node or the switch" or "mlx4_0 port 1 is DOWN (Polling): no link: check the cable and the
+    switch port".
   - With O(wait_timeout) it polls until the ports are ready (a freshly started SM needs a sweep) and
     gives up after that many seconds with the final message.
   - With infiniband-diags installed it asks the fabric with C(sminfo) (and C(saquery SMIR) for

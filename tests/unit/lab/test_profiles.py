@@ -61,7 +61,7 @@ def test_per_node_values_are_unique(name):
 def test_kernel_formats(name):
     m = model(name, 3)
     rd = lambda p: m.read(p).decode()  # noqa: E731
-    for dev in m.listdir("class/infiniband"):
+    for dev in m.listdir("class/infiniband") if m.lookup("class/infiniband") else []:
         base = f"class/infiniband/{dev}"
         assert GUID_RE.match(rd(f"{base}/node_guid").strip())
         assert rd(f"{base}/node_type") == "1: CA\n"
@@ -96,9 +96,15 @@ def test_kernel_formats(name):
         assert os.path.basename(m.readlink(f"{ndir}/device/driver"))
 
 
+WANTED = ("sys/class/net", "sys/class/infiniband", "/0000:82:00.0", "/0000:02:00.0", "/0000:43:00.0")
+
+
 def _capture(tmp_path, tarname):
+    # Only the members the comparison needs: extracting all ~11k entries takes a minute on 2 busy cores.
     with tarfile.open(os.path.join(REALDATA, tarname)) as tf:
-        tf.extractall(tmp_path)  # noqa: S202 (trusted project data)
+        members = [m for m in tf.getmembers() if any(w in m.name for w in WANTED)
+                   and "/counters" not in m.name and "/msi_irqs" not in m.name]
+        tf.extractall(tmp_path, members=members)  # noqa: S202 (trusted project data)
     (root,) = [p for p in tmp_path.iterdir() if p.is_dir()]
     return root / "sys"
 

@@ -203,7 +203,7 @@ def test_networks_from_model():
     assert [(n["name"], sorted(n["members"])) for n in nets] == [
         ("rdma", ["node1", "node2", "node4"]), ("storage", ["node1", "node2"])]
     nets = nc.networks_from_model(model, [{"name": "rdma", "pkey": "0x8002", "mtu": 2044}, "public"])
-    assert nets == [{"name": "rdma", "pkey": "0x8002", "mtu": 2044,
+    assert nets == [{"name": "rdma", "roles": ["rdma"], "pkey": "0x8002", "mtu": 2044,
                      "members": {"node1": "ib0", "node2": "ib0", "node4": "ib0"}}]
 
 
@@ -293,7 +293,30 @@ def test_networks_from_allocation_inventory_form_and_limits():
                   "node2": {"rdma": {"interface": "ib0"}, "storage": None},
                   "node3": {"rdma": "ib0"}}
     nets = nc.networks_from_allocation(allocation, nodes=["node1", "node2"])
-    assert nets == [{"name": "rdma", "pkey": None, "mtu": None, "members": {"node1": "ib0", "node2": "ib0"}}]
+    assert nets == [{"name": "rdma", "roles": ["rdma"], "pkey": None, "mtu": None,
+                     "members": {"node1": "ib0", "node2": "ib0"}}]
     nets = nc.networks_from_allocation(allocation, [{"name": "x", "members": {"node1": "eth5", "node3": "eth5"}}],
                                        nodes=["node1", "node2"])
     assert nets[0]["members"] == {"node1": "eth5"}
+
+
+def test_roles_on_the_same_interfaces_are_verified_once():
+    allocation = {n: {"storage": "eth1", "private": "eth1", "public": "eth1", "rdma": "ib0"} for n in NODES}
+    nets = nc.networks_from_allocation(allocation, ["storage", "private", "public", "rdma"])
+    assert [(n["name"], n["roles"]) for n in nets] == [
+        ("storage+private+public", ["storage", "private", "public"]), ("rdma", ["rdma"])]
+    nets = nc.networks_from_allocation(allocation, [{"name": "storage", "pkey": "0x8002"}, "private"])
+    assert [n["name"] for n in nets] == ["storage", "private"]  # different P_Key: different networks
+
+
+def test_ovs_port_is_probed_through_its_bridge():
+    facts, addrs = healthy()
+    for node in NODES:
+        addrs[node]["br-storage"] = addrs[node].pop("eth2")
+    reports = {node: nc.local_report(facts[node], addrs[node], ["ib0", "eth2"],
+                                     lambda name: "br-storage" if name == "eth2" else None) for node in NODES}
+    assert reports["node1"]["eth2"]["probe_interface"] == "br-storage"
+    assert reports["node1"]["ib0"]["probe_interface"] == "ib0"
+    probes = nc.plan_probes("node1", NETWORKS, reports)
+    assert {(p["network"], p["interface"]) for p in probes} == {("rdma", "ib0"), ("storage", "br-storage")}
+    assert nc.evaluate(NETWORKS, reports, simulate(reports))["ok"]

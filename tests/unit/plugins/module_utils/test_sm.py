@@ -433,3 +433,13 @@ def test_opensm_settings_validation(kwargs, message):
 def test_service_defaults():
     assert _sm.render_service_defaults("0x100003").splitlines()[-1] == 'PORTS="0x0000000000100003"'
     assert _sm.render_service_defaults(None).splitlines()[-1] == 'PORTS="ALL"'
+
+
+def test_auto_query_failure_is_a_warning(tmp_path):
+    make_port(tmp_path, "mlx4_0", 1)
+    host = host_for(tmp_path, FakeRunner({"sminfo": (124, "", "")}))
+    result, failure = _sm.run_check(host, query="auto")
+    assert failure is None
+    assert result["sm"]["error"].startswith("sminfo timed out")
+    assert host.warnings == ["the ports are ACTIVE but sminfo timed out after 15s: no subnet manager answers; "
+                             "the fabric may have lost its subnet manager"]

@@ -1,0 +1,134 @@
+# -*- coding: utf-8 -*-
+"""The ib_facts module: argument handling, errors and the result shape (main() called in-process)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+
+import pytest
+
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.hpcnet.infiniband.plugins.modules import ib_facts
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.abspath(os.path.join(HERE, "..", "..", "..", ".."))
+
+
+def _load_builder():
+    path = os.path.join(REPO, "tests", "unit", "fixtures", "sysfs", "builder.py")
+    spec = importlib.util.spec_from_file_location("hpcnet_sysfs_builder", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+builder = _load_builder()
+
+
+def run_module(args, capsys):
+    """Run ib_facts.main() with ``args``; return (exit code, parsed JSON result)."""
+    with patch_module_args(args):
+        with pytest.raises(SystemExit) as exit_info:
+            ib_facts.main()
+    out = capsys.readouterr().out
+    return exit_info.value.code, json.loads(out)
+
+
+@pytest.fixture
+def mixed_tree(tmp_path):
+    builder.cx3_dual_port_mixed(tmp_path / "sys")
+    return str(tmp_path / "sys")
+
+
+def test_facts_returned(mixed_tree, capsys):
+    code, result = run_module({"sysfs_root": mixed_tree}, capsys)
+    assert code == 0
+    assert result["changed"] is False
+    facts = result["ansible_facts"]["ib_facts"]
+    assert facts["schema"] == 1
+    assert facts["source"] == "snapshot"
+    assert facts["network_mode"] == "mixed"
+    assert set(facts["nics"]) == {"eth0", "eth2", "ib0", "lo"}
+    assert facts["nics"]["ib0"]["driver"] == "ib_ipoib"
+
+
+def test_check_mode(mixed_tree, capsys):
+    code, result = run_module({"sysfs_root": mixed_tree, "_ansible_check_mode": True}, capsys)
+    assert code == 0 and result["changed"] is False
+    assert "ib_facts" in result["ansible_facts"]
+
+
+def test_interfaces_filter(mixed_tree, capsys):
+    code, result = run_module({"sysfs_root": mixed_tree, "interfaces": ["eth2"]}, capsys)
+    assert code == 0
+    facts = result["ansible_facts"]["ib_facts"]
+    assert list(facts["nics"]) == ["eth2"]
+    assert facts["network_mode"] == "ethernet"
+
+
+def test_unknown_interface(mixed_tree, capsys):
+    code, result = run_module({"sysfs_root": mixed_tree, "interfaces": ["ib0", "ib7"]}, capsys)
+    assert code == 1
+    assert result["failed"] is True
+    assert "ib7" in result["msg"]
+    assert "known interfaces: eth0, eth2, ib0, lo" in result["msg"]
+    assert "Traceback" not in json.dumps(result)
+
+
+def test_invalid_interface_name(mixed_tree, capsys):
+    code, result = run_module({"sysfs_root": mixed_tree, "interfaces": ["../../etc"]}, capsys)
+    assert code == 1
+    assert "unknown interface" in result["msg"]
+
+
+def test_missing_sysfs_root(tmp_path, capsys):
+    code, result = run_module({"sysfs_root": str(tmp_path / "missing")}, capsys)
+    assert code == 1
+    assert result["msg"] == "sysfs_root %s does not exist or is not a directory" % (tmp_path / "missing")
+
+
+def test_not_a_sysfs_tree(tmp_path, capsys):
+    (tmp_path / "capture" / "sys").mkdir(parents=True)
+    code, result = run_module({"sysfs_root": str(tmp_path / "capture")}, capsys)
+    assert code == 1
+    assert "is not a sysfs tree (no class/net directory)" in result["msg"]
+
+
+def test_unknown_option(mixed_tree, capsys):
+    code, result = run_module({"sysfs_root": mixed_tree, "gather_subset": ["all"]}, capsys)
+    assert code == 1
+    assert "Unsupported parameters" in result["msg"]
+
+
+def test_bad_interfaces_type(mixed_tree, capsys):
+    code, result = run_module({"sysfs_root": mixed_tree, "interfaces": {"a": 1}}, capsys)
+    assert code == 1
+    assert "interfaces" in result["msg"]
+
+
+def test_tree_with_loops_does_not_fail(tmp_path, capsys):
+    root = tmp_path / "sys"
+    builder.cx3_dual_port_mixed(root)
+    os.symlink("loopb", root / "class" / "net" / "loopa")
+    os.symlink("loopa", root / "class" / "net" / "loopb")
+    code, result = run_module({"sysfs_root": str(root)}, capsys)
+    assert code == 0
+    facts = result["ansible_facts"]["ib_facts"]
+    assert any("symlink loop" in w for w in facts["warnings"])
+
+
+def test_documentation_matches_argument_spec():
+    import yaml
+
+    doc = yaml.safe_load(ib_facts.DOCUMENTATION)
+    assert set(doc["options"]) == {"sysfs_root", "interfaces"}
+    assert doc["options"]["sysfs_root"]["type"] == "path"
+    assert doc["options"]["sysfs_root"]["default"] == "/sys"
+    assert doc["options"]["interfaces"]["type"] == "list"
+    assert doc["options"]["interfaces"]["elements"] == "str"
+    yaml.safe_load(ib_facts.EXAMPLES)
+    ret = yaml.safe_load(ib_facts.RETURN)
+    assert "ib_facts" in ret["ansible_facts"]["contains"]
