@@ -10,7 +10,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 
 DEBIAN_PACKAGES=(
-  python3 python3-venv python3-dev gcc git bzip2 procps psmisc iproute2 iputils-ping util-linux
+  python3 python3-venv python3-dev gcc libc6-dev linux-libc-dev git bzip2 procps psmisc iproute2 iputils-ping util-linux
   openssh-server openssh-client
   openvswitch-switch
   ibsim-utils opensm infiniband-diags rdma-core ibverbs-utils mstflint

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from .sh import LabError, run
+from .sh import LabError
 
 LAB_SRC = Path(__file__).resolve().parents[1]      # .../lab
 PYTHON = sys.executable

@@ -20,7 +20,7 @@ import yaml
 
 from . import hwiface, naming
 from .sh import (LabError, ip_batch, kill_pids, link_names, netns_names, pid_alive,
-                 read_pid, run, write_atomic)
+                 read_pid, write_atomic)
 
 NODE_INIT = Path(__file__).resolve().with_name("node_init.sh")
 SSH_PORT = 22
@@ -250,12 +250,12 @@ def start_nodes(info: dict, parallel: int = 16) -> None:
             env = dict(base_env, NODE=node["name"], NODE_DIR=node["dir"],
                        NODE_INDEX=str(node["index"]), PROFILE=node["profile"],
                        MGMT_ADDR=node["mgmt_address"])
-            log = open(Path(node["dir"]) / "start.log", "wb")
-            p = subprocess.Popen(["ip", "netns", "exec", node["netns"], "unshare", "--mount",
-                                  "--uts", "--propagation", "private", "bash", str(NODE_INIT)],
-                                 env=env, stdin=subprocess.DEVNULL, stdout=log,
-                                 stderr=subprocess.STDOUT, start_new_session=True)
-            log.close()
+            with open(Path(node["dir"]) / "start.log", "wb") as log:
+                # pylint: disable-next=consider-using-with  # waited for below, killed on timeout
+                p = subprocess.Popen(["ip", "netns", "exec", node["netns"], "unshare", "--mount",
+                                      "--uts", "--propagation", "private", "bash", str(NODE_INIT)],
+                                     env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
             running.append((node, p))
         node, p = running.pop(0)
         try:
@@ -401,6 +401,7 @@ def up(name: str, nodes: int | None = None, profiles: str | None = None, sm: boo
             out(f"lab '{name}': found a half-started or broken lab, removing it first")
             _down_locked(name, out=lambda *_: None)
         steps: list[tuple[str, float]] = []
+        fabric_out = ""
 
         def step(label: str, t: float) -> float:
             now = time.monotonic()
@@ -432,7 +433,7 @@ def up(name: str, nodes: int | None = None, profiles: str | None = None, sm: boo
             save(info)
             t = step("nodes", t)
             if use_hw:
-                hwiface.fabric("up", d, *([] if sm else ["--no-sm"]))
+                fabric_out = hwiface.fabric("up", d, *([] if sm else ["--no-sm"])).stdout.strip()
                 t = step("fabric", t)
             wait_sshd(info)
             write_access_files(info)
@@ -444,6 +445,8 @@ def up(name: str, nodes: int | None = None, profiles: str | None = None, sm: boo
             if not keep_on_failure:
                 _down_locked(name, out=lambda *_: None)
             raise
+    if fabric_out:
+        out(fabric_out.splitlines()[-1])
     detail = ", ".join(f"{label} {sec:.1f}" for label, sec in steps)
     extra = "" if use_hw else " [no-hw: real sysfs, no fabric]"
     count = f"{len(wanted)} node" + ("s" if len(wanted) != 1 else "")

@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # Starts one lab node. Run by lab/core/node.py as
 #   ip netns exec NETNS unshare --mount --uts --propagation private bash node_init.sh
 # so it already sits in the node's network namespace and in a fresh, private mount + UTS namespace.

@@ -31,7 +31,10 @@ SWITCH = "labsw"
 SWITCH_GUID = 0x0000FAB000000000
 SM_HOST_GUID = 0x0000FAB000000100
 SYNC_PERIOD = 1.0
-QUERY_PARALLEL = 8
+# ibsim serves at most 10 clients at a time (IBSIM_MAX_CLIENTS); a client that cannot get a slot fails with
+# "sim_init: connect failed". Keep the sync loop's share small: OpenSM + 3 sync queries + node tools.
+QUERY_PARALLEL = 3
+NO_SLOT = ("connect failed", "ctl error", "sim_init")
 
 LINK_STATES = {"Down": "1: DOWN", "Initialize": "2: INIT", "Init": "2: INIT", "Armed": "3: ARMED",
                "Active": "4: ACTIVE", "ActDefer": "5: ACTIVE_DEFER"}
@@ -229,8 +232,16 @@ def start_opensm(lab, on_node=None):
     os.makedirs(osm, exist_ok=True)
     env = lab.env(host)
     env.update(OSM_TMP_DIR=osm, OSM_CACHE_DIR=osm)
-    _spawn(lab, "opensm", lab.in_netns(["opensm", "-f", os.path.join(osm, "opensm.log"), "-s", "2"], netns),
-           env=env, cwd=osm)
+    for _attempt in range(5):
+        proc = _spawn(lab, "opensm", lab.in_netns(["opensm", "-f", os.path.join(osm, "opensm.log"), "-s", "2"],
+                                                  netns), env=env, cwd=osm)
+        try:
+            proc.wait(timeout=1.5)   # dies at once when ibsim has no free client slot: try again
+        except subprocess.TimeoutExpired:
+            break
+        time.sleep(0.5)
+    else:
+        raise FabricError(f"opensm exits at start; see {lab.path('opensm.log')}")
     with open(lab.path("sm.json"), "w", encoding="utf-8") as fh:
         json.dump({"enabled": True, "on": on_node or SM_HOST, "sim_host": host}, fh)
 
@@ -303,9 +314,14 @@ def parse_portinfo(text):
 
 
 def query_port(lab, port):
-    rc, out, _err = diag(lab, ["smpquery", "-t", "300", "-D", "portinfo", f"0,1,{port['switch_port']}"],
-                         timeout=5)
-    return parse_portinfo(out) if rc == 0 else None
+    """PortInfo of one HCA port; None when unreachable (link down), "busy" when ibsim had no free slot."""
+    rc, out, err = diag(lab, ["smpquery", "-t", "300", "-D", "portinfo", f"0,1,{port['switch_port']}"],
+                        timeout=15)
+    if rc == 0:
+        return parse_portinfo(out)
+    if rc == 124 or any(marker in err for marker in NO_SLOT):
+        return "busy"
+    return None
 
 
 def sync_round(lab, ports, last, pool):
@@ -315,6 +331,10 @@ def sync_round(lab, ports, last, pool):
         key = f"{p['hca']}/{p['port']}"
         prev = last.get((p["node"], key)) or {}
         got = results[id(p)]
+        if got == "busy":   # no answer at all this round: keep what we knew
+            if prev:
+                per_node.setdefault(p["node"], {})[key] = prev
+            continue
         if got is None:  # unreachable: link down (unlinked) or the simulator is gone
             got = {"state": "1: DOWN", "phys_state": "2: Polling", "lid": prev.get("lid", "0x0"),
                    "sm_lid": prev.get("sm_lid", "0x0"), "sm_sl": prev.get("sm_sl", "0")}
@@ -476,6 +496,8 @@ def main(argv=None):
             sync_loop(lab)
         elif args.action == "netfile":
             print(netfile(lab, fabric_ports(lab)), end="")
+    except BrokenPipeError:
+        return 0
     except (FabricError, hwprofile.ProfileError, OSError) as exc:
         print(f"hw.fabric {args.action}: {exc}", file=sys.stderr)
         return 1

@@ -167,14 +167,23 @@ def install_wrappers(args, hw):
         _write(os.path.join(sbin, tool), f"""#!/bin/sh
 # hpcnet lab: {tool} against the simulated fabric (ibsim + OpenSM) as this node's HCA {hcas[0]}.
 # umad2sim replaces /dev/umad*; it writes a scratch tree ./sys-<pid> into the working directory,
-# so the tool runs in a private temporary directory (relative file arguments are resolved first).
+# so the tool runs in a private temporary directory (relative file arguments are relative to it).
 . /etc/hpcnet-lab/fabric.env
 export IBSIM_SERVER_NAME SIM_HOST
-export LD_PRELOAD="{UMAD2SIM}${{LD_PRELOAD:+ $LD_PRELOAD}}"
+preload="{UMAD2SIM}${{LD_PRELOAD:+ $LD_PRELOAD}}"
 scratch=$(mktemp -d /tmp/umad2sim.XXXXXX) || exit 1
 cd "$scratch" || exit 1
-"{real}" "$@"
-rc=$?
+# ibsim serves 10 clients at a time; a client without a slot dies with "sim_init: connect failed".
+for attempt in 1 2 3 4 5; do
+    LD_PRELOAD="$preload" "{real}" "$@" 2>"$scratch/stderr"
+    rc=$?
+    if [ $rc -ne 0 ] && grep -q "connect failed" "$scratch/stderr" && [ $attempt -lt 5 ]; then
+        sleep 0.5
+        continue
+    fi
+    cat "$scratch/stderr" >&2
+    break
+done
 cd / && rm -rf "$scratch"
 exit $rc
 """, mode=0o755)

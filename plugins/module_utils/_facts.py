@@ -77,18 +77,18 @@ _IPOIB_CHILD_RE = re.compile(r"^(.+)\.([0-9a-f]{4})$")
 _EIPOIB_LINE_RE = re.compile(r"^\s*(\S+)\s+over\s+IB\s+port:\s*(\S+)\s*$")
 _VIRTFN_RE = re.compile(r"^virtfn(\d+)$")
 
-# What `ethtool -i` says for virtual devices, keyed by uevent DEVTYPE or a marker directory.
+# What `ethtool -i` says (driver, bus-info) for virtual devices, keyed by uevent DEVTYPE
+# (br_get_drvinfo says bus-info "N/A"; vlan, bonding, macvlan, vxlan, veth leave it empty).
 _VIRTUAL_DRIVERS = {
-    "bridge": "bridge",
-    "bond": "bonding",
-    "vlan": "802.1Q VLAN Support",
-    "macvlan": "macvlan",
-    "vxlan": "vxlan",
-    "veth": "veth",
-    "tun": "tun",
-    "tap": "tun",
-    "openvswitch": "openvswitch",
+    "bridge": ("bridge", "N/A"),
+    "bond": ("bonding", None),
+    "vlan": ("802.1Q VLAN Support", None),
+    "macvlan": ("macvlan", None),
+    "vxlan": ("vxlan", None),
+    "veth": ("veth", None),
+    "openvswitch": ("openvswitch", None),
 }
+_IFF_TAP = 0x0002
 
 # PCI drivers whose Ethernet netdev has another driver name in ethtool (ethtool names the netdev's
 # driver, sysfs names the PCI function's driver).
@@ -333,7 +333,9 @@ class _Reader:
         return out
 
     def read_table(self, real_dir, label):
-        """[(name, text)] of every regular file in ``real_dir`` (P_Key tables), in numeric order."""
+        """[(name, text)] of the regular files in ``real_dir`` (P_Key tables), in numeric order.
+
+        Entries reading exactly ``0x0000`` (empty P_Key slots) are left out."""
         if self.root is None:
             names = [n for n in self.host.listdir(real_dir) if n.isdigit()]
             values = self.read_attrs(real_dir, names, label)
@@ -346,18 +348,21 @@ class _Reader:
         try:
             with os.scandir(dir_fd) as entries:
                 names = [e.name for e in entries if e.name.isdigit() and e.is_file(follow_symlinks=False)]
+            opener, reader, closer, decode = os.open, os.read, os.close, self._decode
             for name in names:
                 try:
-                    fd = os.open(name, _O_READ, dir_fd=dir_fd)
+                    fd = opener(name, _O_READ, dir_fd=dir_fd)
                 except OSError:
                     continue
                 try:
-                    data = os.read(fd, 256)
+                    data = reader(fd, 256)
                 except OSError:
                     continue
                 finally:
-                    os.close(fd)
-                rows.append((name, self._decode(data, label, name)))
+                    closer(fd)
+                if data == b"0x0000\n":
+                    continue  # an empty P_Key slot: most of a table
+                rows.append((name, decode(data, label, name)))
         finally:
             os.close(dir_fd)
         rows.sort(key=lambda item: int(item[0]))
@@ -996,20 +1001,21 @@ def _infer_driver(ctx, nic, ndir, pci):
         eth_driver = _PCI_TO_ETH_DRIVER.get(nic["pci_driver"])
         if eth_driver:
             return eth_driver, bus_info, "inferred"
-        if pci["pci_real"] and pci["real"] != pci["pci_real"]:
-            # virtio: the netdev's device is virtioN; its driver (virtio_net) is the netdev's driver.
-            return nic["pci_driver"], bus_info, "sysfs"
+        # Includes virtio: the netdev's device is virtioN, bound to virtio_net, on a PCI function.
         return nic["pci_driver"], bus_info, "sysfs"
     if nic["virtual"] and ndir is not None:
         devtype = _uevent_devtype(ndir)
         if devtype in _VIRTUAL_DRIVERS:
-            return _VIRTUAL_DRIVERS[devtype], None, "inferred"
+            driver, bus_info = _VIRTUAL_DRIVERS[devtype]
+            return driver, bus_info, "inferred"
         if ndir.exists("bridge"):
-            return "bridge", None, "inferred"
+            return "bridge", "N/A", "inferred"
         if ndir.exists("bonding"):
             return "bonding", None, "inferred"
-        if ndir.exists("tun_flags"):
-            return "tun", None, "inferred"
+        flags = ndir.read_hex("tun_flags") if ndir.exists("tun_flags") else None
+        if flags is not None:
+            # tun_get_drvinfo: bus-info is "tap" or "tun" by device type.
+            return "tun", "tap" if flags & _IFF_TAP else "tun", "inferred"
     return None, None, "unknown"
 
 

@@ -46,6 +46,9 @@ options:
 notes:
   - Read-only; check mode is supported and changes nothing (nothing is ever changed).
   - Field reference and the schema version policy are in C(docs/facts.md).
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.facts
 attributes:
   check_mode:
     support: full
@@ -53,6 +56,8 @@ attributes:
     support: none
   facts:
     support: full
+  platform:
+    platforms: posix
 """
 
 EXAMPLES = r"""

@@ -18,10 +18,10 @@ description:
     reports the port of its IPoIB slave. An interface without an IPv4 address that is an Open vSwitch port
     is probed through its bridge, where the host's address lives.
   - With O(peers) (the reports of all members, from a first run), probes every peer of every network over
-    the assigned interface, all at once: first one don't-fragment ping of the network's MTU
+    the assigned interface, all at once. First one don't-fragment ping of the network's MTU
     (C(ping -M do -s MTU-28 -I IFACE)), then, only to the peers that did not answer, the same probe again
-    and a small one, to tell unreachable from a too small path MTU (see O(rounds)). At most O(max_parallel) pings run at a time, each waits
-    O(wait) seconds.
+    and a small one, to tell unreachable from a too small path MTU (see O(rounds)). At most
+    O(max_parallel) pings run at a time, each waits O(wait) seconds.
   - Never changes the host.
 author:
   - hpcnet.infiniband developers

@@ -23,7 +23,7 @@ description:
   - A node that no other member can reach and that reaches none is reported once (not once per pair),
     when the remaining members can reach each other.
   - Writes the whole result as JSON to O(dest) and fails when there is any finding (unless
-    O(fail_on_findings=false)). Run it on the controller (C(delegate_to: localhost), C(run_once)).
+    O(fail_on_findings=false)). Run it on the controller (C(delegate_to=localhost), C(run_once)).
 author:
   - hpcnet.infiniband developers
 options:
@@ -71,7 +71,8 @@ EXAMPLES = r"""
   hpcnet.infiniband.ib_netcheck_report:
     networks: [{name: rdma, pkey: "0x8002"}]
     allocation: "{{ allocation }}"
-    results: "{{ dict(ansible_play_hosts | zip(ansible_play_hosts | map('extract', hostvars, ['probe', 'netcheck']))) }}"
+    results: "{{ dict(ansible_play_hosts | zip(ansible_play_hosts
+                 | map('extract', hostvars, ['probe', 'netcheck']))) }}"
     dest: /var/tmp/netcheck.json
   delegate_to: localhost
   run_once: true

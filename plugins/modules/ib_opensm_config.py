@@ -24,8 +24,10 @@ author:
   - hpcnet.infiniband developers
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
 options:
   conf_path:
@@ -177,7 +179,7 @@ ARGUMENT_SPEC = dict(
         default=[],
         options=dict(
             name=dict(type="str", required=True),
-            pkey=dict(type="raw", required=True),
+            pkey=dict(type="raw", required=True, no_log=False),
             ipoib=dict(type="bool", default=True),
             mtu=dict(type="int"),
             rate=dict(type="int"),

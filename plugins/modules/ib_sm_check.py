@@ -29,9 +29,11 @@ author:
   - hpcnet.infiniband developers
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: Read-only; behaves the same in check mode.
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
 options:
   devices:
@@ -132,36 +134,105 @@ ports:
   type: list
   elements: dict
   contains:
-    device: {description: RDMA device name., type: str, sample: mlx4_0}
-    port: {description: Port number., type: int, sample: 1}
-    link_layer: {description: C(InfiniBand) or C(Ethernet)., type: str, sample: InfiniBand}
-    state: {description: Logical port state., type: str, sample: ACTIVE}
-    state_code: {description: Kernel state code (4 = ACTIVE)., type: int, sample: 4}
-    phys_state: {description: Physical port state., type: str, sample: LinkUp}
-    phys_state_code: {description: Kernel physical state code (5 = LinkUp)., type: int, sample: 5}
-    lid: {description: Port LID (0 until an SM assigns one)., type: int, sample: 3}
-    sm_lid: {description: LID of the SM that configured the port (0 = none)., type: int, sample: 1}
-    sm_sl: {description: Service level to reach the SM., type: int, sample: 0}
-    port_guid: {description: Port GUID in kernel format., type: str, sample: "0002:c903:0001:0001"}
-    local_sm: {description: True when the SM answers from this very port (lid == sm_lid)., type: bool}
-    ok: {description: True when the port is ready., type: bool}
-    message: {description: Why the port is not ready, or null., type: str}
+    device:
+      description: RDMA device name.
+      type: str
+      sample: mlx4_0
+    port:
+      description: Port number.
+      type: int
+      sample: 1
+    link_layer:
+      description: C(InfiniBand) or C(Ethernet).
+      type: str
+      sample: InfiniBand
+    state:
+      description: Logical port state.
+      type: str
+      sample: ACTIVE
+    state_code:
+      description: Kernel state code (4 is ACTIVE).
+      type: int
+      sample: 4
+    phys_state:
+      description: Physical port state.
+      type: str
+      sample: LinkUp
+    phys_state_code:
+      description: Kernel physical state code (5 is LinkUp).
+      type: int
+      sample: 5
+    lid:
+      description: Port LID (0 until an SM assigns one).
+      type: int
+      sample: 3
+    sm_lid:
+      description: LID of the SM that configured the port (0 is none).
+      type: int
+      sample: 1
+    sm_sl:
+      description: Service level to reach the SM.
+      type: int
+      sample: 0
+    port_guid:
+      description: Port GUID in kernel format.
+      type: str
+      sample: "0002:c903:0001:0001"
+    local_sm:
+      description: True when the SM answers from this very port (its LID equals its SM LID).
+      type: bool
+    ok:
+      description: True when the port is ready.
+      type: bool
+    message:
+      description: Why the port is not ready; null when it is.
+      type: str
 sm:
   description: What C(sminfo) reported about the master SM; null when not queried.
   returned: always
   type: dict
   contains:
-    queried: {description: False when infiniband-diags is not installed., type: bool}
-    error: {description: Why the query failed (timeout, no SM)., type: str}
-    guid: {description: Master SM port GUID (kernel format)., type: str, sample: "0000:0000:0010:0003"}
-    guid_hex: {description: Master SM port GUID as opensm prints it., type: str, sample: "0x0000000000100003"}
-    lid: {description: Master SM LID., type: int, sample: 1}
-    priority: {description: Master SM priority (0-15)., type: int, sample: 5}
-    state: {description: SM state (MASTER, STANDBY, DISCOVERING, NOTACTIVE)., type: str, sample: MASTER}
-    activity_count: {description: SM activity counter., type: int, sample: 65}
-    local: {description: True when the master SM runs on this host., type: bool}
-    count: {description: Number of SMs known to the master (master + standby)., type: int, sample: 1}
-    sms: {description: Every SM with guid, guid_hex, lid, priority, state, local., type: list, elements: dict}
+    queried:
+      description: False when infiniband-diags is not installed.
+      type: bool
+    error:
+      description: Why the query failed, for example a timeout because no SM answers.
+      type: str
+    guid:
+      description: Master SM port GUID in kernel format.
+      type: str
+      sample: "0000:0000:0010:0003"
+    guid_hex:
+      description: Master SM port GUID as opensm prints it.
+      type: str
+      sample: "0x0000000000100003"
+    lid:
+      description: Master SM LID.
+      type: int
+      sample: 1
+    priority:
+      description: Master SM priority (0-15).
+      type: int
+      sample: 5
+    state:
+      description: SM state, one of MASTER, STANDBY, DISCOVERING, NOTACTIVE.
+      type: str
+      sample: MASTER
+    activity_count:
+      description: SM activity counter.
+      type: int
+      sample: 65
+    local:
+      description: True when the master SM runs on this host.
+      type: bool
+    count:
+      description: Number of SMs known to the master (master and standby).
+      type: int
+      sample: 1
+    sms:
+      description: Every SM known to the master with keys guid, guid_hex, lid, priority, state, local.
+      type: list
+      elements: dict
 failed_ports:
   description: The ports that are not ready (device, port, state, phys_state, message).
   returned: always

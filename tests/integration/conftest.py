@@ -28,6 +28,7 @@ HERE = Path(__file__).resolve().parent
 
 REQUIRED_COMMANDS = ["ip", "unshare", "nsenter", "chroot", "sshd", "ssh", "ssh-keygen",
                      "ovsdb-server", "ovsdb-tool", "ovs-vswitchd", "ovs-vsctl", "ping"]
+HW_COMMANDS = ["ibsim", "opensm", "sminfo", "fusermount3"]
 
 
 def lab_skip_reason() -> str | None:
@@ -39,6 +40,14 @@ def lab_skip_reason() -> str | None:
         return "lab dependencies missing: " + ", ".join(missing) + " (run scripts/setup.sh)"
     if not (VENV_BIN / "python").exists() or not (VENV_BIN / "ansible-playbook").exists():
         return f"{VENV_BIN} has no python/ansible-playbook (run scripts/setup.sh)"
+    if (REPO / "lab" / "hw" / "__init__.py").exists():
+        # With lab-hw present, `labctl up` uses the profiles (FUSE) and the fabric (ibsim, opensm).
+        missing = [c for c in HW_COMMANDS
+                   if not shutil.which(c, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")]
+        if missing:
+            return "lab hardware dependencies missing: " + ", ".join(missing)
+        if not Path("/dev/fuse").exists():
+            return "no /dev/fuse: the lab's sysfs profiles need FUSE"
     return None
 
 
@@ -96,8 +105,8 @@ class Lab:
         return next(n for n in self.nodes if n["name"] == name)
 
     def labctl(self, *args: str, timeout: float = 600, check: bool = False):
-        """labctl SUBCOMMAND --name <this lab> ARGS..."""
-        return run_labctl(args[0], "--name", self.name, *args[1:], timeout=timeout, check=check)
+        """labctl --name <this lab> ARGS... (e.g. lab.labctl("fabric", "unlink", "node2"))."""
+        return run_labctl("--name", self.name, *args, timeout=timeout, check=check)
 
     def exec(self, node: str, argv: list[str], timeout: float = 60, input: str | None = None,
              check: bool = False) -> subprocess.CompletedProcess:

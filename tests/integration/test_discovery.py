@@ -296,3 +296,26 @@ def test_discovery_of_real_captures(tmp_path):
     ib0 = next(i for i in qib["interfaces"] if i["name"] == "ib0")
     assert ib0["current_speed"] == 40000 and ib0["ib"]["lid"] == 298 and "qib0" in qib["devices"]
     assert "address" in mic and mic["address"] is None
+
+
+def test_sm_local_follows_the_fabric(lab, tmp_path):
+    """Run opensm as one node's HCA: that node, and only it, becomes sm_local in model and inventory."""
+    sm_node = next(n["name"] for n in lab.nodes if n["profile"] == "cx3-ipoib")
+    lab.labctl("sm", "stop", timeout=120)
+    try:
+        lab.labctl("sm", "start", "--on", sm_node, timeout=120, check=True)
+        assert _wait_for_fabric(lab)
+        out = tmp_path / "out"
+        cp = lab.playbook("playbooks/discover.yml", extra_vars={"discovery_output_dir": str(out)})
+        assert cp.returncode == 0, cp.stdout[-3000:]
+        model = json.loads((out / "nodes.json").read_text())
+        assert sorted(n["name"] for n in model["nodes"] if n["sm_local"]) == [sm_node]
+        assert "%s: discovered, network mode infiniband" % sm_node in cp.stdout
+        assert "subnet manager local" in cp.stdout
+        config = tmp_path / "sm.ib_nodes.yml"
+        config.write_text("plugin: hpcnet.infiniband.nodes\npath: out/nodes.json\n")
+        listed = _run([str(VENV_BIN / "ansible-inventory"), "-i", str(config), "--list"], timeout=120)
+        assert json.loads(listed.stdout)["sm_local"]["hosts"] == [sm_node]
+    finally:
+        lab.labctl("sm", "stop", timeout=120)
+        lab.labctl("sm", "start", timeout=120)

@@ -126,6 +126,38 @@ def test_ovs_on_node(lab):
     assert lab.ssh("node1", "ovs-vsctl --timeout=10 br-exists hpcnet-t0").returncode == 2
 
 
+def _port_state(lab, node: str, hca: str) -> str:
+    cp = lab.exec(node, ["cat", f"/sys/class/infiniband/{hca}/ports/1/state"])
+    return cp.stdout.strip()
+
+
+def _wait_port(lab, node: str, hca: str, want: str, timeout: float = 30) -> str:
+    deadline = time.monotonic() + timeout
+    state = _port_state(lab, node, hca)
+    while want not in state and time.monotonic() < deadline:
+        time.sleep(1)
+        state = _port_state(lab, node, hca)
+    return state
+
+
+def test_fabric_commands_reach_the_fabric(lab):
+    """labctl status/fabric forward to lab-hw's fabric: opensm MASTER, unlink/relink a node."""
+    if not lab.info.get("hw"):
+        pytest.skip("lab runs without hardware profiles (--no-hw): no fabric")
+    cp = lab.labctl("fabric", "status")
+    assert cp.returncode == 0 and "MASTER" in cp.stdout, cp.stdout + cp.stderr
+    node = next(n for n in lab.nodes if n["name"] != "node1" and any(
+        p["link_layer"] == "InfiniBand" for h in n["hcas"] for p in h["ports"]))
+    hca = node["hcas"][0]["name"]
+    assert "ACTIVE" in _wait_port(lab, node["name"], hca, "ACTIVE")
+    try:
+        assert lab.labctl("fabric", "unlink", node["name"]).returncode == 0
+        assert "DOWN" in _wait_port(lab, node["name"], hca, "DOWN")
+    finally:
+        assert lab.labctl("fabric", "relink", node["name"]).returncode == 0
+    assert "ACTIVE" in _wait_port(lab, node["name"], hca, "ACTIVE", timeout=60)
+
+
 def test_up_is_idempotent(lab):
     before = {n["name"]: n["holder_pid"] for n in lab.nodes}
     cp = lab.labctl("up")

@@ -22,8 +22,23 @@ def lab(lab_factory):
     return lab_factory(LAB_NAME, nodes=3, profiles=["cx3-eipoib"])
 
 
+def wait_ports_active(lab, timeout=90):
+    """The simulated fabric brings the ports ACTIVE once opensm has swept (slow on a loaded machine)."""
+    deadline = time.monotonic() + timeout
+    states = {}
+    while time.monotonic() < deadline:
+        states = {n["name"]: lab.exec(n["name"], ["cat", "/sys/class/infiniband/mlx4_0/ports/1/state",
+                                                  "/sys/class/infiniband/mlx4_0/ports/2/state"]).stdout.split()
+                  for n in lab.nodes}
+        if all(s.count("ACTIVE") == 2 for s in states.values()):
+            return
+        time.sleep(2)
+    pytest.fail(f"IB ports not ACTIVE after {timeout} s: {states}")
+
+
 @pytest.fixture(scope="module")
 def model(lab, tmp_path_factory):
+    wait_ports_active(lab)
     out = tmp_path_factory.mktemp("netcheck-discovery")
     cp = lab.playbook("playbooks/discover.yml", extra_vars={"discovery_output_dir": str(out)})
     assert cp.returncode == 0, cp.stdout[-3000:] + cp.stderr[-2000:]
@@ -48,9 +63,10 @@ def model(lab, tmp_path_factory):
 def verify(lab, model, tmp_path, **extra):
     result_file = tmp_path / "netcheck.json"
     started = time.monotonic()
-    cp = lab.playbook("playbooks/verify_network.yml", extra_vars=dict(
-        netcheck_nodes_model=str(model), netcheck_result_file=str(result_file), netcheck_networks=NETWORKS,
-        **extra))
+    extra_vars = dict(netcheck_nodes_model=str(model), netcheck_result_file=str(result_file),
+                      netcheck_networks=NETWORKS)
+    extra_vars.update(extra)
+    cp = lab.playbook("playbooks/verify_network.yml", extra_vars=extra_vars)
     elapsed = time.monotonic() - started
     result = json.loads(result_file.read_text()) if result_file.exists() else None
     print(f"verify_network.yml: {elapsed:.1f} s, rc {cp.returncode}")

@@ -2,21 +2,24 @@
 the module's honest loading status, check mode changing nothing, and every kind of invalid input
 refused by a real (not check mode) run with no file changed.
 
-Each host.ansible call is a full ad hoc Ansible run against the node over ssh.
+Every check's data comes from one ansible-playbook run (../verify_probe.yml) over all nodes: an ad hoc
+Ansible run per check took ten minutes on the shared machine.
 """
 
 import json
 import os
+import subprocess
+import tempfile
 
 import pytest
 import testinfra.utils.ansible_runner
-from testinfra.modules.ansible import AnsibleException
 
 testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(
     os.environ["MOLECULE_INVENTORY_FILE"]).get_hosts("lab_nodes")
 
+SCENARIO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HEADER = "# Managed by hpcnet.infiniband (ib_kernel_modules): local changes are overwritten."
-MODULE = "hpcnet.infiniband.ib_kernel_modules"
+IPOIB_512 = {"send_queue_size": 512, "recv_queue_size": 512}
 
 # What the role must have written on each node (molecule.yml host_vars + role defaults).
 EXPECTED = {
@@ -63,86 +66,30 @@ EXPECTED = {
     },
 }
 
-_SNAPSHOT = r"""
-import hashlib, json, os
-out = {}
-for top in ("/etc/modprobe.d", "/etc/modules-load.d", "/etc/infiniband"):
-    for d, _dirs, files in os.walk(top):
-        for f in files:
-            p = os.path.join(d, f)
-            st = os.stat(p)
-            out[p] = [oct(st.st_mode), st.st_mtime_ns, hashlib.sha256(open(p, "rb").read()).hexdigest()]
-print(json.dumps(out))
-"""
+# The arguments the role gave ib_kernel_modules (molecule.yml host_vars + role defaults).
+ARGS = {
+    "node1": {"modules": ["mlx4_ib", "ib_umad", "rdma_ucm", "ib_ipoib"], "eipoib": True,
+              "openib_conf": {"SET_IPOIB_CM": "no"},
+              "options": {"mlx4_core": {"port_type_array": ["ib", "ib"], "num_vfs": 4, "probe_vf": 0,
+                                        "log_num_mgm_entry_size": -1}, "ib_ipoib": IPOIB_512}},
+    "node2": {"modules": ["mlx4_ib", "ib_umad", "rdma_ucm", "ib_ipoib"], "eipoib": False,
+              "options": {"mlx4_core": {"port_type_array": [1], "num_vfs": 8, "enable_64b_cqe_eqe": True},
+                          "ib_ipoib": {"send_queue_size": 256, "recv_queue_size": 1024}}},
+    "node3": {"modules": ["mlx5_ib", "ib_umad", "rdma_ucm", "ib_ipoib"], "eipoib": False,
+              "options": {"mlx5_core": {"prof_sel": 2}, "ib_ipoib": IPOIB_512}},
+    "node4": {"modules": ["mlx5_ib", "ib_umad", "rdma_ucm"], "eipoib": False, "options": {}},
+    "node5": {"modules": ["ib_umad", "rdma_ucm", "ib_ipoib"], "eipoib": False, "options": {"ib_ipoib": IPOIB_512}},
+    "node6": {"modules": ["ib_umad"], "eipoib": False, "options": {}},
+}
 
-
-def name(host):
-    return host.ansible.get_variables()["inventory_hostname"]
-
-
-def snapshot(host):
-    return json.loads(host.check_output("/usr/bin/python3 -c %s", _SNAPSHOT))
-
-
-def role_args(host):
-    """The arguments the role gave ib_kernel_modules on this node."""
-    variables = host.ansible.get_variables()
-    me = variables["inventory_hostname"]
-    modules = [line for line in EXPECTED[me]["/etc/modules-load.d/hpcnet-infiniband.conf"][1:] if line != "eth_ipoib"]
-    return {"modules": modules, "options": variables.get("ofed_module_options", {}),
-            "eipoib": variables.get("ofed_eipoib", False), "openib_conf": variables.get("ofed_openib_conf", {})}
-
-
-def run_module(host, args, check):
-    try:
-        return host.ansible(MODULE, json.dumps(args), check=check)
-    except AnsibleException as exc:
-        return exc.result
-
-
-def test_files_line_by_line(host):
-    for path, lines in EXPECTED[name(host)].items():
-        f = host.file(path)
-        if lines is None:
-            assert not f.exists, path
-            continue
-        assert f.exists, path
-        assert f.mode == 0o644, path
-        assert f.content_string.splitlines() == lines, path
-
-
-def test_module_reports_loading_skipped_and_changes_nothing(host):
-    before = snapshot(host)
-    result = run_module(host, role_args(host), check=True)
-    assert result.get("failed") is not True, result.get("msg")
-    assert result["changed"] is False
-    assert result["reboot_required"] is False and result["reload_required"] is False
-    for module, entry in result["modules"].items():
-        if entry["status"] == "options_only":
-            continue
-        # the lab kernel has no loadable modules: never reported as loaded
-        assert entry["status"] == "skipped_not_available", (module, entry)
-        assert "not found" in entry["reason"], entry["reason"]
-    assert snapshot(host) == before
-
-
-def test_check_mode_with_new_options_changes_nothing(host):
-    before = snapshot(host)
-    args = role_args(host)
-    args["options"] = dict(args["options"], ib_ipoib={"send_queue_size": 2048, "recv_queue_size": 2048})
-    result = run_module(host, args, check=True)
-    assert result["changed"] is True
-    assert [c["target"] for c in result["plan"]] == ["/etc/modprobe.d/hpcnet-ib_ipoib.conf"]
-    assert "options ib_ipoib send_queue_size=2048\n" in result["plan"][0]["after"]
-    assert snapshot(host) == before
-
-
+# Invalid inputs, each merged over the node's arguments and run for real: refused, nothing written.
 REFUSALS = {
     "node1": [
-        ({"eipoib": True, "options": {"mlx4_core": {"port_type_array": ["eth", "eth"]}}},
+        ({"options": {"mlx4_core": {"port_type_array": ["eth", "eth"]}}},
          "EIPoIB needs an InfiniBand port, but every port of ConnectX-3 0000:04:00.0 would be Ethernet"),
-        ({"options": {"mlx4_core": {"port_type_array": [1, 1], "num_vfs": [2, 2, 0]}}},
+        ({"eipoib": False, "options": {"mlx4_core": {"port_type_array": [1, 1], "num_vfs": [2, 2, 0]}}},
          "which mlx4_core accepts only when every port of the card is Ethernet"),
+        ({"options": {"mlx4_core": {"num_vfs": 20}}}, "allows at most 16 (ConnectX-3 limit)"),
     ],
     "node2": [
         ({"options": {"mlx4_core": {"num_vf": 4}}}, "mlx4_core has no option 'num_vf'"),
@@ -154,6 +101,7 @@ REFUSALS = {
         ({"options": {"mlx4_core": {"num_vfs": 17}}}, "allows at most 16 (ConnectX-3 limit)"),
         ({"eipoib": True}, "EIPoIB (eth_ipoib) needs MLNX_OFED; this host runs the inbox stack"),
         ({"options": {"ib_ipoib": {"ipoib_enhanced": False}}}, "exists only in MLNX_OFED's ib_ipoib"),
+        ({"openib_conf": {"IPOIB_LOAD": "yes"}}, "is read by MLNX_OFED's openibd only"),
         ({"stack": "mlnx_ofed"}, "the expected stack is mlnx_ofed but this host runs inbox"),
     ],
     "node3": [
@@ -163,17 +111,79 @@ REFUSALS = {
 }
 
 
-def test_invalid_input_refused_nothing_changed(host):
-    me = name(host)
-    if me not in REFUSALS:
+@pytest.fixture(scope="session")
+def probe():
+    """Run verify_probe.yml once over every node; {node: results}."""
+    out = tempfile.mkdtemp(prefix="ofed-verify-")
+    cases = {node: {"args": ARGS[node],
+                    "refusals": [{"extra": extra, "message": message} for extra, message in REFUSALS.get(node, [])]}
+             for node in ARGS}
+    extra_vars = os.path.join(out, "cases.json")
+    with open(extra_vars, "w") as handle:
+        json.dump({"probe_cases": cases, "probe_out": out}, handle)
+    run = subprocess.run(
+        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], "-e", "@" + extra_vars,
+         os.path.join(SCENARIO, "verify_probe.yml")],
+        capture_output=True, text=True, timeout=900, check=False)
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+    results = {}
+    for node in ARGS:
+        with open(os.path.join(out, node + ".json")) as handle:
+            results[node] = json.load(handle)
+    return results
+
+
+def me(host):
+    return host.backend.host
+
+
+def test_files_line_by_line(host, probe):
+    files = probe[me(host)]["before"]
+    for path, lines in EXPECTED[me(host)].items():
+        if lines is None:
+            assert path not in files, path
+            continue
+        assert path in files, path
+        assert files[path]["mode"] == "0o644", path
+        assert files[path]["content"].splitlines() == lines, path
+
+
+def test_module_reports_loading_skipped(host, probe):
+    result = probe[me(host)]["same"]
+    assert not result.get("failed"), result.get("msg")
+    assert result["changed"] is False
+    assert result["reboot_required"] is False and result["reload_required"] is False
+    loaded = {m: e for m, e in result["modules"].items() if e["status"] != "options_only"}
+    assert set(loaded) == set(EXPECTED[me(host)]["/etc/modules-load.d/hpcnet-infiniband.conf"][1:])
+    for module, entry in loaded.items():
+        # the lab kernel has no loadable modules: never reported as loaded
+        assert entry["status"] == "skipped_not_available", (module, entry)
+        assert "not found" in entry["reason"], entry["reason"]
+
+
+def test_stack_detected(host, probe):
+    stack = probe[me(host)]["same"]["stack"]
+    assert stack["stack"] == ("mlnx_ofed" if me(host) == "node1" else "inbox"), stack
+
+
+def test_check_mode_with_new_options_changes_nothing(host, probe):
+    result = probe[me(host)]["new"]
+    assert result["changed"] is True
+    assert [c["target"] for c in result["plan"]] == ["/etc/modprobe.d/hpcnet-ib_ipoib.conf"]
+    assert result["diff"][0]["after"].splitlines()[1:] == [
+        "options ib_ipoib send_queue_size=2048", "options ib_ipoib recv_queue_size=2048"]
+    before, after = probe[me(host)]["before"], probe[me(host)]["after"]
+    assert after == before  # also proves that no refusal below wrote anything (mtime, content, mode)
+
+
+def test_invalid_input_refused_nothing_changed(host, probe):
+    refused = probe[me(host)]["refused"]
+    cases = REFUSALS.get(me(host), [])
+    if not cases:
         pytest.skip("refusals are exercised on node1-node3")
-    for extra, message in REFUSALS[me]:
-        before = snapshot(host)
-        args = dict(role_args(host), **extra)
-        if "options" in extra:
-            args["options"] = extra["options"]
-        result = run_module(host, args, check=False)
+    assert len(refused) == len(cases)
+    for result, (extra, message) in zip(refused, cases):
         assert result.get("failed") is True, (extra, result.get("msg"))
         assert message in result["msg"], (extra, result["msg"])
-        assert result["plan"] == [] or result["changed"] is False
-        assert snapshot(host) == before, extra
+        assert result["plan"] == [] and result["changed"] is False
+    assert probe[me(host)]["after"] == probe[me(host)]["before"]

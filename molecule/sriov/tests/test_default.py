@@ -7,12 +7,9 @@ WANTED = {"node1": 8, "node2": 4}
 
 
 def _guids(host):
-    count = int(host.file(CX5_PF + "/sriov_numvfs").content_string.strip())
-    result = []
-    for index in range(count):
-        for kind in ("node", "port"):
-            result.append(host.file("%s/sriov/%d/%s" % (CX5_PF, index, kind)).content_string.strip())
-    return result
+    """Node and port GUIDs of every VF of the ConnectX-5 PF, read in one command."""
+    out = host.check_output("cat %s/sriov/*/node %s/sriov/*/port 2>/dev/null || true" % (CX5_PF, CX5_PF))
+    return [line.strip() for line in out.splitlines() if line.strip()]
 
 
 @pytest.mark.parametrize("node", ["node1", "node2"])

@@ -179,3 +179,14 @@ def test_plain_ethernet_has_no_rdma():
     assert m.lookup("class/infiniband") is None
     assert m.read("class/net/eth0/device/device") == b"0x0001\n"
     assert os.path.basename(m.readlink("class/net/eth0/device/driver")) == "virtio_net"
+
+
+def test_loaded_modules():
+    ofed = model("cx3-eipoib", 1)
+    assert ofed.read("module/mlx4_core/version") == b"4.9-7.1.0\n"       # MLNX_OFED: version file
+    assert ofed.read("module/eth_ipoib/initstate") == b"live\n"
+    assert ofed.readlink("class/net/ib0/device/driver/module") == "../../../../module/mlx4_core"
+    inbox = model("cx5-ib-sriov", 1)
+    assert inbox.lookup("module/mlx5_core/version") is None               # inbox driver: no version file
+    assert inbox.read("module/ib_ipoib/initstate") == b"live\n"
+    assert model("cx5-roce", 1).lookup("module/ib_ipoib") is None

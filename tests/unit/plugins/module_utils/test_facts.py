@@ -279,7 +279,8 @@ def test_eipoib(tmp_path):
     assert eth2["network_mode"] == "infiniband"
     assert facts["nics"]["ib0.1"]["kind"] == "ipoib_child"
     br0 = facts["nics"]["br0"]
-    assert (br0["kind"], br0["driver"], br0["driver_source"]) == ("virtual", "bridge", "inferred")
+    assert (br0["kind"], br0["driver"], br0["bus_info"], br0["driver_source"]) == (
+        "virtual", "bridge", "N/A", "inferred")
     assert "eth_ipoib_interfaces" not in facts["nics"]
     assert facts["network_mode"] == "infiniband"
     assert any("EIPoIB" in r for r in facts["network_mode_reasons"])
@@ -536,3 +537,18 @@ def test_ids_qlogic_and_unknown():
     assert _ids.model_name(None, "0x1003") is None
     assert _ids.model_name("junk", "0x1003") is None
     assert _ids.model_name(True, 1) is None
+
+
+# ---------------------------------------------------------------------------------------------------
+# The machine the tests run on (live /sys, real ioctl)
+# ---------------------------------------------------------------------------------------------------
+@pytest.mark.skipif(not os.path.isdir("/sys/class/net"), reason="no live sysfs")
+def test_live_host_does_not_fail():
+    facts = _facts.gather(Host())
+    assert_serialisable(facts)
+    assert facts["source"] == "live"
+    assert facts["nics"]["lo"]["kind"] == "loopback"
+    assert facts["nics"]["lo"]["link_type"] == "loopback"
+    for nic in facts["nics"].values():
+        assert nic["driver_source"] in ("ethtool", "sysfs", "inferred", "unknown")
+        assert nic["kind"] in ("ipoib", "ipoib_child", "eipoib", "roce", "ethernet", "vf", "virtual", "loopback")

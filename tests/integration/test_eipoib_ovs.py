@@ -1,0 +1,124 @@
+"""EIPoIB bridges under the lab's real Open vSwitch (userspace datapath), through Ansible over ssh.
+
+Lab `ovs`: 2 cx3-eipoib nodes (IPoIB ib0/ib1 with EIPoIB eth1 over ib0 and eth2 over ib1).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+from conftest import REPO, VENV_BIN, ansible_env
+
+LAB_NAME = "ovs"
+
+
+@pytest.fixture(scope="module")
+def lab(lab_factory):
+    return lab_factory(LAB_NAME, nodes=2, profiles=["cx3-eipoib"])
+
+
+def module(lab, node, name, args, check=False):
+    """Run one module ad hoc on a node; -> its result dict."""
+    env = ansible_env()
+    env.update(ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json")
+    argv = [str(VENV_BIN / "ansible"), "-i", str(lab.inventory), node, "-m", name, "-a", json.dumps(args)]
+    if check:
+        argv.append("--check")
+    cp = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
+    data = json.loads(cp.stdout)
+    return data["plays"][0]["tasks"][0]["hosts"][node]
+
+
+def show(lab, node):
+    return lab.exec(node, ["ovs-vsctl", "show"], check=True).stdout
+
+
+def bridge(lab, node, name, ports, **extra):
+    args = {"bridge": name, "datapath_type": "netdev", "ports": ports}
+    args.update(extra)
+    return module(lab, node, "hpcnet.infiniband.ib_ovs_bridge", args)
+
+
+def test_raw_ipoib_refused_naming_the_eipoib_interface(lab):
+    before = show(lab, "node1")
+    result = bridge(lab, "node1", "br-raw", [{"name": "ib0"}])
+    assert result["failed"] and not result["changed"]
+    assert "ib0 is a raw IPoIB interface (link type infiniband)" in result["msg"]
+    assert "use the EIPoIB interface eth1 that runs over ib0 instead" in result["msg"]
+    assert show(lab, "node1") == before
+
+
+def test_missing_interface_and_mtu_above_ipoib_parent_refused_together(lab):
+    before = show(lab, "node1")
+    result = bridge(lab, "node1", "br-x", [{"name": "eth9"}, {"name": "eth1"}], mtu=4092)
+    assert result["failed"] and not result["changed"]
+    assert "interface eth9 does not exist on this host" in result["msg"]
+    assert "requested MTU 4092 for eth1 exceeds the MTU 2044 of its IPoIB parent ib0" in result["msg"]
+    assert show(lab, "node1") == before
+
+
+def test_check_mode_then_apply_then_idempotent(lab):
+    before = show(lab, "node2")
+    args = {"bridge": "br-storage", "datapath_type": "netdev", "ports": [{"name": "eth1", "pkey": "0x8002"}]}
+    checked = module(lab, "node2", "hpcnet.infiniband.ib_ovs_bridge", args, check=True)
+    assert checked["changed"] and [c["action"] for c in checked["plan"]] == ["add_bridge", "add_port"]
+    assert show(lab, "node2") == before
+    applied = module(lab, "node2", "hpcnet.infiniband.ib_ovs_bridge", args)
+    assert applied["changed"] and applied["ovs_status"] == []
+    assert lab.exec("node2", ["ovs-vsctl", "get", "Port", "eth1", "tag"]).stdout.strip() == "2"
+    again = module(lab, "node2", "hpcnet.infiniband.ib_ovs_bridge", args)
+    assert not again["changed"] and again["plan"] == []
+
+
+def test_port_of_another_bridge_refused_unless_move(lab):
+    bridge(lab, "node1", "br-old", [{"name": "eth2"}])
+    refused = bridge(lab, "node1", "br-prv", [{"name": "eth2"}])
+    assert refused["failed"]
+    assert "interface eth2 is already a port of bridge br-old; set move: true" in refused["msg"]
+    moved = bridge(lab, "node1", "br-prv", [{"name": "eth2", "move": True}])
+    assert moved["changed"] and [c["action"] for c in moved["plan"]] == ["add_bridge", "move_port"]
+    assert lab.exec("node1", ["ovs-vsctl", "port-to-br", "eth2"]).stdout.strip() == "br-prv"
+    assert bridge(lab, "node1", "br-old", [], state="absent")["changed"]
+
+
+def test_tag_removed_and_datapath_reconciled(lab):
+    # Two things openvswitch.openvswitch 2.1.1 cannot do (see the module's docstring).
+    bridge(lab, "node1", "br-t", [{"name": "eth1", "vlan": 7}])
+    result = bridge(lab, "node1", "br-t", [{"name": "eth1"}])
+    assert [c["action"] for c in result["plan"]] == ["set_vlan"]
+    assert lab.exec("node1", ["ovs-vsctl", "get", "Port", "eth1", "tag"]).stdout.strip() == "[]"
+    bridge(lab, "node1", "br-t", [], state="absent")
+
+
+def test_system_datapath_failure_is_reported(lab):
+    # No openvswitch kernel module here: ovs-vsctl exits 0 but ovs-vswitchd cannot create the datapath.
+    result = module(lab, "node2", "hpcnet.infiniband.ib_ovs_bridge",
+                    {"bridge": "br-sys", "datapath_type": "system", "ports": []})
+    assert result["failed"]
+    assert "exited 0 but ovs-vswitchd could not set the bridge up" in result["msg"]
+    assert "datapath_type netdev" in result["msg"]
+    module(lab, "node2", "hpcnet.infiniband.ib_ovs_bridge", {"bridge": "br-sys", "state": "absent"})
+
+
+def test_role_converges_and_is_idempotent(lab, tmp_path):
+    extra = {"eipoib_ovs_datapath_type": "netdev",
+             "eipoib_ovs_allocation": {"storage": "eth1", "private": "eth1", "public": "eth2"},
+             "eipoib_ovs_networks": [{"role": "storage", "bridge": "br-storage", "pkey": "0x8002", "tagged": True},
+                                     {"role": "private", "bridge": "br-prv"},
+                                     {"role": "public", "bridge": "br-ex", "mtu": 2044}],
+             "eipoib_ovs_move": True}
+    for node in ("node1", "node2"):  # start from an empty ovsdb
+        for name in lab.exec(node, ["ovs-vsctl", "list-br"]).stdout.split():
+            lab.exec(node, ["ovs-vsctl", "del-br", name], check=True)
+    playbook = tmp_path / "ovs.yml"
+    playbook.write_text("- hosts: all\n  gather_facts: false\n  roles: [hpcnet.infiniband.eipoib_ovs]\n")
+    first = lab.playbook(playbook, extra_vars=extra)
+    assert first.returncode == 0, first.stdout[-3000:]
+    assert "private is not bridged: its interface eth1 already is the port" in first.stdout
+    second = lab.playbook(playbook, extra_vars=extra)
+    assert second.returncode == 0 and "changed=0" in second.stdout.split("PLAY RECAP")[1], second.stdout[-3000:]
+    for node in ("node1", "node2"):
+        assert sorted(lab.exec(node, ["ovs-vsctl", "list-br"]).stdout.split()) == ["br-ex", "br-storage"]
+        assert lab.exec(node, ["ovs-vsctl", "list-ports", "br-ex"]).stdout.split() == ["eth2"]

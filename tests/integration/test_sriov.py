@@ -1,0 +1,217 @@
+"""SR-IOV and IPoIB children on the lab (issue 5, "Done means").
+
+Lab `sriov`: node1/node2 are ConnectX-5 (cx5-ib-sriov: sriov_totalvfs 16, the lab's /sys answers
+sriov_numvfs writes like the kernel: N->M EBUSY, >16 ERANGE; VF GUIDs through mlx5's per-VF sysfs),
+node3 is a ConnectX-3 (cx3-ipoib: mlx4, module options only). Every refusal is checked to leave the
+node exactly as it was (a snapshot of the PF's sysfs, the VF drivers and GUIDs, our files, and the
+netdev list, before and after).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import textwrap
+import time
+
+import pytest
+
+from conftest import REPO, VENV_BIN, ansible_env  # tests/integration/conftest.py
+
+LAB_NAME = "sriov"
+PROFILES = ["cx5-ib-sriov", "cx5-ib-sriov", "cx3-ipoib"]
+PF = "/sys/bus/pci/devices/0000:5e:00.0"
+
+SNAPSHOT = textwrap.dedent("""
+    pf=$(readlink -f /sys/class/net/ib0/device)
+    echo "numvfs $(cat $pf/sriov_numvfs 2>/dev/null)"
+    ls $pf
+    for vf in $pf/virtfn*; do [ -e "$vf" ] && echo "$vf -> $(readlink $vf) driver $(readlink $vf/driver)"; done
+    cat $pf/sriov/*/node $pf/sriov/*/port 2>/dev/null
+    ls /sys/class/net
+    for f in /etc/udev/rules.d/70-hpcnet-sriov-* /etc/modprobe.d/hpcnet-sriov-*; do
+      [ -e "$f" ] && { echo "== $f"; cat "$f"; }
+    done
+    true
+""")
+
+
+@pytest.fixture(scope="module")
+def lab(lab_factory):
+    started = time.monotonic()
+    lab = lab_factory(LAB_NAME, nodes=3, profiles=PROFILES)
+    print("lab %s up in %.1fs" % (LAB_NAME, time.monotonic() - started))
+    return lab
+
+
+def snapshot(lab, node):
+    cp = lab.exec(node, ["sh", "-c", SNAPSHOT], check=True)
+    return cp.stdout
+
+
+def module(lab, name, nodes, check=False, diff=False, timeout=240, **args):
+    """Run a module ad hoc; {node: result}."""
+    env = ansible_env()
+    env.update(ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
+               ANSIBLE_CALLBACK_RESULT_FORMAT="json")
+    argv = [str(VENV_BIN / "ansible"), "-i", str(lab.inventory), nodes, "-m", "hpcnet.infiniband." + name,
+            "-a", json.dumps(args)]
+    argv += ["--check"] if check else []
+    argv += ["--diff"] if diff else []
+    cp = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env)
+    try:
+        data = json.loads(cp.stdout)
+    except ValueError:
+        raise AssertionError("ansible output is not JSON (rc=%s):\n%s\n%s" % (cp.returncode, cp.stdout, cp.stderr))
+    results = {}
+    for play in data["plays"]:
+        for task in play["tasks"]:
+            results.update(task["hosts"])
+    return results
+
+
+def sriov(lab, node, check=False, **args):
+    return module(lab, "ib_sriov", node, check=check, **args)[node]
+
+
+def ipoib(lab, node, check=False, **args):
+    return module(lab, "ib_ipoib", node, check=check, **args)[node]
+
+
+def numvfs(lab, node):
+    return int(lab.exec(node, ["cat", PF + "/sriov_numvfs"], check=True).stdout)
+
+
+def test_check_mode_changes_nothing(lab):
+    before = snapshot(lab, "node1")
+    result = sriov(lab, "node1", check=True, pf="ib0", num_vfs=8, guid_policy="derived", persist=True)
+    assert result["changed"] and not result.get("failed"), result
+    assert result["plan"][0]["before"] == 0 and result["plan"][0]["after"] == 8
+    assert len(result["vf_guids"]) == 8
+    assert snapshot(lab, "node1") == before
+
+
+def test_zero_to_eight_to_four_then_no_change(lab):
+    result = sriov(lab, "node1", pf="ib0", num_vfs=8, guid_policy="derived", persist=True)
+    assert result["changed"] and result["numvfs"] == 8, result
+    assert numvfs(lab, "node1") == 8
+    again = sriov(lab, "node1", pf="ib0", num_vfs=8, guid_policy="derived", persist=True)
+    assert not again["changed"], again["plan"]
+    result = sriov(lab, "node1", pf="ib0", num_vfs=4, guid_policy="derived", persist=True)
+    assert result["changed"] and result["plan"][0]["detail"]["steps"] == [0, 4], result
+    assert result["applied"][:2] == ["0000:5e:00.0/sriov_numvfs: 0", "0000:5e:00.0/sriov_numvfs: 4"]
+    assert numvfs(lab, "node1") == 4
+    assert not sriov(lab, "node1", pf="ib0", num_vfs=4, guid_policy="derived", persist=True)["changed"]
+
+
+def test_refuses_more_than_the_firmware_cap(lab):
+    before = snapshot(lab, "node1")
+    result = sriov(lab, "node1", pf="ib0", num_vfs=32)
+    assert result.get("failed"), result
+    assert "sriov_totalvfs=16" in result["msg"] and "mstconfig -d 0000:5e:00.0 set SRIOV_EN=1 NUM_OF_VFS=32" in result["msg"]
+    assert snapshot(lab, "node1") == before
+
+
+def _make_vf_busy(lab, node, vf_address):
+    """Bind the VF to another driver, as a VM host does with vfio-pci.
+
+    The lab emulates bind/unbind for its profile's drivers only; vfio-pci is used when the profile has
+    it, else igb (the profile's management NIC driver) stands in as "a driver that is not mlx5_core".
+    """
+    drivers = lab.exec(node, ["ls", "/sys/bus/pci/drivers"], check=True).stdout.split()
+    other = "vfio-pci" if "vfio-pci" in drivers else "igb"
+    script = ("[ \"$(basename \"$(readlink /sys/bus/pci/devices/%(vf)s/driver)\")\" != mlx5_core ] || "
+              "echo %(vf)s > /sys/bus/pci/drivers/mlx5_core/unbind; "
+              "[ -e /sys/bus/pci/devices/%(vf)s/driver ] || { "
+              "echo %(drv)s > /sys/bus/pci/devices/%(vf)s/driver_override && "
+              "echo %(vf)s > /sys/bus/pci/drivers/%(drv)s/bind; }" % {"vf": vf_address, "drv": other})
+    lab.exec(node, ["sh", "-c", script], check=True)
+    return other
+
+
+def test_in_use_vf_blocks_resize_until_force(lab):
+    if numvfs(lab, "node1") != 4:
+        sriov(lab, "node1", pf="ib0", num_vfs=4, force=True)
+    vf1 = lab.exec("node1", ["readlink", "-f", PF + "/virtfn1"], check=True).stdout.strip().rsplit("/", 1)[-1]
+    driver = _make_vf_busy(lab, "node1", vf1)
+    before = snapshot(lab, "node1")
+    result = sriov(lab, "node1", pf="ib0", num_vfs=2, guid_policy="derived", persist=True)
+    assert result.get("failed"), result
+    assert "VF 1 (%s)" % vf1 in result["msg"] and driver in result["msg"] and "force" in result["msg"]
+    assert snapshot(lab, "node1") == before
+    check = sriov(lab, "node1", check=True, pf="ib0", num_vfs=2, guid_policy="derived", persist=True, force=True)
+    assert check["changed"] and snapshot(lab, "node1") == before
+    result = sriov(lab, "node1", pf="ib0", num_vfs=2, guid_policy="derived", persist=True, force=True)
+    assert result["changed"] and result["numvfs"] == 2, result
+    assert not sriov(lab, "node1", pf="ib0", num_vfs=2, guid_policy="derived", persist=True)["changed"]
+
+
+PLAYBOOK = """
+- name: SR-IOV through the role
+  hosts: node1,node2
+  gather_facts: false
+  roles:
+    - role: hpcnet.infiniband.sriov
+"""
+
+
+def test_role_guids_unique_across_two_nodes(lab, tmp_path):
+    playbook = tmp_path / "sriov.yml"
+    playbook.write_text(PLAYBOOK)
+    # One pool for both nodes: the role must refuse before changing anything.
+    before = {n: snapshot(lab, n) for n in ("node1", "node2")}
+    cp = lab.playbook(playbook, extra_vars={"sriov_pfs": [{"pf": "ib0", "num_vfs": 3, "guid_policy": "pool",
+                                                           "guid_pool_start": "0200:0000:0000:1000"}],
+                                            "sriov_force": True})
+    assert cp.returncode != 0 and "planned more than once" in cp.stdout, cp.stdout[-3000:]
+    assert {n: snapshot(lab, n) for n in ("node1", "node2")} == before
+    cp = lab.playbook(playbook, extra_vars={"sriov_pfs": [{"pf": "ib0", "num_vfs": 3}], "sriov_force": True})
+    assert cp.returncode == 0, cp.stdout[-3000:]
+    guids = []
+    for node in ("node1", "node2"):
+        out = lab.exec(node, ["sh", "-c", "cat %s/sriov/*/node %s/sriov/*/port" % (PF, PF)], check=True).stdout
+        guids += out.split()
+    assert len(guids) == 12 and len(set(guids)) == 12
+    assert "00:00:00:00:00:00:00:00" not in guids
+    cp = lab.playbook(playbook, extra_vars={"sriov_pfs": [{"pf": "ib0", "num_vfs": 3}]})
+    assert cp.returncode == 0 and "changed=0" in cp.stdout, cp.stdout[-3000:]
+
+
+def test_cx3_plans_mlx4_options(lab):
+    before = snapshot(lab, "node3")
+    check = sriov(lab, "node3", check=True, pf="ib0", num_vfs=4, mlx4_probe_vf=1)
+    assert check["changed"] and check["reboot_required"] and snapshot(lab, "node3") == before, check
+    result = sriov(lab, "node3", pf="ib0", num_vfs=4, mlx4_probe_vf=1)
+    assert result["changed"] and result["reboot_required"], result
+    assert result["pf"]["family"] == "mlx4"
+    assert [c["action"] for c in result["plan"]] == ["write_file"]
+    conf = lab.exec("node3", ["cat", "/etc/modprobe.d/hpcnet-sriov-mlx4.conf"], check=True).stdout
+    assert "options mlx4_core num_vfs=4" in conf and "options mlx4_core probe_vf=1" in conf
+    again = sriov(lab, "node3", pf="ib0", num_vfs=4, mlx4_probe_vf=1)
+    assert not again["changed"] and again["reboot_required"]
+
+
+def test_pkey_children(lab):
+    before = snapshot(lab, "node1")
+    for bad in (0x8000, 0, 0xFFFF):
+        result = ipoib(lab, "node1", parent="ib0", pkey=bad)
+        assert result.get("failed"), (bad, result)
+    assert snapshot(lab, "node1") == before
+    assert ipoib(lab, "node1", check=True, parent="ib0", pkey="0x8002")["changed"]
+    assert snapshot(lab, "node1") == before
+    result = ipoib(lab, "node1", parent="ib0", pkey="0x0002")
+    assert result["changed"] and result["interface"] == "ib0.8002", result
+    assert lab.exec("node1", ["cat", "/sys/class/net/ib0.8002/pkey"], check=True).stdout.strip() == "0x8002"
+    assert not ipoib(lab, "node1", parent="ib0", pkey="0x8002")["changed"]
+    limited = ipoib(lab, "node1", parent="ib0", pkey="0x0003", membership="limited")
+    assert limited["interface"] == "ib0.0003"
+    # ConnectX-5 enhanced IPoIB has no connected mode: the MTU check happens first, then the kernel says no.
+    assert "out of range" in ipoib(lab, "node1", parent="ib0", pkey="0x8002", mtu=9000)["msg"]
+    for pkey in ("0x8002", "0x0003"):
+        gone = ipoib(lab, "node1", parent="ib0", pkey=pkey, state="absent",
+                     membership="limited" if pkey == "0x0003" else "full")
+        assert gone["changed"], gone
+    assert "ib0.8002" not in lab.exec("node1", ["ls", "/sys/class/net"], check=True).stdout
+    node3 = ipoib(lab, "node3", parent="ib0", pkey="0x8004", mode="connected", mtu=65520)
+    assert node3["changed"] and node3["interface"] == "ib0.8004", node3
+    assert not ipoib(lab, "node3", parent="ib0", pkey="0x8004", mode="connected", mtu=65520)["changed"]
