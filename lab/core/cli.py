@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 
@@ -58,6 +59,10 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _terminate(signum, _frame):
+    raise SystemExit(128 + signum)
+
+
 def _strip_dashes(argv: list[str]) -> list[str]:
     return argv[1:] if argv and argv[0] == "--" else argv
 
@@ -87,6 +92,9 @@ def _dispatch(args) -> int:
     name = getattr(args, "name", None) or args.top_name or naming.default_name()
     if args.cmd == "up":
         _root_required()
+        # A terminated bring-up (e.g. a test timeout) still removes what it made.
+        signal.signal(signal.SIGTERM, _terminate)
+        signal.signal(signal.SIGHUP, _terminate)
         lab.up(name, nodes=args.nodes, profiles=args.profiles, sm=not args.no_sm,
                ovs=not args.no_ovs, hw=False if args.no_hw else None,
                keep_on_failure=args.keep_on_failure)

@@ -402,6 +402,8 @@ def run_check(
     sleep = sleep or time.sleep
     clock = clock or time.monotonic
     errors = check_arguments(devices, ports, wait_timeout, poll_interval, min_sms, sm_guid, sm_query_timeout)
+    if query == "never" and (min_sms or sm_guid or not allow_local_sm):
+        errors.append("min_sms, sm_guid and allow_local_sm=false need the SM query: set query_sm to auto or always")
     if errors:
         return _result([], None, [], 0, 0.0), combine(errors)
     started = clock()
@@ -409,7 +411,7 @@ def run_check(
     attempts = 0
     while True:
         attempts += 1
-        _views, selected, errors = read_ports(host, devices, ports)
+        all_views, selected, errors = read_ports(host, devices, ports)
         if errors:
             return _result(selected, None, [], attempts, clock() - started), combine(errors)
         problems = []
@@ -425,11 +427,10 @@ def run_check(
                                "phys_state": view["phys_state"], "message": message})
                 problems.append(message)
         sm_info = None
+        warning = None
         if query != "never" and not failed and selected:
             sm_info = query_sm(host, timeout=sm_query_timeout)
-            if not sm_info["available"] and query == "auto":
-                sm_info["skipped"] = True
-            local = [v["port_guid"] for v in _views if v.get("port_guid")]
+            local = [v["port_guid"] for v in all_views if v.get("port_guid")]
             if sm_info.get("master"):
                 sm_info["master"]["local"] = sm_info["master"]["guid"] in local
                 for sm in sm_info["sms"]:
@@ -438,10 +439,11 @@ def run_check(
             problems.extend(sm_checks)
             if sm_info["available"] and sm_info["error"] and not sm_checks:
                 # Ports keep ACTIVE when the SM dies: say so even though nothing required the answer.
-                host.warn("the ports are ACTIVE but %s; the fabric may have lost its subnet manager"
-                          % sm_info["error"])
+                warning = "the ports are ACTIVE but %s; the fabric may have lost its subnet manager" % sm_info["error"]
         message = combine(problems)
         if message is None or clock() >= deadline:
+            if warning:
+                host.warn(warning)
             return _result(selected, sm_info, failed, attempts, clock() - started), message
         sleep(max(0.0, min(float(poll_interval), deadline - clock())))
 

@@ -298,6 +298,8 @@ def read_pf(host, name, with_addresses=True):
         "vfs": [],
         "vf_guids": None,
     }
+    if family == "mlx4":
+        have["mlx4_param_num_vfs"] = host.read("module/mlx4_core/parameters/num_vfs")
     have["port_guid"] = None
     have["link_layer"] = None
     for info in have["rdma"].values():
@@ -747,12 +749,22 @@ def _plan_mlx4(have, want, plan, files, firmware=None):
         plan.add("write_file" if text else "remove_file", path, current_text, text, mode="0644")
     plan.info["mlx4_options"] = {k: _render_vf_value(v) for k, v in values.items()}
     running = have.get("numvfs")
-    if plan.changes or (running is not None and running != num_vfs):
+    param = have.get("mlx4_param_num_vfs")
+    wanted_param = plan.info["mlx4_options"].get("num_vfs", "0")
+    pending = bool(plan.changes)
+    if running is not None:
+        pending = pending or running != num_vfs
+    elif param is not None:
+        pending = pending or param.replace(" ", "") not in (wanted_param, wanted_param + ",0,0")
+    elif not plan.changes:
+        plan.warn("%s: neither sriov_numvfs nor /sys/module/mlx4_core/parameters/num_vfs is readable: cannot tell "
+                  "whether the running mlx4_core already uses num_vfs=%s" % (pci, wanted_param))
+    if pending:
         plan.reboot_required = True
         plan.warn(
             "%s is a ConnectX-3 (mlx4): the VF count comes from mlx4_core options (for every ConnectX-3 on the "
             "host); running VFs %s, wanted %d: takes effect when mlx4_core is reloaded or the host reboots"
-            % (pci, running, num_vfs))
+            % (pci, "unknown" if running is None else running, num_vfs))
     return plan
 
 

@@ -47,7 +47,7 @@ options:
     default: []
   options:
     description:
-      - Module options, C({module: {option: value}}). Known modules and options are listed in the
+      - Module options, a mapping of module name to a mapping of option name to value. Known modules and options are listed in the
         collection's docs/ofed.md; for example C(mlx4_core) C(port_type_array) (list of 1 = InfiniBand or
         2 = Ethernet, or C(ib)/C(eth), one per port), C(num_vfs) and C(probe_vf) (N, or
         C([port1, port2, port1+2])), C(log_num_mgm_entry_size), C(enable_64b_cqe_eqe); C(ib_ipoib)
@@ -62,7 +62,7 @@ options:
     type: bool
   openib_conf:
     description:
-      - Other C(/etc/infiniband/openib.conf) settings, C({KEY: value}); booleans become C(yes)/C(no).
+      - Other C(/etc/infiniband/openib.conf) settings, a mapping of C(KEY) to value; booleans become C(yes)/C(no).
         MLNX_OFED only.
     type: dict
     default: {}

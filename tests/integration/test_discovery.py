@@ -70,20 +70,21 @@ def _lab(lab_factory):
     return lab_factory(LAB_NAME, nodes=len(PROFILES), profiles=PROFILES)
 
 
-def _wait_for_fabric(lab, timeout=90):
-    """True once opensm is master and every IB port of the lab is ACTIVE (bounded wait)."""
+def _wait_for_fabric(lab, timeout=120):
+    """(ready, last status): ready once opensm is master and every IB port of the lab is ACTIVE."""
     deadline = time.monotonic() + timeout
+    status = ""
     while time.monotonic() < deadline:
-        cp = lab.labctl("fabric", "status", timeout=60)
-        if "SMINFO_MASTER" in cp.stdout and not re.search(r"\b(DOWN|INIT|ARMED|POLLING)\b", cp.stdout):
-            return True
+        status = lab.labctl("fabric", "status", timeout=60).stdout
+        if "SMINFO_MASTER" in status and not re.search(r"\b(DOWN|INIT|ARMED|POLLING)\b|no data", status):
+            return True, status
         time.sleep(2)
-    return False
+    return False, status
 
 
 @pytest.fixture(scope="module", name="discovery")
 def _discovery(lab, tmp_path_factory):
-    fabric_up = _wait_for_fabric(lab)
+    fabric_up, _status = _wait_for_fabric(lab)
     out = tmp_path_factory.mktemp("discovery")
     cp = lab.playbook("playbooks/discover.yml", extra_vars={"discovery_output_dir": str(out)})
     model = json.loads((out / "nodes.json").read_text()) if (out / "nodes.json").exists() else None
@@ -304,7 +305,8 @@ def test_sm_local_follows_the_fabric(lab, tmp_path):
     lab.labctl("sm", "stop", timeout=120)
     try:
         lab.labctl("sm", "start", "--on", sm_node, timeout=120, check=True)
-        assert _wait_for_fabric(lab)
+        ready, status = _wait_for_fabric(lab, timeout=240)
+        assert ready, "fabric not ready with opensm on %s:\n%s" % (sm_node, status)
         out = tmp_path / "out"
         cp = lab.playbook("playbooks/discover.yml", extra_vars={"discovery_output_dir": str(out)})
         assert cp.returncode == 0, cp.stdout[-3000:]

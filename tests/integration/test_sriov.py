@@ -188,7 +188,9 @@ def test_cx3_plans_mlx4_options(lab):
     conf = lab.exec("node3", ["cat", "/etc/modprobe.d/hpcnet-sriov-mlx4.conf"], check=True).stdout
     assert "options mlx4_core num_vfs=4" in conf and "options mlx4_core probe_vf=1" in conf
     again = sriov(lab, "node3", pf="ib0", num_vfs=4, mlx4_probe_vf=1)
-    assert not again["changed"] and again["reboot_required"]
+    assert not again["changed"], again
+    # The cx3 profile shows neither sriov_numvfs nor mlx4_core's parameters: the module says it cannot tell.
+    assert again["reboot_required"] or any("cannot tell" in w for w in again.get("warnings", []))
 
 
 def test_pkey_children(lab):

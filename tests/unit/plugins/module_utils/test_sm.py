@@ -443,3 +443,9 @@ def test_auto_query_failure_is_a_warning(tmp_path):
     assert result["sm"]["error"].startswith("sminfo timed out")
     assert host.warnings == ["the ports are ACTIVE but sminfo timed out after 15s: no subnet manager answers; "
                              "the fabric may have lost its subnet manager"]
+
+
+def test_requirements_need_the_query(tmp_path):
+    make_port(tmp_path, "mlx4_0", 1)
+    _result, failure = _sm.run_check(host_for(tmp_path), query="never", min_sms=2)
+    assert failure == "min_sms, sm_guid and allow_local_sm=false need the SM query: set query_sm to auto or always"
