@@ -55,6 +55,21 @@ def _parser() -> argparse.ArgumentParser:
         f.add_argument("node")
     fsub.add_parser("status", parents=[common], help="ibsim, opensm, sync, port states")
 
+    s = sub.add_parser("hw", help="change a node's hardware view at runtime (as if the hardware or "
+                       "firmware changed)")
+    hsub = s.add_subparsers(dest="action", required=True)
+    f = hsub.add_parser("set", parents=[common], help="NODE PATH VALUE: the node's /sys/PATH reads VALUE")
+    f.add_argument("node")
+    f.add_argument("path", help="relative to the node's /sys, e.g. class/infiniband/mlx4_0/ports/1/pkeys/1")
+    f.add_argument("value")
+    f = hsub.add_parser("get", parents=[common],
+                        help="NODE PATH: what the node reads; NODE alone: its overrides")
+    f.add_argument("node")
+    f.add_argument("path", nargs="?")
+    f = hsub.add_parser("reset", parents=[common], help="NODE [PATH]: drop one override or all of them")
+    f.add_argument("node")
+    f.add_argument("path", nargs="?")
+
     sub.add_parser("env", parents=[common], help="print LAB_DIR=..., LAB_INVENTORY=... for eval")
     return p
 
@@ -149,7 +164,10 @@ def _dispatch(args) -> int:
             print(f"{k}={shlex.quote(str(v))}")
         return 0
     if not info.get("hw"):
-        raise LabError(f"lab {name!r} runs without hardware profiles (--no-hw): no fabric")
+        raise LabError(f"lab {name!r} runs without hardware profiles (--no-hw): no fabric, no hw view")
+    if args.cmd == "hw":
+        _root_required()
+        return _hw(info, args)
     if args.cmd == "sm":
         extra = []
         if args.on:
@@ -164,6 +182,52 @@ def _dispatch(args) -> int:
         return _forward(hwiface.fabric(args.action, lab.naming.lab_dir(name), args.node,
                                        check=False))
     raise LabError(f"unknown command {args.cmd}")
+
+
+def _read_in_node(node: dict, path: str) -> subprocess.CompletedProcess:
+    """Read /sys/PATH inside the node (its FUSE view), as the node's own processes do."""
+    return subprocess.run(lab.exec_argv(node, ["cat", "--", f"/sys/{path}"]), env=lab.node_env(),
+                          capture_output=True, text=True, timeout=30, check=False)
+
+
+def _hw(info: dict, args) -> int:
+    """labctl hw set|get|reset: the overrides file the node's sysfs daemon re-reads (hw.overrides)."""
+    from hw import overrides  # noqa: PLC0415 - lab-hw's package, present when the lab has hw
+    node = lab.find_node(info, args.node)
+    hw_dir = os.path.join(node["dir"], "hw")
+    try:
+        path = overrides.norm_path(args.path) if args.path else None
+        if args.action == "get" and path is None:
+            for key, value in overrides.load(hw_dir).items():
+                print(f"{key}\t{value.rstrip(chr(10))}")
+            return 0
+        if args.action == "get":
+            return _forward(_read_in_node(node, path))
+        if args.action == "reset":
+            if path is None:
+                overrides.clear(hw_dir)
+                print(f"{args.node}: every override removed")
+            else:
+                before = overrides.update(hw_dir, {path: None})
+                print(f"{args.node}: /sys/{path} "
+                      + ("back to the profile" if before[path] is not None else "had no override"))
+            return 0
+        value = overrides.sysfs_value(args.value)
+    except overrides.OverrideError as exc:
+        raise ValueError(str(exc)) from None
+    cp = _read_in_node(node, path)
+    if cp.returncode != 0:
+        raise LabError(f"{args.node}: cannot read /sys/{path}: {cp.stderr.strip()} "
+                       "(only existing, readable attributes can be overridden)")
+    before = overrides.update(hw_dir, {path: value})
+    seen = _read_in_node(node, path)
+    if seen.returncode != 0 or seen.stdout != value:
+        overrides.update(hw_dir, before)
+        raise LabError(f"{args.node}: the view did not take /sys/{path} = {value.strip()!r} "
+                       f"(reads {seen.stdout.strip()!r}{', ' + seen.stderr.strip() if seen.stderr else ''}); "
+                       "override removed")
+    print(f"{args.node}: /sys/{path} = {value.strip()} (was {cp.stdout.strip()})")
+    return 0
 
 
 def _forward(cp: subprocess.CompletedProcess) -> int:

@@ -6,9 +6,10 @@
 - ibsim runs in remote (UDP) mode inside the lab's fabric netns, its console on a FIFO (Unlink/ReLink).
 - One switch; every InfiniBand port of every node's profile on it; an extra HCA "smhost" on switch port 1
   where OpenSM runs by default (a dedicated SM node). Node GUIDs equal the profiles' sysfs node_guid.
-- The sync process (in the fabric netns) queries every HCA port by directed route from smhost
-  (`smpquery -D portinfo 0,1,<switch port>`) about once a second and writes each node's
+- The sync process (in the fabric netns) runs one `iblinkinfo` (every CA port's state and LID) and one
+  `smpquery portinfo` of smhost's port (SM LID/SL) about once a second and writes each node's
   D/nodes/NODE/hw/fabric-state.json (state, phys_state, lid, sm_lid, sm_sl); the node's FUSE sysfs reads it.
+  It also makes each IPoIB netdev's data-plane veth follow its port (carrier only while ACTIVE).
 - sm-stop stops OpenSM only: like on real hardware the ports stay ACTIVE with their LIDs (SM queries such as
   sminfo time out). `sm-stop --reset` (or `reset --no-sm`) also restarts ibsim, so every port is back to
   INIT with LID 0 as in a fabric that never had an SM.
@@ -32,8 +33,7 @@ SWITCH_GUID = 0x0000FAB000000000
 SM_HOST_GUID = 0x0000FAB000000100
 SYNC_PERIOD = 1.0
 # ibsim serves at most 10 clients at a time (IBSIM_MAX_CLIENTS); a client that cannot get a slot fails with
-# "sim_init: connect failed". Keep the sync loop's share small: OpenSM + 3 sync queries + node tools.
-QUERY_PARALLEL = 3
+# "sim_init: connect failed". The sync loop uses 2 per round (iblinkinfo + smpquery), whatever the lab size.
 NO_SLOT = ("connect failed", "ctl error", "sim_init")
 
 LINK_STATES = {"Down": "1: DOWN", "Initialize": "2: INIT", "Init": "2: INIT", "Armed": "3: ARMED",
@@ -71,7 +71,7 @@ class Lab:
         self.netns, self.address = fab.get("netns"), fab.get("address")
         self.fdir = os.path.join(self.dir, "hw-fabric")
         os.makedirs(self.fdir, exist_ok=True)
-        self.inside = False  # True in the sync process, which already runs in the fabric netns
+        self.inside = False  # True when the caller already runs in the fabric netns
 
     def path(self, name):
         return os.path.join(self.fdir, name)
@@ -104,9 +104,24 @@ def fabric_ports(lab):
                     continue
                 ports.append({"node": node["name"], "hca": hca["name"], "port": port["port"],
                               "node_guid": hca["node_guid"], "sim_host": sim_host(node["name"], hca["name"]),
-                              "switch_port": swport})
+                              "switch_port": swport, "netdev": port.get("netdev"),
+                              "host_veth": ((node.get("links") or {}).get(port.get("netdev")) or {})
+                              .get("host_veth")})
                 swport += 1
     return ports
+
+
+def known_ports(lab):
+    """fabric_ports() as written by start_ibsim into hw-fabric/fabric.json (no profile expansion: keeps
+    `unlink`/`relink`/`status` quick on big labs); computed when the file is missing or old."""
+    try:
+        with open(lab.path("fabric.json"), encoding="utf-8") as fh:
+            ports = json.load(fh)["ports"]
+        if all("host_veth" in p for p in ports):
+            return ports
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return fabric_ports(lab)
 
 
 def netfile(lab, ports):
@@ -284,7 +299,9 @@ def start_sync(lab):
     if _pid(lab, "sync"):
         return
     env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    _spawn(lab, "sync", lab.in_netns([sys.executable, "-m", "hw.fabric", "sync", "--lab-dir", lab.dir]), env=env)
+    # The sync runs in the lab's root namespace (where the host-side veths are, see apply_carrier); its
+    # simulator clients run in the fabric netns through `ip netns exec`.
+    _spawn(lab, "sync", [sys.executable, "-m", "hw.fabric", "sync", "--lab-dir", lab.dir], env=env)
 
 
 def console(lab, command):
@@ -313,31 +330,87 @@ def parse_portinfo(text):
         return None
 
 
-def query_port(lab, port):
-    """PortInfo of one HCA port; None when unreachable (link down), "busy" when ibsim had no free slot."""
-    rc, out, err = diag(lab, ["smpquery", "-t", "300", "-D", "portinfo", f"0,1,{port['switch_port']}"],
-                        timeout=15)
-    if rc == 0:
-        return parse_portinfo(out)
-    if rc == 124 or any(marker in err for marker in NO_SLOT):
-        return "busy"
-    return None
+# One round = two simulator clients, whatever the lab size: `iblinkinfo` (a directed-route discovery from
+# smhost: every CA port's own LinkState/PhysLinkState and LID, keyed by the switch port it hangs on) and
+# `smpquery portinfo` of smhost's own port (SMLid/SMSL: the SM programs the same values into every port).
+# A CA that ibsim has unlinked is not discovered at all: its ports are DOWN/Polling.
+_CA_PORT_LINE = re.compile(
+    r"^\s*0x(?P<guid>[0-9a-fA-F]+)\s+(?P<lid>\d+)\s+(?P<port>\d+)\[[^]]*\]\s+==\((?P<link>[^)]*)\)==>"
+    r"\s+(?P<rlid>\d+)\s+(?P<rport>\d+)\[")
+_LINK_STATE = re.compile(r"(?P<state>\w+)/\s*(?P<phys>\w+)\s*$")
+LINKINFO_STATES = dict(LINK_STATES, Initialize="2: INIT", Armed="3: ARMED")
 
 
-def sync_round(lab, ports, last, pool):
-    results = dict(zip((id(p) for p in ports), pool.map(lambda p: query_port(lab, p), ports)))
+def parse_linkinfo(text):
+    """iblinkinfo output -> {(ca port guid, switch port): {"state", "phys_state", "lid"}} for every CA port
+    line (`CA: ...` sections). Switch sections are ignored: their lines carry the switch port's state."""
+    found = {}
+    in_ca = False
+    for line in text.splitlines():
+        if line.startswith("CA:"):
+            in_ca = True
+            continue
+        if line.startswith("Switch:"):
+            in_ca = False
+            continue
+        m = _CA_PORT_LINE.match(line) if in_ca else None
+        if not m:
+            continue
+        st = _LINK_STATE.search(m.group("link"))
+        if not st:
+            continue
+        found[int(m.group("rport"))] = {
+            "guid": int(m.group("guid"), 16), "port": int(m.group("port")),
+            "state": LINKINFO_STATES.get(st.group("state"), "1: DOWN"),
+            "phys_state": PHYS_STATES.get(st.group("phys"), "2: Polling"),
+            "lid": f"0x{int(m.group('lid')):x}"}
+    return found
+
+
+def query_fabric(lab):
+    """(ports by switch port, sm attributes) for one round; "busy" when ibsim had no free slot."""
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        links = pool.submit(diag, lab, ["iblinkinfo", "-t", "500"], SM_HOST, 20)
+        local = pool.submit(diag, lab, ["smpquery", "-t", "300", "-D", "portinfo", "0", "1"], SM_HOST, 10)
+        (rc, out, err), (lrc, lout, lerr) = links.result(), local.result()
+    if rc != 0 and (rc == 124 or any(marker in err for marker in NO_SLOT)):
+        return "busy", None
+    by_swport = parse_linkinfo(out) if rc == 0 or out else {}
+    sm = None
+    if lrc == 0:
+        info = parse_portinfo(lout)
+        if info:
+            sm = {"sm_lid": info["sm_lid"], "sm_sl": info["sm_sl"]}
+    elif lrc == 124 or any(marker in lerr for marker in NO_SLOT):
+        sm = "busy"
+    return by_swport, sm
+
+
+def sync_round(lab, ports, last, sm_last):
+    """Query the fabric once and write every node's fabric-state.json; returns the ports' new states."""
+    by_swport, sm = query_fabric(lab)
+    if sm not in (None, "busy"):
+        sm_last.update(sm)
+    sm_now = dict(sm_last) or {"sm_lid": "0x0", "sm_sl": "0"}
     per_node = {}
     for p in ports:
         key = f"{p['hca']}/{p['port']}"
         prev = last.get((p["node"], key)) or {}
-        got = results[id(p)]
-        if got == "busy":   # no answer at all this round: keep what we knew
+        if by_swport == "busy":   # no answer at all this round: keep what we knew
             if prev:
                 per_node.setdefault(p["node"], {})[key] = prev
             continue
-        if got is None:  # unreachable: link down (unlinked) or the simulator is gone
+        seen = by_swport.get(p["switch_port"])
+        if seen is None or seen["port"] != p["port"]:
+            # Not discovered: unlinked, or the simulator is gone. LIDs stay as the SM left them.
             got = {"state": "1: DOWN", "phys_state": "2: Polling", "lid": prev.get("lid", "0x0"),
                    "sm_lid": prev.get("sm_lid", "0x0"), "sm_sl": prev.get("sm_sl", "0")}
+        else:
+            got = {"state": seen["state"], "phys_state": seen["phys_state"], "lid": seen["lid"],
+                   "sm_lid": sm_now["sm_lid"], "sm_sl": sm_now["sm_sl"]}
+            if seen["lid"] == "0x0" and seen["state"] == "2: INIT":
+                # A port no SM has configured (after a reset) has no SM LID either.
+                got["sm_lid"], got["sm_sl"] = "0x0", "0"
         last[(p["node"], key)] = got
         per_node.setdefault(p["node"], {})[key] = got
     for node, state in per_node.items():
@@ -353,21 +426,79 @@ def sync_round(lab, ports, last, pool):
         with open(tmp, "w", encoding="utf-8") as fh:
             json.dump({"updated": time.time(), "ports": state}, fh, indent=1)
         os.replace(tmp, path)
+    return per_node
+
+
+def carrier_changes(ports, last, applied):
+    """`ip` batch lines that make each IPoIB netdev's data-plane link follow its port, as the kernel's
+    IPoIB driver does: carrier on only while the port is ACTIVE. The node-side veth (ib0) keeps its
+    administrative state; its host-side peer goes down, so the node's ib0 loses carrier and no frame
+    passes (and macvlans on it, EIPoIB and P_Key children, follow)."""
+    lines = []
+    for p in ports:
+        veth = p.get("host_veth")
+        state = last.get((p["node"], f"{p['hca']}/{p['port']}"))
+        if not veth or state is None:
+            continue
+        want = "up" if state["state"] == "4: ACTIVE" else "down"
+        if applied.get(veth) != want:
+            lines.append(f"link set dev {veth} {want}")
+            applied[veth] = want
+    return lines
+
+
+def apply_carrier(lines):
+    """Run the batch in the sync's own network namespace: the lab's root one, where the host-side veths are."""
+    if not lines:
+        return True
+    try:
+        res = subprocess.run(["ip", "-force", "-batch", "-"],
+                             input="\n".join(lines) + "\n", capture_output=True, text=True, timeout=10,
+                             check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        print(f"carrier: {exc}", file=sys.stderr, flush=True)
+        return False
+    if res.returncode:
+        print(f"carrier: ip -batch: {res.stderr.strip()}", file=sys.stderr, flush=True)
+    return res.returncode == 0
 
 
 def sync_loop(lab, rounds=None):
-    ports = fabric_ports(lab)
-    last = {}
+    ports = known_ports(lab)
+    last, sm_last, applied = {}, {}, {}
     n = 0
-    with concurrent.futures.ThreadPoolExecutor(QUERY_PARALLEL) as pool:
-        while rounds is None or n < rounds:
-            t0 = time.monotonic()
-            sync_round(lab, ports, last, pool)
-            with open(lab.path("sync.json.tmp"), "w", encoding="utf-8") as fh:
-                json.dump({"round": n, "time": time.time(), "seconds": round(time.monotonic() - t0, 3)}, fh)
-            os.replace(lab.path("sync.json.tmp"), lab.path("sync.json"))
-            n += 1
-            time.sleep(max(0.2, SYNC_PERIOD - (time.monotonic() - t0)))
+    while rounds is None or n < rounds:
+        t0 = time.monotonic()
+        sync_round(lab, ports, last, sm_last)
+        lines = carrier_changes(ports, last, applied)
+        if not apply_carrier(lines):
+            applied.clear()      # try the whole set again next round
+        states = [last.get((p["node"], f"{p['hca']}/{p['port']}")) for p in ports]
+        beat = {"round": n, "time": time.time(), "seconds": round(time.monotonic() - t0, 3),
+                "ports": len(ports), "active": sum(1 for s in states if s and s["state"] == "4: ACTIVE"),
+                "carrier": dict(sorted(applied.items()))}
+        with open(lab.path("sync.json.tmp"), "w", encoding="utf-8") as fh:
+            json.dump(beat, fh)
+        os.replace(lab.path("sync.json.tmp"), lab.path("sync.json"))
+        n += 1
+        time.sleep(max(0.2, SYNC_PERIOD - (time.monotonic() - t0)))
+
+
+def wait_synced(lab, seconds=30):
+    """Wait until a sync round that started after now saw every IB port ACTIVE (and applied carriers)."""
+    start = time.time()
+    deadline = time.monotonic() + seconds
+    beat = {}
+    while time.monotonic() < deadline:
+        try:
+            with open(lab.path("sync.json"), encoding="utf-8") as fh:
+                beat = json.load(fh)
+        except (OSError, ValueError):
+            beat = {}
+        if beat.get("time", 0) - beat.get("seconds", 0) >= start and beat.get("active") == beat.get("ports"):
+            return True
+        time.sleep(0.2)
+    return False
 
 
 # ------------------------------------------------------------------ actions
@@ -382,9 +513,12 @@ def up(lab, sm=True, sm_on=None):
     start_sync(lab)
     if sm:
         out = wait_master(lab)
-        print(f"fabric up: {len(fabric_ports(lab))} IB ports; {out}")
+        # IPoIB links carry traffic only once their ports are ACTIVE (the sync applies the carrier).
+        synced = wait_synced(lab)
+        print(f"fabric up: {len(known_ports(lab))} IB ports; {out}"
+              + ("" if synced else "; WARNING: not every port ACTIVE in the nodes yet"))
     else:
-        print(f"fabric up: {len(fabric_ports(lab))} IB ports; no subnet manager (--no-sm)")
+        print(f"fabric up: {len(known_ports(lab))} IB ports; no subnet manager (--no-sm)")
 
 
 def down(lab):
@@ -446,7 +580,7 @@ def status(lab):
             text = ", ".join(f"{k} {v['state'].split(': ')[1]} lid {v['lid']} sm_lid {v['sm_lid']}"
                              for k, v in sorted(ports.items()))
         except (OSError, ValueError, KeyError):
-            text = "no IB ports" if not any(p["node"] == node["name"] for p in fabric_ports(lab)) else "no data"
+            text = "no IB ports" if not any(p["node"] == node["name"] for p in known_ports(lab)) else "no data"
         print(f"  {node['name']}: {text}")
     return 0 if ok else 1
 
@@ -485,14 +619,13 @@ def main(argv=None):
         elif args.action in ("unlink", "relink"):
             if not args.node:
                 raise FabricError(f"{args.action} needs a NODE")
-            hosts = sorted({p["sim_host"] for p in fabric_ports(lab) if p["node"] == args.node})
+            hosts = sorted({p["sim_host"] for p in known_ports(lab) if p["node"] == args.node})
             if not hosts:
                 raise FabricError(f"node {args.node} has no InfiniBand port in the fabric")
             for host in hosts:
                 console(lab, f'{"Unlink" if args.action == "unlink" else "ReLink"} "{host}"')
             print(f"{args.action}: {', '.join(hosts)}")
         elif args.action == "sync":
-            lab.inside = True
             sync_loop(lab)
         elif args.action == "netfile":
             print(netfile(lab, fabric_ports(lab)), end="")

@@ -19,6 +19,7 @@ import stat
 import threading
 import time
 
+from hw import overrides as hwoverrides
 from hw import profile as hwprofile
 
 # Real attributes the view may write through: only per-netns network state, never global kernel knobs.
@@ -104,6 +105,8 @@ class SysfsModel:
         self.children = {}        # parent netdev -> {pkey: child name}
         self.mtime = time.time()
         self._fabric = (None, {})
+        self._overrides = (None, {})
+        self.generation = 0       # bumped when netdevs come and go (derived overrides follow)
         if self.ethtool_path:
             self._write_ethtool()
 
@@ -281,6 +284,11 @@ class SysfsModel:
 
     def read(self, path):
         node = self.check_open(path, write=False)
+        overrides = self.overrides()
+        if overrides:
+            value = overrides.get(self.realpath(path))
+            if value is not None:
+                return value.encode()
         if node.entry is None:
             with open(self._real(node.real_path), "rb") as fh:
                 return fh.read()
@@ -325,6 +333,46 @@ class SysfsModel:
             except (OSError, ValueError):
                 return self._fabric[1]
         return self._fabric[1]
+
+    def overrides(self):
+        """{canonical view path: value} from hw/overrides.json (labctl hw set), re-read when the file
+        changes. Derived values: a port's gids/0 also changes the GID part of the `address` of the IPoIB
+        netdevs on that port (unless that address is overridden itself)."""
+        if not self.state_dir:
+            return {}
+        path = hwoverrides.path_for(self.state_dir)
+        try:
+            st = os.stat(path)
+            key = (st.st_mtime_ns, st.st_ino, self.generation)
+        except OSError:
+            key = (None, None, self.generation)
+        if self._overrides[0] == key:
+            return self._overrides[1]
+        try:
+            raw = hwoverrides.load(self.state_dir) if key[0] is not None else {}
+        except hwoverrides.OverrideError:
+            return self._overrides[1]
+        with self.lock:
+            explicit = {}
+            for given, value in raw.items():
+                explicit[self.realpath(given) or self.tree.norm(given)] = value
+            derived = {}
+            for canon, value in explicit.items():
+                m = hwoverrides.GID0.search(canon)
+                if not m:
+                    continue
+                for nd in self.hw.netdevs.values():
+                    ipo = nd.get("ipoib")
+                    if not ipo or ipo.get("rdma_device") != m.group("dev") or \
+                            int(ipo.get("port", 0)) != int(m.group("port")):
+                        continue
+                    ent = self.tree.get(f"{nd['dir']}/address")
+                    new = hwoverrides.ipoib_address_with_gid(ent.value, value) if ent else None
+                    if new:
+                        derived[f"{nd['dir']}/address"] = new
+            merged = dict(derived, **explicit)
+            self._overrides = (key, merged)
+        return merged
 
     # ------------------------------------------------------------ writes
     def write(self, path, data):
@@ -425,6 +473,7 @@ class SysfsModel:
                                  "port_guid": nd["port_guid"], "mode": "datagram", "mtu": mtu, "pkey": pkey,
                                  "parent": parent, "speed": nd.get("speed")}
         kids[pkey] = name
+        self.generation += 1
         if parent in self.hw.ethtool:
             self.hw.ethtool[name] = dict(self.hw.ethtool[parent])
             self._write_ethtool()
@@ -444,6 +493,7 @@ class SysfsModel:
         self.tree.remove(f"class/net/{name}")
         self.tree.hidden.discard(f"devices/virtual/net/{name}")
         del self.hw.netdevs[name]
+        self.generation += 1
         if self.hw.ethtool.pop(name, None) is not None:
             self._write_ethtool()
         if self.netlink:

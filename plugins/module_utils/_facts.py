@@ -305,7 +305,7 @@ class _Reader:
             return out
         try:
             for name in names:
-                if "/" in name:
+                if "/" in name and not self._plain_dirs(real_dir, name):
                     found = self.resolve(name, real_dir)
                     if found is not None and not found[1]:
                         sub_dir, _sep, leaf = found[0].rpartition("/")
@@ -331,6 +331,24 @@ class _Reader:
         finally:
             os.close(dir_fd)
         return out
+
+    def _plain_dirs(self, real_dir, name):
+        """True when every directory component of ``name`` below ``real_dir`` is a real directory
+        (not a link), so ``name`` can be opened relative to ``real_dir`` with O_NOFOLLOW safely."""
+        parts = name.split("/")[:-1]
+        path = real_dir
+        kinds = self._kinds
+        for part in parts:
+            if part in ("", ".", ".."):
+                return False
+            path = (path + "/" + part) if path else part
+            kind = kinds.get(path)
+            if kind is None:
+                kind = self._kind(self.root + "/" + path)
+                kinds[path] = kind
+            if kind is not _DIR:
+                return False
+        return True
 
     def read_table(self, real_dir, label):
         """[(name, text)] of the regular files in ``real_dir`` (P_Key tables), in numeric order.
@@ -1090,9 +1108,10 @@ def _check_tree(host):
     if isinstance(root, str) and not os.path.isdir(root):
         raise FactsError("sysfs_root %s does not exist or is not a directory" % root)
     if not host.isdir("class/net"):
-        raise FactsError(
-            "sysfs_root %s is not a sysfs tree (no class/net directory); give the 'sys' folder of a "
-            "capture, e.g. <capture>/sys" % root)
+        hint = "give the 'sys' folder of a capture, e.g. <capture>/sys"
+        if isinstance(root, str) and os.path.isdir(os.path.join(root, "sys", "class", "net")):
+            hint = "did you mean %s?" % os.path.join(root, "sys")
+        raise FactsError("sysfs_root %s is not a sysfs tree (no class/net directory); %s" % (root, hint))
 
 
 def _netdev_names(ctx):

@@ -16,6 +16,7 @@ of mlx4_core/mlx5_core/ib_core in /sys/module (MLNX_OFED modules carry a release
 
 from __future__ import annotations
 
+import os
 import re
 
 from ansible_collections.hpcnet.infiniband.plugins.module_utils import _ids
@@ -91,8 +92,7 @@ def detect_stack(host, run_commands=True):
 
 # ---------------------------------------------------------------------- cards
 def _int_id(text):
-    value = _ids.normalize_id(text)
-    return value
+    return _ids.normalize_id(text)
 
 
 def detect_cards(host):
@@ -290,8 +290,6 @@ def read_have(host, want_modules, option_modules, check_availability=True):
 
 def host_listdir_files(host, directory):
     """Names in an ordinary directory under fs_root (sorted, [] when missing)."""
-    import os
-
     try:
         return sorted(os.listdir(host.file_path(directory)))
     except OSError:

@@ -91,9 +91,12 @@ options:
     default: /
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
+    details: Before and after text of every file written or removed.
 notes:
   - Check mode runs C(modprobe --dry-run) only; the modules that would be loaded have status C(would_load).
 seealso:

@@ -84,11 +84,11 @@ def _wait_for_fabric(lab, timeout=120):
 
 @pytest.fixture(scope="module", name="discovery")
 def _discovery(lab, tmp_path_factory):
-    fabric_up, _status = _wait_for_fabric(lab)
+    fabric_up, fabric_status = _wait_for_fabric(lab)
     out = tmp_path_factory.mktemp("discovery")
     cp = lab.playbook("playbooks/discover.yml", extra_vars={"discovery_output_dir": str(out)})
     model = json.loads((out / "nodes.json").read_text()) if (out / "nodes.json").exists() else None
-    return {"out": out, "cp": cp, "model": model, "fabric_up": fabric_up}
+    return {"out": out, "cp": cp, "model": model, "fabric_up": fabric_up, "fabric_status": fabric_status}
 
 
 def _node(model, name):
@@ -146,7 +146,9 @@ def test_model_per_profile(lab, discovery, profile):
     if EXPECTED_MODE[profile] == "infiniband":
         ib0 = interfaces["ib0"]
         assert ib0["ib"]["link_layer"] == "InfiniBand"
-        if discovery["fabric_up"]:  # the simulated fabric and opensm brought every port up
+        # The simulated fabric and opensm bring every port up; discovery must see it.
+        assert discovery["fabric_up"], "lab fabric not ready:\n" + discovery["fabric_status"]
+        if discovery["fabric_up"]:
             assert ib0["ib"]["state"] == "ACTIVE"
             assert ib0["ib"]["lid"] and ib0["ib"]["sm_lid"] and node["sm_present"] is True
             assert ib0["current_speed"] == int(ib0["ib"]["rate_gbps"] * 1000)

@@ -8,6 +8,7 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import tarfile
 
 import pytest
@@ -340,7 +341,6 @@ def test_missing_files_give_nulls(tmp_path):
     port = tmp_path / "sys" / "devices/pci0000:00/0000:82:00.0/infiniband/mlx4_0/ports/1"
     for name in ("lid", "rate", "state"):
         os.unlink(port / name)
-    import shutil
     shutil.rmtree(port / "pkeys")
     os.unlink(tmp_path / "sys" / "devices/pci0000:00/0000:82:00.0/net/ib0/mtu")
     os.unlink(tmp_path / "sys" / "devices/pci0000:00/0000:82:00.0/infiniband/mlx4_0/fw_ver")
@@ -416,7 +416,15 @@ def test_links_escaping_root_are_not_followed(tmp_path):
     vendor = root / "devices/pci0000:00/0000:82:00.0/vendor"
     os.unlink(vendor)
     os.symlink("../../../../outside/secret", vendor)
+    # A directory on the way to an attribute (ports/1/gids) that is a link leaving the root.
+    (outside / "gids").mkdir()
+    (outside / "gids/0").write_text("fe80:0000:0000:0000:dead:beef:dead:beef\n")
+    gids = root / "devices/pci0000:00/0000:82:00.0/infiniband/mlx4_0/ports/1/gids"
+    shutil.rmtree(gids)
+    os.symlink(str(outside / "gids"), gids)
     facts = _facts.gather(snapshot(root))
+    assert facts["devices"]["mlx4_0"]["ports"]["1"]["gid0"] is None
+    assert facts["nics"]["ib0"]["ib"]["port_guid"] is None
     assert facts["nics"]["evil0"]["mtu"] is None
     assert facts["nics"]["evil1"]["mtu"] is None
     assert facts["nics"]["ib0"]["vendor_id"] is None

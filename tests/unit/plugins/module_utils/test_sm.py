@@ -277,8 +277,8 @@ def test_query_auto_without_infiniband_diags_is_no_failure(tmp_path):
 
 def test_query_always_fails_when_no_sm_answers(tmp_path):
     make_port(tmp_path, "mlx4_0", 1)
-    runner = FakeRunner({"sminfo": (255, "", "ibwarn: [1] mad_rpc: _do_madrpc failed; dport (DR path slid 0)\n"
-                                                 "sminfo: iberror: failed: query\n")})
+    stderr = "ibwarn: [1] mad_rpc: _do_madrpc failed; dport (DR path slid 0)\nsminfo: iberror: failed: query\n"
+    runner = FakeRunner({"sminfo": (255, "", stderr)})
     _result, failure = _sm.run_check(host_for(tmp_path, runner), query="always")
     assert failure == ("cannot verify the subnet manager (query_sm=always): sminfo found no subnet manager "
                        "(ibwarn: [1] mad_rpc: _do_madrpc failed; dport (DR path slid 0))")

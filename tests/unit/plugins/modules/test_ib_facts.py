@@ -97,6 +97,13 @@ def test_not_a_sysfs_tree(tmp_path, capsys):
     assert "is not a sysfs tree (no class/net directory)" in result["msg"]
 
 
+def test_capture_top_folder_gets_a_hint(tmp_path, capsys):
+    builder.cx3_dual_port_mixed(tmp_path / "capture" / "sys")
+    code, result = run_module({"sysfs_root": str(tmp_path / "capture")}, capsys)
+    assert code == 1
+    assert result["msg"].endswith("did you mean %s?" % (tmp_path / "capture" / "sys"))
+
+
 def test_unknown_option(mixed_tree, capsys):
     code, result = run_module({"sysfs_root": mixed_tree, "gather_subset": ["all"]}, capsys)
     assert code == 1
