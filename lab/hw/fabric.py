@@ -210,7 +210,7 @@ def start_ibsim(lab):
     fd = os.open(fifo, os.O_RDWR)
     try:
         open(lab.path("ibsim.log"), "w", encoding="utf-8").close()
-        _spawn(lab, "ibsim", lab.in_netns(["ibsim", "-s", "-r", lab.path("net")]), stdin=fd)
+        proc = _spawn(lab, "ibsim", lab.in_netns(["ibsim", "-s", "-r", lab.path("net")]), stdin=fd)
     finally:
         os.close(fd)
     deadline = time.monotonic() + 15
@@ -219,8 +219,9 @@ def start_ibsim(lab):
             text = fh.read()
         if "simulator ready" in text:
             return
-        if not _pid(lab, "ibsim"):
-            raise FabricError(f"ibsim exited: {text[-500:]}")
+        # poll(), not _pid(): right after the fork the child's cmdline is still Python's, not ibsim's.
+        if proc.poll() is not None:
+            raise FabricError(f"ibsim exited ({proc.returncode}): {text[-500:]}")
         time.sleep(0.05)
     raise FabricError("ibsim not ready within 15 s")
 
@@ -572,16 +573,24 @@ def status(lab):
             print(f"sm: no answer ({err.splitlines()[-1] if err else 'timeout'})")
             if cfg.get("enabled"):
                 ok = False
+    try:
+        with open(lab.path("sync.json"), encoding="utf-8") as fh:
+            carrier = json.load(fh).get("carrier") or {}
+    except (OSError, ValueError):
+        carrier = {}
+    ports = known_ports(lab)
     for node in lab.nodes():
+        off = [p["netdev"] for p in ports
+               if p["node"] == node["name"] and carrier.get(p.get("host_veth")) == "down"]
         path = os.path.join(lab.dir, "nodes", node["name"], "hw", "fabric-state.json")
         try:
             with open(path, encoding="utf-8") as fh:
-                ports = json.load(fh)["ports"]
+                node_ports = json.load(fh)["ports"]
             text = ", ".join(f"{k} {v['state'].split(': ')[1]} lid {v['lid']} sm_lid {v['sm_lid']}"
-                             for k, v in sorted(ports.items()))
+                             for k, v in sorted(node_ports.items()))
         except (OSError, ValueError, KeyError):
-            text = "no IB ports" if not any(p["node"] == node["name"] for p in known_ports(lab)) else "no data"
-        print(f"  {node['name']}: {text}")
+            text = "no IB ports" if not any(p["node"] == node["name"] for p in ports) else "no data"
+        print(f"  {node['name']}: {text}" + (f"; no carrier: {', '.join(off)}" if off else ""))
     return 0 if ok else 1
 
 

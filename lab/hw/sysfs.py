@@ -106,6 +106,7 @@ class SysfsModel:
         self.mtime = time.time()
         self._fabric = (None, {})
         self._overrides = (None, {})
+        self._override_names = set()
         self.generation = 0       # bumped when netdevs come and go (derived overrides follow)
         if self.ethtool_path:
             self._write_ethtool()
@@ -285,7 +286,8 @@ class SysfsModel:
     def read(self, path):
         node = self.check_open(path, write=False)
         overrides = self.overrides()
-        if overrides:
+        # Resolving the path costs a lookup per component: only when an override has this file name.
+        if overrides and posixpath.basename(self.tree.norm(path)) in self._override_names:
             value = overrides.get(self.realpath(path))
             if value is not None:
                 return value.encode()
@@ -371,6 +373,7 @@ class SysfsModel:
                     if new:
                         derived[f"{nd['dir']}/address"] = new
             merged = dict(derived, **explicit)
+            self._override_names = {posixpath.basename(k) for k in merged}
             self._overrides = (key, merged)
         return merged
 

@@ -24,6 +24,7 @@ import tempfile
 __all__ = [
     "Host",
     "HostError",
+    "SysDir",
     "valid_ifname",
     "valid_pci_address",
     "IFNAME_RE",
@@ -193,6 +194,20 @@ class Host:
         name = os.path.basename(target.rstrip("/"))
         return name or None
 
+    def opendir(self, relpath):
+        """A ``SysDir`` for directory ``relpath`` (links resolved once, by hand, inside the root),
+        or None when it is missing, not a directory, loops or leads outside ``sysfs_root``.
+
+        Reading many attributes of one directory through it costs one open per attribute instead of
+        a walk of every path component per attribute (what ``read`` does). The handle does not
+        cache attribute values; the directory is resolved when ``opendir`` is called.
+        """
+        full = self._resolve(relpath)
+        if full is None or not os.path.isdir(full):
+            return None
+        rel = os.path.relpath(full, self.sysfs_root)
+        return SysDir(self, "" if rel == "." else rel, full)
+
     # ------------------------------------------------------------------ reads
     def read(self, relpath):
         """Stripped text of a sysfs attribute, or None when missing, unreadable, empty or binary."""
@@ -204,25 +219,11 @@ class Host:
                 data = handle.read(MAX_READ_BYTES)
         except OSError:
             return None
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError:
-            text = data.decode("latin-1")
-        if "\x00" in text:
-            text = text.replace("\x00", "")
-        text = text.strip()
-        return text if text else None
+        return _decode_attr(data)
 
     def read_int(self, relpath, base=0):
         """Integer value of an attribute (``0x1b``, ``42``, ``4: ACTIVE`` -> 4), or None."""
-        text = self.read(relpath)
-        if text is None:
-            return None
-        token = text.split(":", 1)[0].strip().split()[0] if text.strip() else ""
-        try:
-            return int(token, base)
-        except ValueError:
-            return None
+        return _int_token(self.read(relpath), base)
 
     def listdir(self, relpath):
         """Sorted names in a directory (links included, not followed), [] when missing."""
@@ -340,6 +341,120 @@ class Host:
             return self._ethtool(ifname)
         except Exception:  # pylint: disable=broad-except
             return None
+
+
+# O_NOFOLLOW: an attribute that is a link is never followed by open(); SysDir hands it to the Host's
+# resolver (inside the root). O_NONBLOCK/O_NOCTTY: a FIFO or device node in a hostile capture neither
+# blocks nor becomes our terminal.
+_O_ATTR = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0)
+
+
+def _decode_attr(data):
+    """Attribute bytes -> stripped text or None, exactly as ``Host.read`` decodes them."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = data.decode("latin-1")
+    if "\x00" in text:
+        text = text.replace("\x00", "")
+    text = text.strip()
+    return text if text else None
+
+
+def _int_token(text, base):
+    if text is None:
+        return None
+    token = text.split(":", 1)[0].strip().split()[0] if text.strip() else ""
+    try:
+        return int(token, base)
+    except ValueError:
+        return None
+
+
+class SysDir:
+    """A sysfs directory resolved once (``Host.opendir``); its entries are read by single name.
+
+    ``rel`` is the directory's link-free path relative to ``sysfs_root``, ``path`` the absolute one.
+    Names must be single path components (no ``/``, not ``.``/``..``, no NUL): anything else raises
+    ``HostError``, so a name read from a hostile tree cannot walk elsewhere. Attributes are opened
+    with ``O_NOFOLLOW``: an attribute that is itself a symlink is resolved by the Host's resolver,
+    which refuses loops and targets outside ``sysfs_root`` (the read then gives None).
+    Results agree with the Host's path-based methods (``read``, ``read_int``, ``listdir``,
+    ``readlink_name``, ``exists``, ``islink``) for ``rel + "/" + name``.
+    """
+
+    __slots__ = ("host", "rel", "path")
+
+    def __init__(self, host, rel, path):
+        self.host = host
+        self.rel = rel
+        self.path = path
+
+    def __repr__(self):
+        return "SysDir(%r)" % (self.rel or ".")
+
+    @staticmethod
+    def _check(name):
+        if not isinstance(name, str) or not name or name in (".", "..") or "/" in name or "\x00" in name:
+            raise HostError("invalid sysfs entry name %r: one path component expected" % (name,))
+        return name
+
+    def _relname(self, name):
+        return (self.rel + "/" + name) if self.rel else name
+
+    def read(self, name):
+        """Stripped text of attribute ``name``, or None (missing, unreadable, not a regular file,
+        empty, a link that loops or leaves the root)."""
+        full = self.path + "/" + self._check(name)
+        try:
+            fd = os.open(full, _O_ATTR)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP or (exc.errno == errno.EMLINK and os.path.islink(full)):
+                # A symlinked attribute: follow it only through the resolver (inside the root).
+                return self.host.read(self._relname(name))
+            return None
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
+            data = os.read(fd, MAX_READ_BYTES)
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+        return _decode_attr(data)
+
+    def read_int(self, name, base=0):
+        """Integer value of attribute ``name`` (``0x1b``, ``42``, ``4: ACTIVE`` -> 4), or None."""
+        return _int_token(self.read(name), base)
+
+    def listdir(self):
+        """Sorted entry names (links included, not followed), [] when unreadable."""
+        try:
+            return sorted(os.listdir(self.path))
+        except OSError:
+            return []
+
+    def exists(self, name):
+        """True when entry ``name`` is there (a link counts only when it resolves inside the root)."""
+        full = self.path + "/" + self._check(name)
+        if os.path.islink(full):
+            return self.host.exists(self._relname(name))
+        return os.path.lexists(full)
+
+    def islink(self, name):
+        return os.path.islink(self.path + "/" + self._check(name))
+
+    def readlink_name(self, name):
+        """Last component of link ``name``'s target (``driver`` -> ``mlx4_core``), or None."""
+        try:
+            target = os.readlink(self.path + "/" + self._check(name))
+        except OSError:
+            return None
+        return os.path.basename(target.rstrip("/")) or None
+
+    def opendir(self, name):
+        """``SysDir`` of entry ``name`` (a directory or a link to one, resolved inside the root)."""
+        return self.host.opendir(self._relname(self._check(name)))
 
 
 # ---------------------------------------------------------------------- live ethtool ioctl

@@ -275,6 +275,10 @@ def _plan_attributes(have, want, plan, iface, name):
             return
         if new or iface.get("mtu") != mtu:
             plan.add("set_mtu", "%s/mtu" % name, iface.get("mtu"), mtu, ifname=name)
+        parent_mtu = (have.get("parent") or {}).get("mtu")
+        if name != want["parent"] and parent_mtu and mtu > parent_mtu:
+            plan.warn("%s: MTU %d is above the parent %s's MTU %d; the kernel may refuse it: raise the parent's "
+                      "MTU (and mode) first" % (name, mtu, want["parent"], parent_mtu))
     elif mode == "datagram" and iface.get("mtu") and iface["mtu"] > limit:
         plan.warn("%s: MTU %d is above the datagram-mode limit %d; the kernel will lower it" % (name, iface["mtu"], limit))
     if want.get("umcast") is not None:

@@ -94,6 +94,8 @@ def test_unlink_drops_ipoib_carrier_and_traffic(lab):
         assert int(sysread(lab, "node1", "class/net/ib0/flags")[0], 16) & 1   # still administratively up
         assert not ping(lab, "node2", node1)
         assert sysread(lab, "node2", "class/net/ib0/carrier") == ["1"]
+        status = lab.labctl("fabric", "status").stdout
+        assert "node1: mlx4_0/1 DOWN" in status and "; no carrier: ib0" in status, status
     finally:
         t0 = time.monotonic()
         assert lab.labctl("fabric", "relink", "node1").returncode == 0

@@ -214,6 +214,9 @@ def test_pkey_children(lab):
                      membership="limited" if pkey == "0x0003" else "full")
         assert gone["changed"], gone
     assert "ib0.8002" not in lab.exec("node1", ["ls", "/sys/class/net"], check=True).stdout
+    # A child's MTU cannot exceed its parent's: the parent goes connected/65520 first (cx3: connected mode).
+    parent = ipoib(lab, "node3", parent="ib0", mode="connected", mtu=65520)
+    assert not parent.get("failed"), parent
     node3 = ipoib(lab, "node3", parent="ib0", pkey="0x8004", mode="connected", mtu=65520)
     assert node3["changed"] and node3["interface"] == "ib0.8004", node3
     assert not ipoib(lab, "node3", parent="ib0", pkey="0x8004", mode="connected", mtu=65520)["changed"]

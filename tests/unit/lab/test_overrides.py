@@ -97,3 +97,13 @@ def test_ipoib_address_with_gid():
     assert O.ipoib_address_with_gid(addr, "fe80:0000:0000:0000:0000:0000:0000:0001") == \
         "80:00:00:48:fe:80:00:00:00:00:00:00:00:00:00:00:00:00:00:01\n"
     assert O.ipoib_address_with_gid(addr, "nonsense") is None
+
+
+def test_override_of_real_link_attribute(tmp_path):
+    from test_sysfs_model import _fake_realsys  # pylint: disable=import-outside-toplevel
+    root = _fake_realsys(tmp_path)
+    m = SysfsModel(P.expand(P.load_profile("cx3-ipoib"), 1, "node1"), realsys=str(root), state_dir=str(tmp_path))
+    assert m.read("class/net/ib0/mtu") == b"2044\n"
+    O.update(str(tmp_path), {"class/net/ib0/mtu": "1500", "class/net/lo/mtu": "9000"})
+    assert m.read("class/net/ib0/mtu") == b"1500\n" and m.read("class/net/lo/mtu") == b"9000\n"
+    assert (root / "devices/virtual/net/ib0/mtu").read_text() == "2044\n"    # the real link is untouched
