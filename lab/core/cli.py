@@ -48,6 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sm", parents=[common], help="start/stop opensm")
     s.add_argument("action", choices=["start", "stop"])
     s.add_argument("--on", metavar="NODE", help="run opensm as this node's HCA")
+    s.add_argument("--reset", action="store_true",
+                   help="stop: also restart the simulator (ports back to INIT, LID 0, no IPoIB carrier)")
     s = sub.add_parser("fabric", help="fabric faults and status")
     fsub = s.add_subparsers(dest="action", required=True)
     for action in ("unlink", "relink"):
@@ -169,10 +171,10 @@ def _dispatch(args) -> int:
         _root_required()
         return _hw(info, args)
     if args.cmd == "sm":
-        extra = []
+        extra = ["--reset"] if args.reset and args.action == "stop" else []
         if args.on:
             lab.find_node(info, args.on)
-            extra = ["--sm-on", args.on]
+            extra += ["--sm-on", args.on]
         return _forward(hwiface.fabric(f"sm-{args.action}", lab.naming.lab_dir(name), *extra,
                                        check=False))
     if args.cmd == "fabric":

@@ -25,7 +25,7 @@ description:
   - The file name of the configuration must end in C(.ib_nodes.yml) or C(.ib_nodes.yaml).
   - Supports C(compose), C(groups) and C(keyed_groups) like other constructed inventories.
 author:
-  - hpcnet.infiniband contributors
+  - hpcnet.infiniband developers (@hpcnet)
 options:
   plugin:
     description: The name of this plugin; it makes the configuration file ours.

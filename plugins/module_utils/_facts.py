@@ -364,8 +364,9 @@ class _Reader:
         except (OSError, ValueError):
             return rows
         try:
-            with os.scandir(dir_fd) as entries:
-                names = [e.name for e in entries if e.name.isdigit() and e.is_file(follow_symlinks=False)]
+            # No per-entry type check: links fail O_NOFOLLOW (ELOOP) and directories fail read
+            # (EISDIR), so only regular files count, without a stat per table entry.
+            names = [name for name in os.listdir(dir_fd) if name.isdigit()]
             opener, reader, closer, decode = os.open, os.read, os.close, self._decode
             for name in names:
                 try:
@@ -558,7 +559,7 @@ _PORT_ATTRS = ("state", "phys_state", "rate", "link_layer", "lid", "sm_lid", "sm
                "cap_mask")
 
 
-def _read_port(reader, ibdev_dir, device, port):
+def _read_port(reader, ibdev_dir, device, port, pkeys=True):
     label = "class/infiniband/%s/ports/%s" % (device, port)
     pdir = ibdev_dir.sub("ports/%s" % port) if ibdev_dir is not None else None
     if pdir is None:
@@ -576,8 +577,9 @@ def _read_port(reader, ibdev_dir, device, port):
             gid0 = low
         else:
             reader.warn("%s/gids/0: not a GID: %r" % (label, gid_text[:60]))
-    pkeys = []
-    found = reader.resolve("pkeys", pdir.real)
+    # pkeys=False (gather's switch): the P_Key table is not read and reported as None (unknown).
+    found = reader.resolve("pkeys", pdir.real) if pkeys else None
+    pkeys = [] if pkeys else None
     if found is not None and found[1]:
         for index, raw in reader.read_table(found[0], label + "/pkeys"):
             if raw is None:
@@ -623,7 +625,7 @@ def _gid_ndev(pdir):
     return name if name and valid_ifname(name) else None
 
 
-def _read_device(reader, ctx, device):
+def _read_device(reader, ctx, device, pkeys=True):
     label = "class/infiniband/%s" % device
     ddir = reader.dir(label)
     info = {
@@ -676,7 +678,7 @@ def _read_device(reader, ctx, device):
         if not port.isdigit():
             reader.warn("%s/ports/%s: not a port number; ignored" % (label, port[:40]))
             continue
-        data = _read_port(reader, ddir, device, port)
+        data = _read_port(reader, ddir, device, port, pkeys)
         if data is not None:
             info["ports"][port] = data
     return info, (pci["real"] if pci else None)
@@ -757,9 +759,10 @@ class _PciContext:
 # Gathering context: what is shared between netdevs
 # ---------------------------------------------------------------------------------------------------
 class _Context(_PciContext):
-    def __init__(self, host):
+    def __init__(self, host, pkeys=True):
         super().__init__(_Reader(host))
         self.host = host
+        self.pkeys = pkeys
         self.devices = {}
         self.dev_by_pci = {}  # resolved device dir -> [ibdev, ...]
         self.roce_ndev = {}  # netdev -> (ibdev, port)
@@ -767,16 +770,20 @@ class _Context(_PciContext):
         self.nics = {}
         self.netdev_dirs = {}
         self._ib_loaded = False
+        self._eipoib_loaded = False
 
-    def load_rdma(self):
+    def load_rdma(self, only=None):
+        """Read the RDMA devices (all, or those named in ``only``) and class/net/eth_ipoib_interfaces."""
         if self._ib_loaded:
             return
         self._ib_loaded = True
         for name in self.host.listdir("class/infiniband"):
+            if only is not None and name not in only:
+                continue
             if not valid_rdma_device(name):
                 self.reader.warn("class/infiniband/%r: invalid RDMA device name; ignored" % name[:40])
                 continue
-            info, real = _read_device(self.reader, self, name)
+            info, real = _read_device(self.reader, self, name, self.pkeys)
             self.devices[name] = info
             if real is not None:
                 self.dev_by_pci.setdefault(real, []).append(name)
@@ -784,6 +791,13 @@ class _Context(_PciContext):
                 ndev = pdata.pop("_ndev0", None)
                 if ndev:
                     self.roce_ndev.setdefault(ndev, (name, port))
+        self.load_eipoib()
+
+    def load_eipoib(self):
+        """EIPoIB interfaces and the IPoIB interface each runs over (class/net/eth_ipoib_interfaces)."""
+        if self._eipoib_loaded:
+            return
+        self._eipoib_loaded = True
         text = self.reader.dir("class/net")
         raw = text.read("eth_ipoib_interfaces") if text is not None else None
         if raw:
@@ -793,6 +807,31 @@ class _Context(_PciContext):
                     self.eipoib[match.group(1)] = match.group(2)
                 elif line.strip():
                     self.reader.warn("class/net/eth_ipoib_interfaces: unexpected line %r" % line[:60])
+
+    def scan_rdma(self):
+        """Light pass over every RDMA device, for a restricted gather: {PCI device dir: [devices]} and
+        {netdev named by GID 0 of an Ethernet port: device} (what placing a netdev on a port needs),
+        without reading the devices' other attributes or P_Key tables."""
+        by_pci, by_ndev = {}, {}
+        reader = self.reader
+        for name in self.host.listdir("class/infiniband"):
+            if not valid_rdma_device(name):
+                continue
+            ddir = reader.dir("class/infiniband/" + name)
+            if ddir is None:
+                continue
+            dev = ddir.sub("device")
+            if dev is not None:
+                by_pci.setdefault(dev.real, []).append(name)
+            for port in ddir.listdir("ports"):
+                if not port.isdigit():
+                    continue
+                pdir = ddir.sub("ports/" + port)
+                if pdir is not None and pdir.read("link_layer") == "Ethernet":
+                    ndev = _gid_ndev(pdir)
+                    if ndev:
+                        by_ndev.setdefault(ndev, name)
+        return by_pci, by_ndev
 
     def port(self, device, port):
         dev = self.devices.get(device)
@@ -1135,14 +1174,87 @@ def _netdev_names(ctx):
     return names
 
 
-def gather(host, interfaces=None):
+def _restricted_read(ctx, names, selected, raw):
+    """Read (into ``raw``) the selected netdevs plus the netdevs and RDMA devices their facts depend on.
+
+    Returns (names read, {PCI device dir: [netdevs]}). Depended on: IPoIB parents (``parent``
+    attribute or ``<parent>.<pkey>`` name) and EIPoIB's IPoIB interface, transitively; the IPoIB
+    children of selected netdevs (their ``children``); the RDMA devices on the PCI functions of the
+    netdevs read and those whose Ethernet port names one of them in ``gid_attrs/ndevs/0``. Every other
+    netdev costs a link resolution and one ``parent`` read (for ``children`` and SR-IOV ``vfs[].netdev``),
+    every other RDMA port a ``link_layer`` read.
+    """
+    reader = ctx.reader
+    ctx.load_eipoib()
+    parent_of, device_of = {}, {}
+    for name in names:
+        ndir = reader.dir("class/net/" + name)
+        if ndir is None:
+            continue
+        parent = ndir.read("parent")
+        if parent and valid_ifname(parent) and parent in ctx.all_names:
+            parent_of[name] = parent
+        dev = ndir.sub("device")
+        if dev is not None:
+            device_of[name] = dev.real
+
+    def depends_on(name):
+        found = []
+        if name in parent_of:
+            found.append(parent_of[name])
+        match = _IPOIB_CHILD_RE.match(name)
+        if match and match.group(1) in ctx.all_names:
+            found.append(match.group(1))
+        over = ctx.eipoib.get(name)
+        if over in ctx.all_names:
+            found.append(over)
+        return found
+
+    chosen = set(selected)
+    for name in names:
+        match = _IPOIB_CHILD_RE.match(name)
+        if parent_of.get(name) in chosen or (match and match.group(1) in chosen):
+            chosen.add(name)
+    pending = list(chosen)
+    while pending:
+        for other in depends_on(pending.pop()):
+            if other not in chosen:
+                chosen.add(other)
+                pending.append(other)
+    read_names = [n for n in names if n in chosen]
+    for name in read_names:
+        raw[name] = _netdev(ctx, name)
+
+    by_pci, by_ndev = ctx.scan_rdma()
+    devices = set()
+    for name in read_names:
+        if name in by_ndev:
+            devices.add(by_ndev[name])
+        pci = raw[name][2]
+        if pci is not None:
+            devices.update(by_pci.get(pci["real"], ()))
+            devices.update(reader.listdir(pci["real"] + "/infiniband"))
+    ctx.load_rdma(only=devices)
+
+    netdevs_by_dev = {}
+    for name in names:
+        if name in device_of:
+            netdevs_by_dev.setdefault(device_of[name], []).append(name)
+    return read_names, netdevs_by_dev
+
+
+def gather(host, interfaces=None, pkeys=True):
     """All IB host networking facts (``ib_facts``, schema 1) of the host seen through ``host``.
 
-    :param interfaces: restrict ``nics`` to these names (unknown names -> FactsError).
+    :param interfaces: restrict the facts to these netdevs (unknown names -> FactsError): ``nics`` holds
+        them, ``devices``/``subnet_manager`` only the RDMA devices they are on, ``netdevs`` lists only
+        them; other netdevs and devices are not read (see docs/facts.md).
+    :param pkeys: read the P_Key tables (one file per table entry: most of the cost on InfiniBand
+        hosts with many ports). False leaves every port's ``pkeys`` None.
     :raises FactsError: sysfs_root is not a sysfs tree, or ``interfaces`` names an unknown netdev.
     """
     _check_tree(host)
-    ctx = _Context(host)
+    ctx = _Context(host, pkeys=bool(pkeys))
     names = _netdev_names(ctx)
     ctx.all_names = set(names)
     selected = names
@@ -1155,25 +1267,31 @@ def gather(host, interfaces=None):
                 ", ".join(names) or "(none)"))
         wanted = set(interfaces)
         selected = [n for n in names if n in wanted]
-    ctx.load_rdma()
+
+    raw = {}
+    if selected is names:
+        ctx.load_rdma()
+        read_names = names
+        for name in names:
+            raw[name] = _netdev(ctx, name)
+        netdevs_by_dev = {}
+        for name in names:
+            pci = raw[name][2]
+            if pci is not None:
+                netdevs_by_dev.setdefault(pci["real"], []).append(name)
+    else:
+        # Restricted: read the selected netdevs and what their facts depend on, not the whole host.
+        read_names, netdevs_by_dev = _restricted_read(ctx, names, selected, raw)
 
     # Pass 1: per-netdev sysfs facts. Parents before children so a child can borrow its parent's port.
-    raw = {}
-    for name in names:
-        raw[name] = _netdev(ctx, name)
-    order = sorted(names, key=lambda n: (1 if _IPOIB_CHILD_RE.match(n) else 0, n))
+    order = sorted(read_names, key=lambda n: (1 if _IPOIB_CHILD_RE.match(n) else 0, n))
     for name in order:
         nic, ndir, pci = raw[name]
         ctx.nics[name] = nic
         _complete_nic(ctx, nic, ndir, pci)
 
     # Pass 2: cross-netdev links (children, VF netdevs, port -> netdevs, EIPoIB -> IB port).
-    netdevs_by_dev = {}
-    for name in names:
-        nic, ndir, pci = raw[name]
-        if pci is not None:
-            netdevs_by_dev.setdefault(pci["real"], []).append(name)
-    for name in names:
+    for name in read_names:
         nic, ndir, pci = raw[name]
         if nic["ipoib"] and nic["ipoib"]["parent"] in ctx.nics:
             parent = ctx.nics[nic["ipoib"]["parent"]]
@@ -1200,6 +1318,13 @@ def gather(host, interfaces=None):
     nics = {}
     for name in selected:
         nics[name] = ctx.nics[name]
+    if selected is not names:
+        # A restricted gather names only the selected netdevs (it has not read the others).
+        keep = set(selected)
+        for dev in ctx.devices.values():
+            dev["netdevs"] = [n for n in dev["netdevs"] if n in keep]
+            for port in dev["ports"].values():
+                port["netdevs"] = [n for n in port["netdevs"] if n in keep]
 
     reasons = []
     by_mode = {"infiniband": [], "ethernet": []}

@@ -23,8 +23,21 @@ from ansible_collections.hpcnet.infiniband.plugins.module_utils._host import (
 )
 from ansible_collections.hpcnet.infiniband.plugins.module_utils._plan import Plan
 
-__all__ = ["IpoibError", "parse_pkey", "child_name", "read_ipoib", "plan_ipoib", "apply_ipoib",
-           "datagram_mtu_limit", "CONNECTED_MTU_MAX"]
+try:  # the shared facts model (docs/dev/contracts.md section 4)
+    from ansible_collections.hpcnet.infiniband.plugins.module_utils import _facts
+except ImportError:  # pragma: no cover - depends on the checkout
+    _facts = None
+
+__all__ = [
+    "IpoibError",
+    "parse_pkey",
+    "child_name",
+    "read_ipoib",
+    "plan_ipoib",
+    "apply_ipoib",
+    "datagram_mtu_limit",
+    "CONNECTED_MTU_MAX",
+]
 
 ARPHRD_INFINIBAND = 32
 FULL_MEMBER = 0x8000
@@ -86,8 +99,11 @@ def _port_of(host, ifname):
     index = host.read_int("class/net/%s/dev_port" % ifname, 0)
     if not index:
         index = host.read_int("class/net/%s/dev_id" % ifname, 0) or 0
-    ports = sorted(host.listdir("class/infiniband/%s/ports" % ibdev) or
-                   host.listdir("class/net/%s/device/infiniband/%s/ports" % (ifname, ibdev)), key=_int_or_zero)
+    ports = sorted(
+        host.listdir("class/infiniband/%s/ports" % ibdev)
+        or host.listdir("class/net/%s/device/infiniband/%s/ports" % (ifname, ibdev)),
+        key=_int_or_zero,
+    )
     port = str(index + 1)
     if port not in ports and ports:
         port = ports[0]
@@ -104,8 +120,10 @@ def _int_or_zero(text):
 def _pkey_table(host, ifname, ibdev, port):
     if not ibdev:
         return None
-    for base in ("class/infiniband/%s/ports/%s/pkeys" % (ibdev, port),
-                 "class/net/%s/device/infiniband/%s/ports/%s/pkeys" % (ifname, ibdev, port)):
+    for base in (
+        "class/infiniband/%s/ports/%s/pkeys" % (ibdev, port),
+        "class/net/%s/device/infiniband/%s/ports/%s/pkeys" % (ifname, ibdev, port),
+    ):
         entries = host.listdir(base)
         if entries:
             table = []
@@ -117,17 +135,37 @@ def _pkey_table(host, ifname, ibdev, port):
     return None
 
 
+def _facts_of(host, ifname):
+    if _facts is None or not hasattr(_facts, "read_netdev"):
+        return None
+    try:
+        return _facts.read_netdev(host, ifname)
+    except Exception:  # pylint: disable=broad-except  # facts help here, never block
+        return None
+
+
 def read_ipoib(host, parent, pkey=None):
     """The parent IPoIB netdev, its port's P_Key table, and the child for ``pkey`` (full P_Key int)."""
     if not valid_ifname(parent):
         raise IpoibError("%r is not a valid interface name" % (parent,))
-    have = {"parent": _read_iface(host, parent), "child": None, "others": [], "pkeys": None,
-            "rdma_device": None, "port": None}
+    have = {
+        "parent": _read_iface(host, parent),
+        "child": None,
+        "others": [],
+        "pkeys": None,
+        "rdma_device": None,
+        "port": None,
+    }
     if have["parent"] is None:
         return have
     ibdev, port = _port_of(host, parent)
     have["rdma_device"], have["port"] = ibdev, port
     have["pkeys"] = _pkey_table(host, parent, ibdev, port)
+    # The shared facts model places the netdev on its RDMA port the same way everywhere; prefer it.
+    ib = (_facts_of(host, parent) or {}).get("ib") or {}
+    if ib.get("device") and isinstance(ib.get("pkeys"), list):
+        have["rdma_device"], have["port"] = ib["device"], str(ib.get("port"))
+        have["pkeys"] = [v for v in (parse_pkey(p) for p in ib["pkeys"]) if v]
     if pkey is not None:
         name = child_name(parent, pkey)
         if valid_ifname(name):
@@ -158,8 +196,10 @@ def plan_ipoib(have, want):
         plan.refuse("IPoIB parent %s does not exist" % parent_name)
         return plan
     if parent.get("type") != ARPHRD_INFINIBAND:
-        plan.refuse("%s is not an IPoIB interface (type %s, expected %d): is ib_ipoib loaded?"
-                    % (parent_name, parent.get("type"), ARPHRD_INFINIBAND))
+        plan.refuse(
+            "%s is not an IPoIB interface (type %s, expected %d): is ib_ipoib loaded?"
+            % (parent_name, parent.get("type"), ARPHRD_INFINIBAND)
+        )
         return plan
 
     pkey = None
@@ -181,13 +221,22 @@ def plan_ipoib(have, want):
             return plan
         child = have.get("child")
         if have.get("others"):
-            plan.refuse("P_Key 0x%04x already has a child on %s under another name: %s (made outside create_child)"
-                        % (pkey, parent_name, ", ".join(have["others"])))
+            plan.refuse(
+                "P_Key 0x%04x already has a child on %s under another name: %s (made outside create_child)"
+                % (pkey, parent_name, ", ".join(have["others"]))
+            )
             return plan
         if state == "absent":
             if child is not None:
-                plan.add("delete_child", "%s/delete_child" % parent_name, name, None,
-                         parent=parent_name, pkey="0x%04x" % pkey, child=name)
+                plan.add(
+                    "delete_child",
+                    "%s/delete_child" % parent_name,
+                    name,
+                    None,
+                    parent=parent_name,
+                    pkey="0x%04x" % pkey,
+                    child=name,
+                )
             return plan
         _check_pkey_table(have, want, plan, pkey)
         if plan.errors:
@@ -196,8 +245,15 @@ def plan_ipoib(have, want):
             if not parent.get("has_create_child"):
                 plan.refuse("%s has no create_child attribute: not an IPoIB parent" % parent_name)
                 return plan
-            plan.add("create_child", "%s/create_child" % parent_name, None, name,
-                     parent=parent_name, pkey="0x%04x" % pkey, child=name)
+            plan.add(
+                "create_child",
+                "%s/create_child" % parent_name,
+                None,
+                name,
+                parent=parent_name,
+                pkey="0x%04x" % pkey,
+                child=name,
+            )
         target, target_name = child, name
     else:
         plan.info.update({"name": parent_name, "pkey": parent.get("pkey")})
@@ -217,8 +273,10 @@ def _validate_pkey(want, plan, parent):
         plan.refuse("pkey 0x%04x is invalid: 0x0000 and 0x8000 are reserved (no partition)" % pkey)
         return None
     if base == 0x7FFF:
-        plan.refuse("pkey 0x%04x is the default partition, which the parent %s already uses: not a child"
-                    % (pkey, want["parent"]))
+        plan.refuse(
+            "pkey 0x%04x is the default partition, which the parent %s already uses: not a child"
+            % (pkey, want["parent"])
+        )
         return None
     membership = want.get("membership") or "full"
     if membership == "full":
@@ -239,19 +297,25 @@ def _check_pkey_table(have, want, plan, pkey):
         return
     table = have.get("pkeys")
     if table is None:
-        plan.warn("cannot read the P_Key table of %s (ports/N/pkeys): P_Key 0x%04x not checked"
-                  % (want["parent"], pkey))
+        plan.warn(
+            "cannot read the P_Key table of %s (ports/N/pkeys): P_Key 0x%04x not checked" % (want["parent"], pkey)
+        )
         return
     bases = {entry & 0x7FFF: entry for entry in table}
     where = "%s port %s" % (have.get("rdma_device"), have.get("port"))
     message = None
     if pkey & 0x7FFF not in bases:
-        message = ("P_Key 0x%04x is not in the P_Key table of %s (%s): the subnet manager has not given this "
-                   "partition to the port, the child will not pass traffic" % (pkey, where,
-                                                                             ", ".join("0x%04x" % v for v in table)))
+        message = (
+            "P_Key 0x%04x is not in the P_Key table of %s (%s): the subnet manager has not given this "
+            "partition to the port, the child will not pass traffic"
+            % (pkey, where, ", ".join("0x%04x" % v for v in table))
+        )
     elif pkey & FULL_MEMBER and not bases[pkey & 0x7FFF] & FULL_MEMBER:
-        message = ("P_Key 0x%04x: the port %s is only a limited member (0x%04x) of this partition"
-                   % (pkey, where, bases[pkey & 0x7FFF]))
+        message = "P_Key 0x%04x: the port %s is only a limited member (0x%04x) of this partition" % (
+            pkey,
+            where,
+            bases[pkey & 0x7FFF],
+        )
     if message:
         if check == "refuse":
             plan.refuse(message)
@@ -269,18 +333,30 @@ def _plan_attributes(have, want, plan, iface, name):
     mtu = want.get("mtu")
     if mtu is not None:
         if mtu < MIN_MTU or mtu > limit:
-            plan.refuse("mtu %d is out of range for %s mode on %s: %d..%d%s"
-                        % (mtu, mode, name, MIN_MTU, limit,
-                           " (the IB MTU minus the 4-byte IPoIB header)" if mode == "datagram" else ""))
+            plan.refuse(
+                "mtu %d is out of range for %s mode on %s: %d..%d%s"
+                % (
+                    mtu,
+                    mode,
+                    name,
+                    MIN_MTU,
+                    limit,
+                    " (the IB MTU minus the 4-byte IPoIB header)" if mode == "datagram" else "",
+                )
+            )
             return
         if new or iface.get("mtu") != mtu:
             plan.add("set_mtu", "%s/mtu" % name, iface.get("mtu"), mtu, ifname=name)
         parent_mtu = (have.get("parent") or {}).get("mtu")
         if name != want["parent"] and parent_mtu and mtu > parent_mtu:
-            plan.warn("%s: MTU %d is above the parent %s's MTU %d; the kernel may refuse it: raise the parent's "
-                      "MTU (and mode) first" % (name, mtu, want["parent"], parent_mtu))
+            plan.warn(
+                "%s: MTU %d is above the parent %s's MTU %d; the kernel may refuse it: raise the parent's "
+                "MTU (and mode) first" % (name, mtu, want["parent"], parent_mtu)
+            )
     elif mode == "datagram" and iface.get("mtu") and iface["mtu"] > limit:
-        plan.warn("%s: MTU %d is above the datagram-mode limit %d; the kernel will lower it" % (name, iface["mtu"], limit))
+        plan.warn(
+            "%s: MTU %d is above the datagram-mode limit %d; the kernel will lower it" % (name, iface["mtu"], limit)
+        )
     if want.get("umcast") is not None:
         wanted = "1" if want["umcast"] else "0"
         if new or iface.get("umcast") != wanted:
@@ -295,15 +371,21 @@ def apply_ipoib(host, plan, timeout=30):
             if change.action == "create_child":
                 host.write("class/net/%s/create_child" % change.detail["parent"], change.detail["pkey"], timeout)
                 if not _wait_for(host, "class/net/%s" % change.detail["child"], True):
-                    raise IpoibApplyError("wrote %s to %s but %s did not appear" % (
-                        change.detail["pkey"], change.target, change.detail["child"]), done)
+                    raise IpoibApplyError(
+                        "wrote %s to %s but %s did not appear"
+                        % (change.detail["pkey"], change.target, change.detail["child"]),
+                        done,
+                    )
             elif change.action == "delete_child":
                 host.write("class/net/%s/delete_child" % change.detail["parent"], change.detail["pkey"], timeout)
                 if not _wait_for(host, "class/net/%s" % change.detail["child"], False):
-                    raise IpoibApplyError("wrote %s to %s but %s is still there" % (
-                        change.detail["pkey"], change.target, change.detail["child"]), done)
+                    raise IpoibApplyError(
+                        "wrote %s to %s but %s is still there"
+                        % (change.detail["pkey"], change.target, change.detail["child"]),
+                        done,
+                    )
             elif change.action in ("set_mode", "set_mtu", "set_umcast"):
-                attr = change.action[len("set_"):]
+                attr = change.action[len("set_") :]
                 rel = "class/net/%s/%s" % (change.detail["ifname"], attr)
                 current = host.read(rel)
                 if current != str(change.after):
@@ -338,7 +420,6 @@ class IpoibApplyError(Exception):
 def pkey_text(value):
     pkey = parse_pkey(value)
     return None if pkey is None else "0x%04x" % pkey
-
 
 
 def full_pkey(value, membership="full"):

@@ -23,6 +23,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 import subprocess
 import time
 
@@ -454,9 +455,14 @@ def evaluate(networks, reports, probe_results, unreachable_nodes=()):
     return result
 
 
+def _natural_key(name):
+    """node2 before node10."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(name))]
+
+
 def matrix_text(name, matrix):
     """Matrix as text lines: rows are senders, columns receivers; . ok, M path MTU, X fail, ? skipped."""
-    nodes = sorted(matrix)
+    nodes = sorted(matrix, key=_natural_key)
     symbol = {"ok": ".", "mtu": "M", "fail": "X", "skip": "?"}
     width = max([len(n) for n in nodes] + [4])
     lines = ["network %s (rows send, columns receive; . ok, M path MTU, X unreachable, ? not probed)" % name,

@@ -107,13 +107,13 @@ def parse_guid(value):
 def format_guid(value):
     """int -> kernel sysfs format ``xxxx:xxxx:xxxx:xxxx``."""
     text = "%016x" % value
-    return ":".join(text[i:i + 4] for i in range(0, 16, 4))
+    return ":".join(text[i : i + 4] for i in range(0, 16, 4))
 
 
 def format_guid_ip(value):
     """int -> the format ``ip link set ... node_guid`` takes (``00:02:c9:03:00:a1:b2:c1``)."""
     text = "%016x" % value
-    return ":".join(text[i:i + 2] for i in range(0, 16, 2))
+    return ":".join(text[i : i + 2] for i in range(0, 16, 2))
 
 
 def _locally_administered(digest):
@@ -244,8 +244,12 @@ def _port_guids(host, pci_rel):
         layers = {}
         for port in host.listdir("%s/infiniband/%s/ports" % (pci_rel, ibdev)):
             layers[port] = host.read("%s/infiniband/%s/ports/%s/link_layer" % (pci_rel, ibdev, port))
-        result[ibdev] = {"node_guid": format_guid(node) if node else None, "port_guids": guids,
-                         "link_layer": layers.get("1"), "link_layers": layers}
+        result[ibdev] = {
+            "node_guid": format_guid(node) if node else None,
+            "port_guids": guids,
+            "link_layer": layers.get("1"),
+            "link_layers": layers,
+        }
     return result
 
 
@@ -308,7 +312,7 @@ def read_pf(host, name, with_addresses=True):
             have["port_guid"] = info["port_guids"][0]
             break
     vf_indexes = sorted(
-        int(entry[len("virtfn"):]) for entry in host.listdir(pci_rel) if re.match(r"^virtfn\d+$", entry)
+        int(entry[len("virtfn") :]) for entry in host.listdir(pci_rel) if re.match(r"^virtfn\d+$", entry)
     )
     for index in vf_indexes:
         vf_rel = host.relpath("%s/virtfn%d" % (pci_rel, index))
@@ -353,7 +357,7 @@ def parse_mstconfig(text):
             result["device_type"] = line.split(":", 1)[1].strip() or None
             continue
         if line.startswith("Configurations:"):
-            header = line[len("Configurations:"):].strip()
+            header = line[len("Configurations:") :].strip()
             columns = [c.strip().lower().replace(" ", "_") for c in re.split(r"\s{2,}", header) if c.strip()]
             columns = columns or ["next_boot"]
             continue
@@ -368,7 +372,7 @@ def parse_mstconfig(text):
         name = parts[0].lstrip("*")
         values = parts[1:]
         entry = {"modified": modified or parts[0].startswith("*")}
-        names = columns[-len(values):] if len(values) <= len(columns) else ["value%d" % i for i in range(len(values))]
+        names = columns[-len(values) :] if len(values) <= len(columns) else ["value%d" % i for i in range(len(values))]
         for column, value in zip(names, values):
             entry[column] = value
         result["settings"][name] = entry
@@ -390,8 +394,16 @@ def read_firmware(host, pci_address):
             message = " ".join((err or out or "").split())[:300] or "exit code %d" % rc
             return {"available": True, "tool": tool, "settings": {}, "error": message}
         parsed = parse_mstconfig(out)
-        wanted = {k: v for k, v in parsed["settings"].items() if k in ("SRIOV_EN", "NUM_OF_VFS", "SRIOV_IB_ROUTING_MODE_P1")}
-        return {"available": True, "tool": tool, "settings": wanted, "device_type": parsed["device_type"], "error": None}
+        wanted = {
+            k: v for k, v in parsed["settings"].items() if k in ("SRIOV_EN", "NUM_OF_VFS", "SRIOV_IB_ROUTING_MODE_P1")
+        }
+        return {
+            "available": True,
+            "tool": tool,
+            "settings": wanted,
+            "device_type": parsed["device_type"],
+            "error": None,
+        }
     return {
         "available": False,
         "tool": None,
@@ -520,8 +532,13 @@ def render_udev_rule(have, num_vfs, guids):
     for entry in guids:
         lines.append(
             '%s, RUN+="/sbin/ip link set dev %s vf %d node_guid %s port_guid %s"'
-            % (match, pf, entry["index"], format_guid_ip(parse_guid(entry["node_guid"])),
-               format_guid_ip(parse_guid(entry["port_guid"])))
+            % (
+                match,
+                pf,
+                entry["index"],
+                format_guid_ip(parse_guid(entry["node_guid"])),
+                format_guid_ip(parse_guid(entry["port_guid"])),
+            )
         )
     return "\n".join(lines) + "\n"
 
@@ -619,8 +636,15 @@ def plan_sriov(have, want, firmware=None, files=None):
     files = files or {}
     num_vfs = want["num_vfs"]
     pci = have["pci_address"]
-    plan.info.update({"pf": have["name"], "pci_address": pci, "family": have["family"],
-                      "totalvfs": have.get("totalvfs"), "numvfs": have.get("numvfs")})
+    plan.info.update(
+        {
+            "pf": have["name"],
+            "pci_address": pci,
+            "family": have["family"],
+            "totalvfs": have.get("totalvfs"),
+            "numvfs": have.get("numvfs"),
+        }
+    )
     if not isinstance(num_vfs, int) or isinstance(num_vfs, bool) or num_vfs < 0:
         plan.refuse("num_vfs must be a non-negative integer")
         return plan
@@ -660,12 +684,21 @@ def plan_sriov(have, want, firmware=None, files=None):
         if busy:
             plan.warn("force: removing VFs in use on %s: %s" % (pci, ", ".join(str(b["index"]) for b in busy)))
         if have.get("netdevs") and not any(vf.get("netdevs") for vf in have.get("vfs", [])):
-            plan.warn("%s: no VF shows a netdev in this namespace, so VFs moved to other namespaces cannot be "
-                      "detected" % pci)
+            plan.warn(
+                "%s: no VF shows a netdev in this namespace, so VFs moved to other namespaces cannot be "
+                "detected" % pci
+            )
     if resize:
         steps = ([0] if current > 0 else []) + ([num_vfs] if num_vfs > 0 else [])
-        plan.add("set_numvfs", "%s/sriov_numvfs" % pci, current, num_vfs, pf=have["name"], steps=steps,
-                 path=have["pci_path"] + "/sriov_numvfs")
+        plan.add(
+            "set_numvfs",
+            "%s/sriov_numvfs" % pci,
+            current,
+            num_vfs,
+            pf=have["name"],
+            steps=steps,
+            path=have["pci_path"] + "/sriov_numvfs",
+        )
 
     guids = _want_guids(have, want, plan)
     if guids and not have.get("name"):
@@ -679,9 +712,16 @@ def plan_sriov(have, want, firmware=None, files=None):
         now = None if resize else have_guids.get(entry["index"])
         wanted = {"node_guid": entry["node_guid"], "port_guid": entry["port_guid"]}
         if now != wanted:
-            plan.add("set_vf_guid", "%s vf %d" % (have["name"], entry["index"]),
-                     _guid_text(now), _guid_text(wanted), pf=have["name"], vf=entry["index"],
-                     pci_path=have["pci_path"], **wanted)
+            plan.add(
+                "set_vf_guid",
+                "%s vf %d" % (have["name"], entry["index"]),
+                _guid_text(now),
+                _guid_text(wanted),
+                pf=have["name"],
+                vf=entry["index"],
+                pci_path=have["pci_path"],
+                **wanted,
+            )
     plan.info["vf_guids"] = guids
 
     if want.get("persist"):
@@ -728,8 +768,10 @@ def _plan_mlx4(have, want, plan, files, firmware=None):
         plan.refuse("mlx4_core probe_vf asks for more VFs than num_vfs=%d creates" % num_vfs)
     total = have.get("totalvfs")
     if total is not None and num_vfs > total:
-        plan.refuse("%s: num_vfs=%d is more than the %d VFs the firmware exposes (sriov_totalvfs=%d); %s"
-                    % (pci, num_vfs, total, total, _firmware_hint(pci, num_vfs, firmware)))
+        plan.refuse(
+            "%s: num_vfs=%d is more than the %d VFs the firmware exposes (sriov_totalvfs=%d); %s"
+            % (pci, num_vfs, total, total, _firmware_hint(pci, num_vfs, firmware))
+        )
     if plan.errors:
         return plan
     if want.get("guid_policy") not in (None, "none"):
@@ -740,8 +782,10 @@ def _plan_mlx4(have, want, plan, files, firmware=None):
         other = _mlx4_options_from_text(files.get(other_path))
         clash = sorted(k for k in ("num_vfs", "probe_vf") if k in other)
         if clash and other_path != path:
-            plan.refuse("%s already sets mlx4_core %s (ib_kernel_modules / ofed role): set the VF count in one "
-                        "place only" % (other_path, ", ".join(clash)))
+            plan.refuse(
+                "%s already sets mlx4_core %s (ib_kernel_modules / ofed role): set the VF count in one "
+                "place only" % (other_path, ", ".join(clash))
+            )
             return plan
     current_text = files.get(path)
     text = render_mlx4_options(values) if values else None
@@ -757,14 +801,17 @@ def _plan_mlx4(have, want, plan, files, firmware=None):
     elif param is not None:
         pending = pending or param.replace(" ", "") not in (wanted_param, wanted_param + ",0,0")
     elif not plan.changes:
-        plan.warn("%s: neither sriov_numvfs nor /sys/module/mlx4_core/parameters/num_vfs is readable: cannot tell "
-                  "whether the running mlx4_core already uses num_vfs=%s" % (pci, wanted_param))
+        plan.warn(
+            "%s: neither sriov_numvfs nor /sys/module/mlx4_core/parameters/num_vfs is readable: cannot tell "
+            "whether the running mlx4_core already uses num_vfs=%s" % (pci, wanted_param)
+        )
     if pending:
         plan.reboot_required = True
         plan.warn(
             "%s is a ConnectX-3 (mlx4): the VF count comes from mlx4_core options (for every ConnectX-3 on the "
             "host); running VFs %s, wanted %d: takes effect when mlx4_core is reloaded or the host reboots"
-            % (pci, "unknown" if running is None else running, num_vfs))
+            % (pci, "unknown" if running is None else running, num_vfs)
+        )
     return plan
 
 
@@ -809,8 +856,11 @@ def _apply_vf_guid(host, change, timeout, done):
             raise SriovApplyError("setting GUIDs of VF %d through %s failed: %s" % (vf, base, exc), done)
         got = (parse_guid(host.read(base + "/node")), parse_guid(host.read(base + "/port")))
         if got != (parse_guid(node), parse_guid(port)):
-            raise SriovApplyError("VF %d GUIDs read back as %s/%s after writing %s/%s" % (
-                vf, host.read(base + "/node"), host.read(base + "/port"), node, port), done)
+            raise SriovApplyError(
+                "VF %d GUIDs read back as %s/%s after writing %s/%s"
+                % (vf, host.read(base + "/node"), host.read(base + "/port"), node, port),
+                done,
+            )
         return
     argv = ["ip", "link", "set", "dev", change.detail["pf"], "vf", str(vf), "node_guid", node, "port_guid", port]
     rc, out, err = host.run(argv, IP_TIMEOUT)
@@ -819,7 +869,9 @@ def _apply_vf_guid(host, change, timeout, done):
         hint = ""
         if "not supported" in reason.lower():
             hint = " (the PF's driver does not support VF GUIDs: needs an InfiniBand mlx5 PF)"
-        raise SriovApplyError("setting GUIDs of VF %d on %s failed: %s%s" % (vf, change.detail["pf"], reason, hint), done)
+        raise SriovApplyError(
+            "setting GUIDs of VF %d on %s failed: %s%s" % (vf, change.detail["pf"], reason, hint), done
+        )
 
 
 class SriovApplyError(Exception):

@@ -27,7 +27,7 @@ description:
     host. Links are resolved by hand and never followed outside O(sysfs_root); missing, empty or garbage
     attributes become V(null) and garbage/loops are listed in C(warnings).
 author:
-  - hpcnet.infiniband contributors
+  - hpcnet.infiniband developers (@hpcnet)
 options:
   sysfs_root:
     description:

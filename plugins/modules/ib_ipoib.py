@@ -23,7 +23,7 @@ description:
     (4092 with a 4096 IB MTU, see O(port_ib_mtu)); connected allows 65520.
   - Addresses are out of scope; configure them with the host's network manager.
 author:
-  - hpcnet.infiniband developers
+  - hpcnet.infiniband developers (@hpcnet)
 attributes:
   check_mode:
     support: full

@@ -36,7 +36,7 @@ description:
   - When options of a loaded module change the result says so (C(reload_required), or
     C(reboot_required) for the HCA drivers mlx4_core/mlx5_core); the module never reloads or reboots.
 author:
-  - hpcnet.infiniband developers
+  - hpcnet.infiniband developers (@hpcnet)
 options:
   modules:
     description:

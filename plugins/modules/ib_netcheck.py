@@ -24,7 +24,7 @@ description:
     O(max_parallel) pings run at a time, each waits O(wait) seconds.
   - Never changes the host.
 author:
-  - hpcnet.infiniband developers
+  - hpcnet.infiniband developers (@hpcnet)
 options:
   node:
     description: This node's name in O(networks) (usually C(inventory_hostname)).

@@ -25,7 +25,7 @@ description:
   - Writes the whole result as JSON to O(dest) and fails when there is any finding (unless
     O(fail_on_findings=false)). Run it on the controller (C(delegate_to=localhost), C(run_once)).
 author:
-  - hpcnet.infiniband developers
+  - hpcnet.infiniband developers (@hpcnet)
 options:
   networks:
     description: Networks to verify, as given to M(hpcnet.infiniband.ib_netcheck) (empty = every allocated role).

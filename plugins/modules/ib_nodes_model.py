@@ -27,7 +27,7 @@ description:
     rewritten and RV(changed) is false.
   - The format of the model is described in the collection's C(docs/discovery.md).
 author:
-  - hpcnet.infiniband contributors
+  - hpcnet.infiniband developers (@hpcnet)
 options:
   results:
     description:

@@ -20,7 +20,7 @@ description:
     that are installed, and the settings of C(/etc/infiniband/openib.conf).
   - Changes nothing.
 author:
-  - hpcnet.infiniband developers
+  - hpcnet.infiniband developers (@hpcnet)
 options:
   packages:
     description: Ask the package manager (dpkg-query or rpm) which stack packages are installed.

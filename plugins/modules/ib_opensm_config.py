@@ -21,7 +21,7 @@ description:
   - The module does not start or restart opensm; it returns C(reload_required=true) when a file
     changed, so that the caller (the C(hpcnet.infiniband.subnet_manager) role) restarts it.
 author:
-  - hpcnet.infiniband developers
+  - hpcnet.infiniband developers (@hpcnet)
 attributes:
   check_mode:
     description: Can run in check_mode and return changed status prediction without modifying target.

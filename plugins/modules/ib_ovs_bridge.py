@@ -30,7 +30,7 @@ description:
   - After applying, checks that ovs-vswitchd really set the bridge and ports up (C(ovs-vsctl) exits 0
     even when it could not, for example a C(system) datapath without the kernel module).
 author:
-  - hpcnet.infiniband developers
+  - hpcnet.infiniband developers (@hpcnet)
 options:
   bridge:
     description: Name of the bridge (also the name of its internal interface).

@@ -26,7 +26,7 @@ description:
     this host. It can require a minimum number of SMs, a given SM GUID, or that the SM is not local.
   - Port readings come from the same facts model as M(hpcnet.infiniband.ib_facts).
 author:
-  - hpcnet.infiniband developers
+  - hpcnet.infiniband developers (@hpcnet)
 attributes:
   check_mode:
     description: Can run in check_mode and return changed status prediction without modifying target.

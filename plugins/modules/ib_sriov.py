@@ -32,7 +32,7 @@ description:
   - With O(persist=true) a udev rule re-creates the VFs and their GUIDs when the PF's netdev appears at boot.
   - Everything is read through the facts model and the host seam; every refusal happens before any change.
 author:
-  - hpcnet.infiniband developers
+  - hpcnet.infiniband developers (@hpcnet)
 attributes:
   check_mode:
     support: full
@@ -232,8 +232,11 @@ def main():
             force=dict(type="bool", default=False),
             guid_policy=dict(type="str", choices=["none", "derived", "pool", "explicit"], default="none"),
             guid_pool_start=dict(type="str"),
-            guids=dict(type="list", elements="dict", options=dict(
-                node_guid=dict(type="str", required=True), port_guid=dict(type="str", required=True))),
+            guids=dict(
+                type="list",
+                elements="dict",
+                options=dict(node_guid=dict(type="str", required=True), port_guid=dict(type="str", required=True)),
+            ),
             persist=dict(type="bool", default=False),
             mlx4_num_vfs_per_port=dict(type="list", elements="int"),
             mlx4_probe_vf=dict(type="raw"),

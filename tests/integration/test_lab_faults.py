@@ -124,3 +124,19 @@ def test_sync_round_is_cheap(lab):
     beat = json.loads((lab.dir / "hw-fabric/sync.json").read_text())
     assert beat["ports"] == 4 and beat["seconds"] < 3.0, beat
     assert set(beat["carrier"].values()) == {"up"}
+
+
+def test_sm_stop_reset_leaves_ipoib_without_carrier_until_sm_start(lab):
+    cp = lab.labctl("sm", "stop", "--reset")
+    assert cp.returncode == 0 and "reset to INIT" in cp.stdout, cp.stdout + cp.stderr
+    try:
+        assert wait_for(lambda: sysread(lab, "node1", f"{PORT1}/state", "class/net/ib0/carrier")
+                        == ["2: INIT", "0"], 20), sysread(lab, "node1", f"{PORT1}/state", "class/net/ib0/carrier")
+        assert sysread(lab, "node1", f"{PORT1}/sm_lid") == ["0x0"]
+        assert not ping(lab, "node2", lab.node("node1")["ib_address"])
+    finally:
+        cp = lab.labctl("sm", "start")
+    assert cp.returncode == 0 and "SMINFO_MASTER" in cp.stdout, cp.stdout + cp.stderr
+    assert wait_for(lambda: sysread(lab, "node1", f"{PORT1}/state", "class/net/ib0/carrier")
+                    == ["4: ACTIVE", "1"], 20)
+    assert wait_for(lambda: ping(lab, "node2", lab.node("node1")["ib_address"]), 10)

@@ -36,5 +36,5 @@ def test_one_full_mtu_probe_by_hand(host, result):
     peer = "node2" if me != "node2" else "node1"
     lab = json.loads(Path("/run/hpcnet-lab/mol-netcheck/lab.json").read_text())
     target = next(n for n in lab["nodes"] if n["name"] == peer)["links"]["ib0"]["address"]
-    cmd = host.run("ping -n -q -c 1 -W 2 -I ib0 -M do -s %d %s", result["networks"]["rdma"]["mtu"] - 28, target)
+    cmd = host.run("ping -n -q -c 1 -W 2 -I ib0 -M do -s %s %s", str(result["networks"]["rdma"]["mtu"] - 28), target)
     assert cmd.rc == 0, cmd.stdout + cmd.stderr

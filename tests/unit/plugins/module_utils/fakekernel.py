@@ -34,9 +34,21 @@ def _link(path, target):
     os.symlink(os.path.relpath(target, os.path.dirname(path)), path)
 
 
-def make_tree(root, pf="ib0", pci=PF_PCI, device="0x1017", totalvfs=16, numvfs=0, driver="mlx5_core",
-              ibdev="mlx5_0", port_guid=PORT_GUID, pkeys=("0xffff", "0x8002", "0x0003"), sriov=True,
-              link_layer="InfiniBand", ipoib=True):
+def make_tree(
+    root,
+    pf="ib0",
+    pci=PF_PCI,
+    device="0x1017",
+    totalvfs=16,
+    numvfs=0,
+    driver="mlx5_core",
+    ibdev="mlx5_0",
+    port_guid=PORT_GUID,
+    pkeys=("0xffff", "0x8002", "0x0003"),
+    sriov=True,
+    link_layer="InfiniBand",
+    ipoib=True,
+):
     """Write a PF with an RDMA device and an IPoIB netdev under ``root`` (the sysfs root)."""
     sysfs = str(root)
     dev = os.path.join(sysfs, PCI_PARENT, pci)
@@ -103,8 +115,15 @@ class FakeRunner:
             return 127, "", "not found"
         if argv[:4] == ["ip", "-j", "addr", "show"]:
             name = argv[-1]
-            info = [{"family": "inet" if ":" not in a else "inet6", "local": a.split("/")[0],
-                     "prefixlen": int(a.split("/")[1]), "scope": "global"} for a in self.addresses.get(name, [])]
+            info = [
+                {
+                    "family": "inet" if ":" not in a else "inet6",
+                    "local": a.split("/")[0],
+                    "prefixlen": int(a.split("/")[1]),
+                    "scope": "global",
+                }
+                for a in self.addresses.get(name, [])
+            ]
             info.append({"family": "inet6", "local": "fe80::1", "prefixlen": 64, "scope": "link"})
             return 0, json.dumps([{"ifname": name, "addr_info": info}]), ""
         if argv[:4] == ["ip", "-j", "link", "show"]:
@@ -130,8 +149,16 @@ class FakeRunner:
 class KernelHost(Host):
     """Host over a fixture tree whose ``write`` behaves like the kernel's sysfs stores."""
 
-    def __init__(self, sysfs_root, fs_root=None, runner=None, busy_on=None, fail_after=None, vf_netdevs=True,
-                 vf_sysfs_guids=False):
+    def __init__(
+        self,
+        sysfs_root,
+        fs_root=None,
+        runner=None,
+        busy_on=None,
+        fail_after=None,
+        vf_netdevs=True,
+        vf_sysfs_guids=False,
+    ):
         super().__init__(sysfs_root=str(sysfs_root), fs_root=str(fs_root or sysfs_root), runner=runner, live=False)
         self.vf_sysfs_guids = vf_sysfs_guids  # mlx5 device/sriov/<N>/{node,port} (MLNX_OFED, the lab)
         self.vf_netdevs = vf_netdevs
@@ -172,8 +199,11 @@ class KernelHost(Host):
         if attr == "umcast" and text not in ("0", "1"):
             raise HostError("EINVAL", errno.EINVAL, relpath)
         if attr == "mtu":
-            mode = open(os.path.join(os.path.dirname(full), "mode")).read().strip() \
-                if os.path.exists(os.path.join(os.path.dirname(full), "mode")) else "datagram"
+            mode = (
+                open(os.path.join(os.path.dirname(full), "mode")).read().strip()
+                if os.path.exists(os.path.join(os.path.dirname(full), "mode"))
+                else "datagram"
+            )
             if int(text) > (65520 if mode == "connected" else 4092):
                 raise HostError("EINVAL", errno.EINVAL, relpath)
         with open(full, "w") as handle:
@@ -197,7 +227,9 @@ class KernelHost(Host):
             for entry in os.listdir(dev):
                 if entry.startswith("virtfn"):
                     target = os.path.realpath(os.path.join(dev, entry))
-                    for ifname in os.listdir(os.path.join(target, "net")) if os.path.isdir(os.path.join(target, "net")) else []:
+                    for ifname in (
+                        os.listdir(os.path.join(target, "net")) if os.path.isdir(os.path.join(target, "net")) else []
+                    ):
                         link = os.path.join(self.sysfs_root, "class/net", ifname)
                         if os.path.lexists(link):
                             os.unlink(link)

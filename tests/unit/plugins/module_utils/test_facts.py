@@ -560,3 +560,121 @@ def test_live_host_does_not_fail():
     for nic in facts["nics"].values():
         assert nic["driver_source"] in ("ethtool", "sysfs", "inferred", "unknown")
         assert nic["kind"] in ("ipoib", "ipoib_child", "eipoib", "roce", "ethernet", "vf", "virtual", "loopback")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Restricted gathers (interfaces) and the pkeys switch: same facts, less reading
+# ---------------------------------------------------------------------------------------------------
+def _restricted_trees(tmp_path):
+    trees = {}
+    for name, make in (("mixed", builder.cx3_dual_port_mixed), ("child", builder.two_hcas_with_child),
+                       ("sriov_eth", builder.sriov_pf_with_vfs), ("eipoib", builder.eipoib_host)):
+        root = tmp_path / name / "sys"
+        make(root)
+        trees[name] = str(root)
+    root = tmp_path / "sriov_ib" / "sys"
+    builder.sriov_pf_with_vfs(root, link_layer="InfiniBand")
+    trees["sriov_ib"] = str(root)
+    return trees
+
+
+def assert_restricted_matches_full(root):
+    full = _facts.gather(snapshot(root))
+    for name, nic in full["nics"].items():
+        part = _facts.gather(snapshot(root), interfaces=[name])
+        assert_serialisable(part)
+        assert part["nics"] == {name: nic}, name
+        assert part["network_mode"] == {"infiniband": "infiniband", "ethernet": "ethernet"}.get(
+            nic["network_mode"], "none"), name
+        # Only the devices the netdev is on, otherwise identical, naming only the selected netdev.
+        assert set(part["devices"]) <= set(full["devices"]), name
+        if nic["ib"]:
+            assert nic["ib"]["device"] in part["devices"], name
+        for dev_name, dev in part["devices"].items():
+            expected = json.loads(json.dumps(full["devices"][dev_name]))
+            expected["netdevs"] = [n for n in expected["netdevs"] if n == name]
+            for port in expected["ports"].values():
+                port["netdevs"] = [n for n in port["netdevs"] if n == name]
+            assert dev == expected, (name, dev_name)
+        for key, entry in part["subnet_manager"].items():
+            assert entry == dict(full["subnet_manager"][key], netdevs=[n for n in entry["netdevs"] if n == name])
+    return full
+
+
+def test_restricted_gather_equals_full_gather(tmp_path):
+    for root in _restricted_trees(tmp_path).values():
+        assert_restricted_matches_full(root)
+
+
+def test_restricted_gather_on_captures(mlx4_capture, qib_capture):
+    for root in (mlx4_capture, qib_capture):
+        assert_restricted_matches_full(root)
+
+
+def test_restricted_gather_keeps_children_and_vf_netdevs(tmp_path):
+    trees = _restricted_trees(tmp_path)
+    full = _facts.gather(snapshot(trees["child"]))
+    parents = [n for n, nic in full["nics"].items() if nic["ipoib"] and nic["ipoib"]["children"]]
+    assert parents
+    for name in parents:
+        part = _facts.gather(snapshot(trees["child"]), interfaces=[name])
+        assert part["nics"][name]["ipoib"]["children"] == full["nics"][name]["ipoib"]["children"]
+    full = _facts.gather(snapshot(trees["sriov_eth"]))
+    pfs = [n for n, nic in full["nics"].items() if nic["sriov"] and any(vf["netdev"] for vf in nic["sriov"]["vfs"])]
+    assert pfs
+    for name in pfs:
+        part = _facts.gather(snapshot(trees["sriov_eth"]), interfaces=[name])
+        assert part["nics"][name]["sriov"] == full["nics"][name]["sriov"]
+
+
+def test_restricted_gather_reads_less(tmp_path, monkeypatch):
+    root = tmp_path / "sys"
+    builder.many_netdevs(root, 32, vfs_per_pf=7, pkey_table_size=4)
+    name = sorted(_facts.gather(snapshot(root))["nics"])[5]
+    calls = {"open": 0}
+    real_open = os.open
+
+    def counting_open(*args, **kwargs):
+        calls["open"] += 1
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr(_facts.os, "open", counting_open)
+    _facts.gather(snapshot(root))
+    full_opens, calls["open"] = calls["open"], 0
+    part = _facts.gather(snapshot(root), interfaces=[name])
+    part_opens = calls["open"]
+    monkeypatch.setattr(_facts.os, "open", real_open)
+    assert list(part["nics"]) == [name] and len(part["devices"]) == 1
+    assert part_opens * 5 < full_opens, (part_opens, full_opens)
+    assert _facts.read_netdev(snapshot(root), name) == part["nics"][name]
+
+
+def test_pkeys_switch(tmp_path, monkeypatch):
+    for root in _restricted_trees(tmp_path).values():
+        full = _facts.gather(snapshot(root))
+        light = _facts.gather(snapshot(root), pkeys=False)
+        ports = [port for dev in light["devices"].values() for port in dev["ports"].values()]
+        assert ports and all(port["pkeys"] is None for port in ports)
+        for dev in full["devices"].values():
+            for port in dev["ports"].values():
+                port["pkeys"] = None
+        for nic in full["nics"].values():
+            if nic["ib"]:
+                nic["ib"]["pkeys"] = None
+        assert light == full
+    root = tmp_path / "many" / "sys"
+    builder.many_netdevs(root, 8, vfs_per_pf=7, pkey_table_size=32)
+    counts = []
+    real_open = os.open
+    for pkeys in (True, False):
+        calls = {"open": 0}
+
+        def counting_open(*args, **kwargs):
+            calls["open"] += 1
+            return real_open(*args, **kwargs)
+
+        monkeypatch.setattr(_facts.os, "open", counting_open)
+        _facts.gather(snapshot(root), pkeys=pkeys)
+        monkeypatch.setattr(_facts.os, "open", real_open)
+        counts.append(calls["open"])
+    assert counts[0] - counts[1] >= 8 * 32, counts

@@ -320,3 +320,8 @@ def test_ovs_port_is_probed_through_its_bridge():
     probes = nc.plan_probes("node1", NETWORKS, reports)
     assert {(p["network"], p["interface"]) for p in probes} == {("rdma", "ib0"), ("storage", "br-storage")}
     assert nc.evaluate(NETWORKS, reports, simulate(reports))["ok"]
+
+
+def test_matrix_text_natural_order():
+    matrix = {n: {m: "ok" for m in ("node2", "node10", "node1") if m != n} for n in ("node2", "node10", "node1")}
+    assert [line.split()[0] for line in nc.matrix_text("x", matrix)[2:]] == ["node1", "node2", "node10"]

@@ -130,7 +130,10 @@ def test_zero_to_eight_then_four_follows_zero_then_n(node):
 def test_refuses_more_than_totalvfs_with_firmware_hint(node):
     host, _runner, sysfs = node
     before = snapshot(sysfs)
-    firmware = {"available": True, "settings": {"NUM_OF_VFS": {"next_boot": "16"}, "SRIOV_EN": {"next_boot": "True(1)"}}}
+    firmware = {
+        "available": True,
+        "settings": {"NUM_OF_VFS": {"next_boot": "16"}, "SRIOV_EN": {"next_boot": "True(1)"}},
+    }
     _have, plan = run(host, want(32), firmware=firmware)
     assert not plan.ok and not plan.changes
     message = plan.error_message()
@@ -160,6 +163,7 @@ def test_in_use_guard_driver_netdev_and_namespace(node):
     vf0 = os.path.realpath(os.path.join(vf_dir, "virtfn0"))
     os.unlink(os.path.join(str(sysfs), "class/net/ib0_vf0"))
     import shutil
+
     shutil.rmtree(os.path.join(vf0, "net"))
     # VF 0 has no netdev here although bound to mlx5_core, and the PF has one: another netns.
     before = snapshot(sysfs)
@@ -233,11 +237,17 @@ def test_vf_guids_through_mlx5_sysfs_without_ip(tmp_path):
 def test_vf_guid_pool_and_explicit(node):
     host = node[0]
     _have, plan = run(host, want(2, guid_policy="pool", guid_pool_start="0200:0000:0000:0010"))
-    assert plan.info["vf_guids"][1] == {"index": 1, "node_guid": "0200:0000:0000:0012", "port_guid": "0200:0000:0000:0013"}
+    assert plan.info["vf_guids"][1] == {
+        "index": 1,
+        "node_guid": "0200:0000:0000:0012",
+        "port_guid": "0200:0000:0000:0013",
+    }
     _have, plan = run(host, want(2, guid_policy="pool", guid_pool_start="0000:0000:0000:0000"))
     assert not plan.ok
-    dup = [{"node_guid": "0200:0000:0000:0001", "port_guid": "0200:0000:0000:0002"},
-           {"node_guid": "0200:0000:0000:0001", "port_guid": "0200:0000:0000:0003"}]
+    dup = [
+        {"node_guid": "0200:0000:0000:0001", "port_guid": "0200:0000:0000:0002"},
+        {"node_guid": "0200:0000:0000:0001", "port_guid": "0200:0000:0000:0003"},
+    ]
     _have, plan = run(host, want(2, guid_policy="explicit", guids=dup))
     assert "used twice" in plan.error_message()
     zero = [{"node_guid": "0000:0000:0000:0000", "port_guid": "0200:0000:0000:0002"}]

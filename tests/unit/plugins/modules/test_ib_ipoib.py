@@ -52,10 +52,13 @@ def test_child_lifecycle(host, tmp_path, capsys):
 
 def test_refusals(host, tmp_path, capsys):
     before = snapshot(tmp_path)
-    for args in ({"parent": "ib0", "pkey": 0x8000}, {"parent": "ib0", "pkey": "0xffff"},
-                 {"parent": "ib0", "pkey": 0x8002, "mtu": 9000},
-                 {"parent": "ib0", "pkey": 0x8009, "pkey_check": "refuse"},
-                 {"parent": "ib0", "state": "absent"}):
+    for args in (
+        {"parent": "ib0", "pkey": 0x8000},
+        {"parent": "ib0", "pkey": "0xffff"},
+        {"parent": "ib0", "pkey": 0x8002, "mtu": 9000},
+        {"parent": "ib0", "pkey": 0x8009, "pkey_check": "refuse"},
+        {"parent": "ib0", "state": "absent"},
+    ):
         result = run_module(args, capsys)
         assert result["failed"], args
     assert snapshot(tmp_path) == before
