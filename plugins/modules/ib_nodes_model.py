@@ -24,7 +24,7 @@ description:
     module itself does not fail for such nodes; it returns them in RV(node_errors) so the play can
     fail exactly those hosts.
   - Files are written atomically. When the model is unchanged apart from its timestamp nothing is
-    rewritten and RV(changed) is false.
+    rewritten and the module reports no change.
   - The format of the model is described in the collection's C(docs/discovery.md).
 author:
   - hpcnet.infiniband developers (@hpcnet)
@@ -81,11 +81,15 @@ options:
     default: '0644'
 notes:
   - Check mode computes everything and reports what would change, without writing.
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
   diff_mode:
     support: none
+  platform:
+    platforms: posix
 """
 
 EXAMPLES = r"""

@@ -8,7 +8,8 @@
    with its own RDMA device, as mlx5 does), in two flavours:
    - ``ib``:   IPoIB netdevs, 128-entry P_Key table on every port (the worst case: 128 files per port);
    - ``roce``: RoCE netdevs, one-entry P_Key tables.
-   For each: gather() in-process (logic only; best and median of N runs, wall and CPU) and a whole
+   For each: gather() in-process (logic only; best and median of N runs, CPU and wall; also with
+   ``pkeys=False`` and with ``interfaces=[one netdev]``) and a whole
    ``ansible localhost -m hpcnet.infiniband.ib_facts -a sysfs_root=...`` run (minus an
    ``ansible.builtin.ping`` run, the fixed cost of starting ansible).
 2. When run as root: a network namespace with 512 veth interfaces, and in it
@@ -76,13 +77,13 @@ def run_ansible(module, args, prefix=()):
     return elapsed, proc.stdout
 
 
-def time_gather(root, repeats):
+def time_gather(root, repeats, **kwargs):
     walls, cpus = [], []
     facts = None
     for _ in range(repeats):
         host = Host(sysfs_root=root, live=False)
         wall0, cpu0 = time.perf_counter(), time.process_time()
-        facts = _facts.gather(host)
+        facts = _facts.gather(host, **kwargs)
         walls.append(time.perf_counter() - wall0)
         cpus.append(time.process_time() - cpu0)
     return facts, walls, cpus
@@ -105,19 +106,26 @@ def bench_trees(builder, sizes, flavours, repeats, with_ansible):
                 built = time.perf_counter() - start
                 facts, walls, cpus = time_gather(root, repeats)
                 ports = sum(len(d["ports"]) for d in facts["devices"].values())
+                _light, _walls, light_cpus = time_gather(root, repeats, pkeys=False)
+                one = sorted(facts["nics"])[len(facts["nics"]) // 2]
+                _one, _walls, one_cpus = time_gather(root, repeats, interfaces=[one])
                 row = {
                     "flavour": flavour, "netdevs": len(facts["nics"]), "rdma_ports": ports,
                     "gather_best_s": min(walls), "gather_median_s": statistics.median(walls),
-                    "gather_cpu_best_s": min(cpus), "build_s": built,
+                    "gather_cpu_best_s": min(cpus), "gather_cpu_median_s": statistics.median(cpus),
+                    "gather_nopkeys_cpu_best_s": min(light_cpus),
+                    "gather_one_interface_cpu_best_s": min(one_cpus), "build_s": built,
                 }
                 if with_ansible:
                     whole, _out = run_ansible("hpcnet.infiniband.ib_facts", "sysfs_root=%s" % root)
                     row["ansible_s"] = whole
                     row["ansible_minus_ping_s"] = whole - ping
                 results.append(row)
-                print("%-5s %5d netdevs %5d ports: gather best %.3f s median %.3f s (cpu %.3f s, %.0f us/netdev)%s"
-                      % (flavour, row["netdevs"], ports, row["gather_best_s"], row["gather_median_s"],
-                         row["gather_cpu_best_s"], 1e6 * row["gather_best_s"] / row["netdevs"],
+                print("%-5s %5d netdevs %5d ports: gather cpu best %.3f s median %.3f s (%.0f us/netdev);"
+                      " pkeys=False cpu %.3f s; interfaces=[%s] cpu %.3f s; wall best %.3f s median %.3f s%s"
+                      % (flavour, row["netdevs"], ports, row["gather_cpu_best_s"], row["gather_cpu_median_s"],
+                         1e6 * row["gather_cpu_best_s"] / row["netdevs"], row["gather_nopkeys_cpu_best_s"], one,
+                         row["gather_one_interface_cpu_best_s"], row["gather_best_s"], row["gather_median_s"],
                          ("; ansible -m ib_facts %.2f s (%.2f s over ping)" % (row["ansible_s"],
                                                                                  row["ansible_minus_ping_s"]))
                           if with_ansible else ""))
