@@ -59,7 +59,7 @@ def profile_links_many(requests: list[tuple[str, int]], use_hw: bool,
                        parallel: int = 6, timeout: float = 60) -> list[dict]:
     """`hw.profile links` for each (profile, node index), a few processes at a time."""
     if not use_hw:
-        return [fallback_links(p) for p, _ in requests]
+        return [fallback_links(profile) for profile, _index in requests]
     try:
         return [_links_in_process(p, i) for p, i in requests]
     except LabError:
@@ -95,8 +95,8 @@ def profile_links_many(requests: list[tuple[str, int]], use_hw: bool,
                 raise LabError(f"hw.profile links --profile {profile}: not JSON: {out[:200]}") \
                     from exc
     finally:
-        for _, p in running:
-            p.kill()
+        for _request, proc in running:
+            proc.kill()
             p.wait()
     return results  # type: ignore[return-value]
 
@@ -122,7 +122,7 @@ def fabric(action: str, lab_dir: Path, *args: str, timeout: float = 90,
     argv = [PYTHON, "-m", "hw.fabric", action, *args, "--lab-dir", str(lab_dir)]
     try:
         cp = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env(),
-                            cwd=LAB_SRC)
+                            cwd=LAB_SRC, check=False)
     except subprocess.TimeoutExpired as exc:
         raise LabError(f"hw.fabric {action} timed out after {timeout}s") from exc
     if check and cp.returncode != 0:

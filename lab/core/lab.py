@@ -281,7 +281,7 @@ def tcp_open(address: str, port: int, timeout: float = 3.0) -> bool:
 
 
 def wait_sshd(info: dict, timeout: float = 30) -> None:
-    waiting = [n for n in info["nodes"]]
+    waiting = list(info["nodes"])
     deadline = time.monotonic() + timeout
     while waiting and time.monotonic() < deadline:
         waiting = [n for n in waiting if not tcp_open(n["mgmt_address"], SSH_PORT, 1.0)]

@@ -18,7 +18,7 @@ def run(argv: list[str], timeout: float = 30, check: bool = True, input: str | N
         env: dict | None = None) -> subprocess.CompletedProcess:
     try:
         cp = subprocess.run(argv, input=input, capture_output=True, text=True, timeout=timeout,
-                            env=env)
+                            env=env, check=False)
     except subprocess.TimeoutExpired as exc:
         raise LabError(f"timed out after {timeout}s: {' '.join(argv)}") from exc
     if check and cp.returncode != 0:

@@ -148,8 +148,8 @@ def add_pci_function(tree, path, address, pci, driver=None):
     cls = pci.get("class", "0x020000")
     tree.mkdir(path)
     for name in ("vendor", "device", "subsystem_vendor", "subsystem_device", "class"):
-        tree.file(f"{path}/{name}", {"vendor": ven, "device": dev, "subsystem_vendor": sven,
-                                      "subsystem_device": sdev, "class": cls}[name])
+        values = {"vendor": ven, "device": dev, "subsystem_vendor": sven, "subsystem_device": sdev, "class": cls}
+        tree.file(f"{path}/{name}", values[name])
     tree.file(f"{path}/numa_node", pci.get("numa_node", -1))
     tree.file(f"{path}/local_cpulist", pci.get("local_cpulist", "0-1"))
     tree.file(f"{path}/local_cpus", pci.get("local_cpus", "3"))

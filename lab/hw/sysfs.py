@@ -600,9 +600,11 @@ class SysfsModel:
         hwprofile.set_pci_driver(self.tree, path, addr, driver, self._pci_attrs(path))
 
     def _pci_attrs(self, path):
-        get = lambda n: (self.tree.get(f"{path}/{n}").value.strip() if self.tree.get(f"{path}/{n}") else None)  # noqa: E731
-        return {"vendor": get("vendor"), "device": get("device"), "subsystem_vendor": get("subsystem_vendor"),
-                "subsystem_device": get("subsystem_device"), "class": get("class")}
+        attrs = {}
+        for name in ("vendor", "device", "subsystem_vendor", "subsystem_device", "class"):
+            node = self.tree.get(f"{path}/{name}")
+            attrs[name] = node.value.strip() if node else None
+        return attrs
 
     # ------------------------------------------------------------ persistence for inspection
     def _write_ethtool(self):

@@ -174,7 +174,7 @@ class _Reader:
             if real is None:
                 return None
             return real, self.host.isdir(real or ".")
-        resolved = base.split("/") if base else []
+        current = base  # link-free path below the root resolved so far ("" is the root)
         pending = [p for p in rel.split("/") if p not in ("", ".")]
         pending.reverse()  # a stack: next component last
         depth = 0
@@ -184,26 +184,24 @@ class _Reader:
         while pending:
             part = pending.pop()
             if part == "..":
-                if not resolved:
+                if not current:
                     return None
-                resolved.pop()
+                current = current.rpartition("/")[0]
                 continue
-            resolved.append(part)
-            path = "/".join(resolved)
+            path = (current + "/" + part) if current else part
             kind = kinds.get(path)
             if kind is None:
                 kind = self._kind(root + "/" + path)
                 kinds[path] = kind
-            resolved.pop()
+            if kind is _DIR:
+                current = path
+                continue
             if kind is _MISSING:
                 return None
-            if kind is _DIR:
-                resolved.append(part)
-                continue
             if kind is _FILE:
                 if pending:
                     return None
-                resolved.append(part)
+                current = path
                 is_dir = False
                 continue
             # A link: kind is its target text.
@@ -212,7 +210,7 @@ class _Reader:
                 return None
             if kind.startswith("/"):
                 # Let the Host map absolute /sys/... links of captures (and refuse the rest).
-                rest = "/".join(resolved + [part] + pending[::-1])
+                rest = "/".join([path] + pending[::-1])
                 real = self.host.relpath(rest)
                 if real is None:
                     return None
@@ -220,7 +218,7 @@ class _Reader:
             target = [p for p in kind.split("/") if p not in ("", ".")]
             target.reverse()
             pending.extend(target)
-        return "/".join(resolved), is_dir
+        return current, is_dir
 
     @staticmethod
     def _kind(full):

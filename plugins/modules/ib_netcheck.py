@@ -88,8 +88,10 @@ options:
     default: /sys
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
 requirements:
   - C(ping) (iputils) and C(ip) (iproute2) on the node
@@ -162,7 +164,7 @@ def main():
             node=dict(type="str", required=True),
             networks=dict(type="list", elements="dict", default=[], options=dict(
                 name=dict(type="str", required=True),
-                pkey=dict(type="str"),
+                pkey=dict(type="str", no_log=False),
                 mtu=dict(type="int"),
                 members=dict(type="dict"),
             )),

@@ -94,8 +94,10 @@ options:
     default: /sys
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
 requirements:
   - ovs-vsctl on the managed node
@@ -182,7 +184,7 @@ def main():
             ports=dict(type="list", elements="dict", default=[], options=dict(
                 name=dict(type="str", required=True),
                 vlan=dict(type="int"),
-                pkey=dict(type="str"),
+                pkey=dict(type="str", no_log=False),
                 move=dict(type="bool", default=False),
             ), mutually_exclusive=[("vlan", "pkey")]),
             mtu=dict(type="int"),

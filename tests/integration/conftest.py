@@ -72,7 +72,7 @@ def ansible_env() -> dict:
 
 def run_labctl(*args: str, timeout: float = 600, check: bool = False) -> subprocess.CompletedProcess:
     cp = subprocess.run([str(LABCTL), *args], capture_output=True, text=True, timeout=timeout,
-                        cwd=REPO)
+                        cwd=REPO, check=False)
     if check and cp.returncode != 0:
         raise AssertionError(f"labctl {' '.join(args)} failed rc={cp.returncode}:\n"
                              f"{cp.stdout}\n{cp.stderr}")
@@ -112,7 +112,7 @@ class Lab:
              check: bool = False) -> subprocess.CompletedProcess:
         """Run argv inside the node's namespaces and root (no ssh involved)."""
         cp = subprocess.run([str(LABCTL), "exec", "--name", self.name, node, "--", *argv],
-                            capture_output=True, text=True, timeout=timeout, input=input)
+                            capture_output=True, text=True, timeout=timeout, input=input, check=False)
         if check and cp.returncode != 0:
             raise AssertionError(f"{node}: {argv} rc={cp.returncode}: {cp.stderr}")
         return cp
@@ -121,7 +121,7 @@ class Lab:
         """Run a shell command on the node over the lab's real ssh."""
         return subprocess.run(["ssh", "-F", str(self.ssh_config), "-o", "BatchMode=yes",
                                "-o", "ConnectTimeout=10", node, command],
-                              capture_output=True, text=True, timeout=timeout)
+                              capture_output=True, text=True, timeout=timeout, check=False)
 
     def playbook(self, path, extra_vars: dict | None = None, check: bool = False,
                  limit: str | None = None, timeout: float = 900,
@@ -136,7 +136,7 @@ class Lab:
             argv += ["--limit", limit]
         argv += args or []
         return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=REPO,
-                              env=ansible_env())
+                              env=ansible_env(), check=False)
 
     def __repr__(self) -> str:
         return f"Lab({self.name!r}, nodes={len(self.nodes)})"

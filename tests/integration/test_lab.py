@@ -19,9 +19,10 @@ STATE_ROOT = Path("/run/hpcnet-lab")
 
 def run_labctl(*args: str, timeout: float = 600, check: bool = False):
     cp = subprocess.run([str(REPO / "lab" / "labctl"), *args], capture_output=True, text=True,
-                        timeout=timeout, cwd=REPO)
+                        timeout=timeout, cwd=REPO, check=False)
     assert not check or cp.returncode == 0, f"labctl {args}: {cp.stdout}{cp.stderr}"
     return cp
+
 
 LAB = "core"
 
@@ -33,10 +34,10 @@ def lab(lab_factory):
 
 def _leftovers(name: str, index: int) -> list[str]:
     found = []
-    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout
     found += [line.split()[0] for line in netns.splitlines()
               if re.match(rf"^hpcl-{re.escape(name)}-(node\d+|fabric)\b", line)]
-    links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
+    links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True, check=False).stdout
     found += [m.group(1) for m in re.finditer(rf"^\d+: (hpl{index:03d}[^:@]*)", links, re.M)]
     if (STATE_ROOT / name).exists():
         found.append(str(STATE_ROOT / name))
@@ -199,7 +200,7 @@ def test_failed_up_leaves_nothing():
     cp = run_labctl("up", "--name", name, "--profiles", "no-such-profile", "--nodes", "1")
     assert cp.returncode != 0
     assert not (STATE_ROOT / name).exists()
-    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout
     assert f"hpcl-{name}-" not in netns
 
 
@@ -212,7 +213,7 @@ def test_16_nodes_bring_up_time():
         print(f"\n16-node bring-up: {cp.stdout.strip()} (wall {time.monotonic() - t0:.1f} s)")
         ssh_config = STATE_ROOT / name / "ssh_config"
         out = subprocess.run(["ssh", "-F", str(ssh_config), "-o", "BatchMode=yes", "node16",
-                              "hostname"], capture_output=True, text=True, timeout=60)
+                              "hostname"], capture_output=True, text=True, timeout=60, check=False)
         assert out.stdout.strip() == "node16", out.stderr
     finally:
         t1 = time.monotonic()

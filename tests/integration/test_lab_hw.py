@@ -32,7 +32,7 @@ def sh(lab, node, script, timeout=60):
 def fabric(lab, *args, timeout=90):
     return subprocess.run([str(REPO / ".venv/bin/python"), "-m", "hw.fabric", *args, "--lab-dir", str(lab.dir)],
                           capture_output=True, text=True, timeout=timeout, cwd=REPO,
-                          env=dict(os.environ, PYTHONPATH=str(REPO / "lab")))
+                          env=dict(os.environ, PYTHONPATH=str(REPO / "lab")), check=False)
 
 
 def wait_for(fn, seconds, step=0.5):

@@ -60,7 +60,9 @@ def test_per_node_values_are_unique(name):
 @pytest.mark.parametrize("name", ALL)
 def test_kernel_formats(name):
     m = model(name, 3)
-    rd = lambda p: m.read(p).decode()  # noqa: E731
+
+    def rd(path):
+        return m.read(path).decode()
     for dev in m.listdir("class/infiniband") if m.lookup("class/infiniband") else []:
         base = f"class/infiniband/{dev}"
         assert GUID_RE.match(rd(f"{base}/node_guid").strip())
