@@ -13,7 +13,7 @@ DEBIAN_PACKAGES=(
   python3 python3-venv python3-dev gcc libc6-dev linux-libc-dev git bzip2 procps psmisc iproute2 iputils-ping util-linux
   openssh-server openssh-client
   openvswitch-switch
-  ibsim-utils opensm infiniband-diags rdma-core ibverbs-utils mstflint
+  ibsim-utils opensm infiniband-diags rdma-core ibverbs-utils ibverbs-providers mstflint
   fuse3 libfuse3-3 libfuse2 ethtool
   chromium shellcheck
 )
