@@ -121,14 +121,16 @@ def bench_trees(builder, sizes, flavours, repeats, with_ansible):
                     row["ansible_s"] = whole
                     row["ansible_minus_ping_s"] = whole - ping
                 results.append(row)
+                ansible_text = ""
+                if with_ansible:
+                    ansible_text = "; ansible -m ib_facts %.2f s (%.2f s over ping)" % (
+                        row["ansible_s"], row["ansible_minus_ping_s"])
                 print("%-5s %5d netdevs %5d ports: gather cpu best %.3f s median %.3f s (%.0f us/netdev);"
                       " pkeys=False cpu %.3f s; interfaces=[%s] cpu %.3f s; wall best %.3f s median %.3f s%s"
                       % (flavour, row["netdevs"], ports, row["gather_cpu_best_s"], row["gather_cpu_median_s"],
                          1e6 * row["gather_cpu_best_s"] / row["netdevs"], row["gather_nopkeys_cpu_best_s"], one,
                          row["gather_one_interface_cpu_best_s"], row["gather_best_s"], row["gather_median_s"],
-                         ("; ansible -m ib_facts %.2f s (%.2f s over ping)" % (row["ansible_s"],
-                                                                                 row["ansible_minus_ping_s"]))
-                          if with_ansible else ""))
+                         ansible_text))
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
     return results
