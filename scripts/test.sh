@@ -5,7 +5,7 @@
 # Every stage runs even when an earlier one failed; the exit code is non-zero if any stage failed.
 set -uo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
-cd "$here"
+cd "$here" || exit 1
 export ANSIBLE_HOME="$here/.ansible"
 export ANSIBLE_COLLECTIONS_PATH="$here/.collections"
 export ANSIBLE_FORCE_COLOR=0 PY_COLORS=0 NO_COLOR=1

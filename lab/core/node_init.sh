@@ -15,6 +15,12 @@ NODE_RUN=/run/hpcnet-lab-node   # inside the node: sshd config, host key, logs
 
 hostname "$NODE"
 
+# ARP in this netns: a node's data links (ib0, ib1, EIPoIB ethN, P_Key children) all sit on one lab L2
+# bridge, so by default every link answers ARP for every address of the node and replies land on a link
+# that `ping -I ib0` is not bound to (ARP flux). Multi-homed hosts on one segment are set up like this:
+# answer only for the receiving link's own addresses, announce with the outgoing link's address.
+sysctl -q -w net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2
+
 # This mount namespace was copied from the host and holds references to every netns bind mount of
 # /run/netns (other labs' nodes too); drop them so other labs' namespaces are freed when deleted.
 umount -l /run/netns 2>/dev/null || true
@@ -58,6 +64,8 @@ chroot "$R" /usr/sbin/sshd -f "$NODE_RUN/sshd_config" -E "$NODE_RUN/sshd.log"
 if [ "$LAB_OVS" = 1 ]; then
     # Open vSwitch in userspace with its default paths, so plain ovs-vsctl works on the node.
     # A fresh database: the host's /etc/openvswitch/conf.db shows through the overlay otherwise.
+    # The script is meant literally: $1 (the node name) expands inside the chroot's shell.
+    # shellcheck disable=SC2016
     chroot "$R" /bin/sh -ec '
         mkdir -p /etc/openvswitch /run/openvswitch /var/log/openvswitch
         rm -f /etc/openvswitch/conf.db /etc/openvswitch/.conf.db.~lock~

@@ -122,16 +122,17 @@ CAPTURES = [
 def test_node1_equals_real_capture(tmp_path, name, tarname, ibdev, netdev):
     sysdir = _capture(tmp_path, tarname)
     m = model(name, 1)
-    same = [f"class/net/{netdev}/{a}" for a in ("type", "addr_len", "address", "broadcast", "mode", "pkey",
-                                               "umcast", "mtu", "dev_id", "features")]
-    same += [f"class/infiniband/{ibdev}/{a}" for a in ("node_guid", "sys_image_guid", "hca_type", "board_id",
-                                                      "hw_rev", "node_type")]
-    same += [f"class/infiniband/{ibdev}/ports/1/{a}" for a in ("link_layer", "rate", "cap_mask", "lid",
-                                                              "sm_lid", "sm_sl", "state", "phys_state",
-                                                              "gids/0", "pkeys/0", "pkeys/1")]
-    same += [f"class/infiniband/{ibdev}/device/{a}" for a in ("vendor", "device", "subsystem_vendor",
-                                                             "subsystem_device", "class", "numa_node",
-                                                             "local_cpulist")]
+    netdev_attrs = ("type", "addr_len", "address", "broadcast", "mode", "pkey", "umcast", "mtu", "dev_id",
+                    "features")
+    ibdev_attrs = ("node_guid", "sys_image_guid", "hca_type", "board_id", "hw_rev", "node_type")
+    port_attrs = ("link_layer", "rate", "cap_mask", "lid", "sm_lid", "sm_sl", "state", "phys_state", "gids/0",
+                  "pkeys/0", "pkeys/1")
+    pci_attrs = ("vendor", "device", "subsystem_vendor", "subsystem_device", "class", "numa_node",
+                 "local_cpulist")
+    same = [f"class/net/{netdev}/{a}" for a in netdev_attrs]
+    same += [f"class/infiniband/{ibdev}/{a}" for a in ibdev_attrs]
+    same += [f"class/infiniband/{ibdev}/ports/1/{a}" for a in port_attrs]
+    same += [f"class/infiniband/{ibdev}/device/{a}" for a in pci_attrs]
     same += ["class/net/eth0/device/vendor", "class/net/eth0/device/device", "class/net/eth0/address"]
     for rel in same:
         assert m.read(rel).decode() == (sysdir / rel).read_text(), rel

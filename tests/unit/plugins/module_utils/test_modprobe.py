@@ -180,13 +180,12 @@ def test_render_options_file_line_by_line():
 def test_parse_roundtrip_and_foreign_syntax():
     values = norm({"ib_ipoib": {"send_queue_size": 512, "recv_queue_size": 256}})["ib_ipoib"]
     text = mp.render_options_file("ib_ipoib", values)
-    assert mp.parse_modprobe_conf(text) == [("ib_ipoib", "send_queue_size", "512"),
-                                           ("ib_ipoib", "recv_queue_size", "256")]
+    expected = [("ib_ipoib", "send_queue_size", "512"), ("ib_ipoib", "recv_queue_size", "256")]
+    assert mp.parse_modprobe_conf(text) == expected
     foreign = ("# mlnx\noptions mlx4-core port_type_array=2,2 \\\n  num_vfs=4\nblacklist mlx4_en\n"
                "install ib_ipoib /sbin/x\noptions mlx4_core debug_level\n")
-    assert mp.parse_modprobe_conf(foreign) == [("mlx4_core", "port_type_array", "2,2"),
-                                              ("mlx4_core", "num_vfs", "4"),
-                                              ("mlx4_core", "debug_level", "")]
+    expected = [("mlx4_core", "port_type_array", "2,2"), ("mlx4_core", "num_vfs", "4"), ("mlx4_core", "debug_level", "")]
+    assert mp.parse_modprobe_conf(foreign) == expected
 
 
 def test_modules_load_render_parse():
