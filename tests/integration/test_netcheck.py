@@ -9,11 +9,13 @@ reported with the right node and interface and nothing else.
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import pytest
 
-LAB_NAME = "net"
+# HPCNET_NETCHECK_LAB: another lab name, when a lab `net` is somebody else's.
+LAB_NAME = os.environ.get("HPCNET_NETCHECK_LAB", "net")
 NETWORKS = [{"name": "rdma"}, {"name": "storage"}]
 
 
@@ -46,14 +48,9 @@ def model(lab, tmp_path_factory):
     allocation = json.loads(path.read_text())["networks"]["allocation"]
     assert all(a.get("rdma") == "ib0" and a.get("storage") == "eth1" for a in allocation.values()), allocation
     # The lab addresses IPoIB links only; an operator would address the EIPoIB interface (or its bridge).
-    # All data links of a node share one L2 segment: without arp_ignore/arp_announce a node answers ARP
-    # for ib0's address from ib1/eth1/eth2 too (ARP flux), and a reply then arrives on an interface the
-    # probe (ping -I ib0) is not bound to. Multi-homed hosts on one segment are configured like this.
+    # (ARP on the shared lab segment: the lab's node setup sets arp_ignore/arp_announce, see docs/lab.md.)
     index = lab.info["index"]
     for node in lab.nodes:
-        lab.exec(node["name"], ["sysctl", "-q", "-w", "net.ipv4.conf.all.arp_ignore=1",
-                                "net.ipv4.conf.all.arp_announce=2"], check=True)
-        lab.exec(node["name"], ["ip", "neigh", "flush", "all"], check=True)
         if not node["links"].get("eth1", {}).get("address"):
             lab.exec(node["name"], ["ip", "addr", "replace", f"10.234.{index}.{10 + node['index']}/24",
                                     "dev", "eth1"], check=True)
@@ -143,8 +140,54 @@ def test_unreachable_node_is_listed_and_others_checked(lab, model, tmp_path):
                          "-e", json.dumps({"netcheck_nodes_model": str(model), "netcheck_result_file": str(result_file),
                                            "netcheck_networks": [{"name": "rdma"}]}),
                          "-e", "ansible_ssh_timeout=3"],
-                        capture_output=True, text=True, cwd=REPO, env=ansible_env(), timeout=300)
+                        capture_output=True, text=True, cwd=REPO, env=ansible_env(), timeout=300, check=False)
     result = json.loads(result_file.read_text())
     assert cp.returncode != 0
     assert where(result) == {("node3", "ib0")} and fields(result) == {"node"}, result["findings"]
     assert set(result["networks"]["rdma"]["matrix"]) == {"node1", "node2"}
+
+
+# Faults in one node's view of the hardware (`labctl hw set`, docs/lab.md): the port of ib0 (and of
+# EIPoIB eth1, which runs over ib0) is mlx4_0 port 1 on the cx3-eipoib profile.
+PORT1 = "class/infiniband/mlx4_0/ports/1"
+
+
+def hw_get(lab, node, path):
+    return lab.labctl("hw", "get", node, path, check=True).stdout.strip()
+
+
+def test_duplicate_port_guid_is_found_on_that_node_only(lab, model, tmp_path):
+    gid0 = hw_get(lab, "node1", f"{PORT1}/gids/0")
+    lab.labctl("hw", "set", "node2", f"{PORT1}/gids/0", gid0, check=True)
+    try:
+        cp, result = verify(lab, model, tmp_path)
+    finally:
+        lab.labctl("hw", "reset", "node2", check=True)
+    assert cp.returncode != 0
+    # node1 holds the GUID first; node2's ib0 (rdma) and eth1 (storage, over ib0) both sit on that port.
+    assert where(result) == {("node2", "ib0"), ("node2", "eth1")}, result["findings"]
+    assert fields(result) == {"port_guid"}, result["findings"]
+    assert {(f["duplicate_of"]["node"], f["duplicate_of"]["interface"]) for f in result["findings"]} == {
+        ("node1", "ib0"), ("node1", "eth1")}
+    assert hw_get(lab, "node2", f"{PORT1}/gids/0") != gid0  # reset
+
+
+def test_pkey_dropped_from_one_port_table_is_found_on_that_node_only(lab, model, tmp_path):
+    # The SM "gives" partition 0x8002 to ib0's port on every node (entry 1; entry 0 is the default
+    # 0xffff), the network is green on it; then node2's port loses it.
+    assert {hw_get(lab, n, f"{PORT1}/pkeys/0") for n in lab.node_names} == {"0xffff"}
+    networks = [{"name": "rdma", "pkey": "0x8002"}]
+    try:
+        for node in lab.node_names:
+            lab.labctl("hw", "set", node, f"{PORT1}/pkeys/1", "0x8002", check=True)
+        cp, result = verify(lab, model, tmp_path, netcheck_networks=networks)
+        assert cp.returncode == 0 and result["findings"] == [], result["findings"]
+        lab.labctl("hw", "set", "node2", f"{PORT1}/pkeys/1", "0x0000", check=True)
+        cp, result = verify(lab, model, tmp_path, netcheck_networks=networks)
+    finally:
+        for node in lab.node_names:
+            lab.labctl("hw", "reset", node, check=True)
+    assert cp.returncode != 0
+    assert where(result) == {("node2", "ib0")}, result["findings"]
+    assert fields(result) == {"pkeys"}
+    assert result["findings"][0]["expected"] == "0x8002"

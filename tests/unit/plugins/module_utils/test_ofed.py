@@ -11,7 +11,9 @@ from ansible_collections.hpcnet.infiniband.plugins.module_utils._host import Hos
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-import conftest  # noqa: E402
+# The real captures sit beside the checkout (../shared/realdata/hwloc).
+REALDATA = os.path.abspath(os.path.join(os.path.dirname(__file__), *[".."] * 5, "shared", "realdata", "hwloc"))
+
 from ofedtree import FakeRunner, host, load_module_sysfs, make_card  # noqa: E402
 
 
@@ -63,7 +65,7 @@ def test_cards_from_fixture(tmp_path):
 
 @pytest.fixture(scope="module")
 def cx3_capture(tmp_path_factory):
-    path = os.path.join(conftest.REALDATA, "32em64t-2n8c+dax+nvme+mic+dimms.tar.bz2")
+    path = os.path.join(REALDATA, "32em64t-2n8c+dax+nvme+mic+dimms.tar.bz2")
     if not os.path.exists(path):
         pytest.skip("real capture not available")
     out = tmp_path_factory.mktemp("cx3")
