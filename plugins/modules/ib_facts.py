@@ -38,11 +38,20 @@ options:
     default: /sys
   interfaces:
     description:
-      - Only report these netdevs in C(nics) (RDMA devices are always all reported).
+      - Only read and report these netdevs in C(nics), with their IPoIB/EIPoIB parents and P_Key
+        children; C(devices) and C(subnet_manager) then hold only the RDMA devices they are on.
+        Reading less is what makes this option fast on hosts with hundreds of VFs.
       - A name that does not exist fails the module with the list of known interfaces.
       - The node-level C(network_mode) is computed from the reported interfaces only.
     type: list
     elements: str
+  pkeys:
+    description:
+      - Read every port's P_Key table (C(pkeys)). The kernel exposes one file per table entry (128 or
+        more per port) and valid entries may sit at any index, so this is most of the cost on hosts with
+        many IB ports; V(false) skips the tables and reports C(pkeys) as V(null).
+    type: bool
+    default: true
 notes:
   - Read-only; check mode is supported and changes nothing (nothing is ever changed).
   - Field reference and the schema version policy are in C(docs/facts.md).
@@ -174,12 +183,13 @@ def main():
         argument_spec=dict(
             sysfs_root=dict(type="path", default="/sys"),
             interfaces=dict(type="list", elements="str"),
+            pkeys=dict(type="bool", default=True),
         ),
         supports_check_mode=True,
     )
     host = Host.from_module(module, sysfs_root=module.params["sysfs_root"])
     try:
-        facts = gather(host, interfaces=module.params["interfaces"])
+        facts = gather(host, interfaces=module.params["interfaces"], pkeys=module.params["pkeys"])
     except FactsError as exc:
         module.fail_json(msg=str(exc))
     module.exit_json(changed=False, ansible_facts={"ib_facts": facts})

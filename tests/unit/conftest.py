@@ -27,3 +27,17 @@ def _collection_path():
 _path = _collection_path()
 if _path not in sys.path:
     sys.path.insert(0, _path)
+
+
+import pytest  # noqa: E402  (after the sys.path set-up above)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_module_warnings():
+    """Module warnings are collected in a process-wide, de-duplicating registry in ansible-core:
+    without a reset a warning one test raised would be missing from the next test's module result."""
+    from ansible.module_utils.common import warnings as module_warnings
+
+    module_warnings._global_warnings.clear()  # pylint: disable=protected-access
+    module_warnings._global_deprecations.clear()  # pylint: disable=protected-access
+    yield
