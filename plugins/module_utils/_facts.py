@@ -18,10 +18,8 @@ Reading rules:
 
 from __future__ import annotations
 
-import errno
 import os
 import re
-import stat
 
 from ansible_collections.hpcnet.infiniband.plugins.module_utils import _ids
 from ansible_collections.hpcnet.infiniband.plugins.module_utils._host import (
@@ -95,9 +93,6 @@ _IFF_TAP = 0x0002
 _PCI_TO_ETH_DRIVER = {"mlx4_core": "mlx4_en"}
 
 
-_CLASS_NET_FILES = ("bonding_masters", "eth_ipoib_interfaces")
-
-
 class FactsError(Exception):
     """Bad input (sysfs_root not a sysfs tree, unknown interface): one clear message."""
 
@@ -105,34 +100,12 @@ class FactsError(Exception):
 # ---------------------------------------------------------------------------------------------------
 # Reading layer
 # ---------------------------------------------------------------------------------------------------
-_MAX_LINK_DEPTH = 40
-_DIR, _FILE, _MISSING = object(), object(), object()
-# O_NOFOLLOW: a link planted as an attribute is resolved by us inside the root, never by open().
-# O_NONBLOCK/O_NOCTTY: a FIFO or device node in a hostile capture neither blocks nor becomes our tty;
-# reading a directory fails with EISDIR. Real sysfs attributes are regular files.
-_O_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0)
-_O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
-
-
 class _Reader:
-    """Cached, warning-collecting reads below ``host.sysfs_root``.
-
-    Paths are resolved like ``Host.relpath`` (links followed by hand, never outside the root, None on
-    loops), but starting from an already resolved, link-free directory, so reading ``ports/1`` below a
-    resolved RDMA device costs one ``lstat`` per new component instead of a walk from the root.
-    Absolute links (captures made with absolute ``/sys/...`` links) are handed to the Host. Attributes
-    are opened with O_NOFOLLOW relative to their resolved directory and must be regular files.
-    When the host has no usable ``sysfs_root`` (a test double), every call goes through the Host.
-    """
+    """Warning-collecting reads of one gather through the Host seam (``Host.opendir``/``SysDir``,
+    inside ``Host.cached()``): attribute text is decoded here so that binary content is a warning."""
 
     def __init__(self, host):
         self.host = host
-        root = getattr(host, "sysfs_root", None)
-        self.root = root if isinstance(root, str) and os.path.isdir(root) else None
-        self._resolved = {}
-        # Per-gather memo of what each path below the root is (_DIR, _FILE, _MISSING or a link's
-        # target text): shared prefixes such as devices/pci0000:00 are looked at once.
-        self._kinds = {}
         self.warnings = []
         self._dropped = 0
 
@@ -152,240 +125,17 @@ class _Reader:
             out.append("%d more warnings not shown" % self._dropped)
         return out
 
-    # -- paths
-    def resolve(self, rel, base=""):
-        """(link-free path relative to the root, is_dir) of ``base``/``rel``, or None.
-
-        ``base`` must itself be a link-free path below the root (a previous result, or "").
-        """
-        key = (base, rel)
-        try:
-            return self._resolved[key]
-        except KeyError:
-            pass
-        result = self._walk(base, rel)
-        self._resolved[key] = result
-        return result
-
-    def _walk(self, base, rel):
-        if self.root is None:
-            full = (base + "/" + rel) if base else rel
-            real = self.host.relpath(full)
-            if real is None:
-                return None
-            return real, self.host.isdir(real or ".")
-        current = base  # link-free path below the root resolved so far ("" is the root)
-        pending = [p for p in rel.split("/") if p not in ("", ".")]
-        pending.reverse()  # a stack: next component last
-        depth = 0
-        is_dir = True
-        kinds = self._kinds
-        root = self.root
-        while pending:
-            part = pending.pop()
-            if part == "..":
-                if not current:
-                    return None
-                current = current.rpartition("/")[0]
-                continue
-            path = (current + "/" + part) if current else part
-            kind = kinds.get(path)
-            if kind is None:
-                kind = self._kind(root + "/" + path)
-                kinds[path] = kind
-            if kind is _DIR:
-                current = path
-                continue
-            if kind is _MISSING:
-                return None
-            if kind is _FILE:
-                if pending:
-                    return None
-                current = path
-                is_dir = False
-                continue
-            # A link: kind is its target text.
-            depth += 1
-            if depth > _MAX_LINK_DEPTH:
-                return None
-            if kind.startswith("/"):
-                # Let the Host map absolute /sys/... links of captures (and refuse the rest).
-                rest = "/".join([path] + pending[::-1])
-                real = self.host.relpath(rest)
-                if real is None:
-                    return None
-                return real, self.host.isdir(real or ".")
-            target = [p for p in kind.split("/") if p not in ("", ".")]
-            target.reverse()
-            pending.extend(target)
-        return current, is_dir
-
-    @staticmethod
-    def _kind(full):
-        try:
-            st = os.lstat(full)
-        except (OSError, ValueError):
-            return _MISSING
-        mode = st.st_mode
-        if stat.S_ISDIR(mode):
-            return _DIR
-        if stat.S_ISLNK(mode):
-            try:
-                return os.readlink(full) or _MISSING
-            except OSError:
-                return _MISSING
-        return _FILE
-
-    def dir(self, rel, base="", label=None):
-        found = self.resolve(rel, base)
-        if found is None or not found[1]:
-            return None
-        return _Dir(self, label or ((base + "/" + rel) if base else rel), found[0])
-
-    def listdir(self, real):
-        if self.root is None:
-            return self.host.listdir(real or ".")
-        try:
-            return sorted(os.listdir(os.path.join(self.root, real) if real else self.root))
-        except (OSError, ValueError):
-            return []
-
-    def link_text(self, rel, base=""):
-        """Raw target of the link ``base``/``rel`` (parent resolved inside the root), or None."""
-        parent, name = os.path.split(rel)
-        if parent:
-            found = self.resolve(parent, base)
-            if found is None:
-                return None
-            parent_real = found[0]
-        else:
-            parent_real = base
-        if self.root is None:
-            return None
-        path = (parent_real + "/" + name) if parent_real else name
-        kind = self._kinds.get(path)
-        if kind is None:
-            kind = self._kind(self.root + "/" + path)
-            self._kinds[path] = kind
-        return kind if isinstance(kind, str) else None
+    def dir(self, rel, label=None):
+        sysdir = self.host.opendir(rel)
+        return _Dir(self, label or rel, sysdir) if sysdir is not None else None
 
     def explain_unresolvable(self, rel):
         """Why ``rel`` (a link) does not resolve: 'escapes', 'loop', 'dangling' or None (not a link)."""
-        target = self.link_text(rel)
-        if target is None:
-            return None
-        if os.path.isabs(target):
-            if target == "/sys" or target.startswith("/sys/"):
-                lexical = target[len("/sys"):].lstrip("/")
-            else:
-                return "escapes"
-        else:
-            lexical = os.path.normpath(os.path.join(os.path.dirname(rel), target))
-        if lexical == ".." or lexical.startswith("../") or os.path.isabs(lexical):
-            return "escapes"
-        if self.root is not None and os.path.lexists(os.path.join(self.root, lexical)):
-            return "loop"
-        return "dangling"
+        parent, _sep, name = rel.rpartition("/")
+        pdir = self.host.opendir(parent)
+        return pdir.unresolved_reason(name) if pdir is not None else None
 
-    # -- attributes
-    def read_attrs(self, real_dir, names, label):
-        """{name: text or None} for attributes ``names`` of resolved directory ``real_dir``."""
-        out = dict.fromkeys(names)
-        if self.root is None:
-            for name in names:
-                text = self.host.read((real_dir + "/" + name) if real_dir else name)
-                if text is not None:
-                    out[name] = self._decode(text.encode("utf-8", "surrogateescape"), label, name)
-            return out
-        try:
-            dir_fd = os.open((self.root + "/" + real_dir) if real_dir else self.root, _O_DIR)
-        except (OSError, ValueError):
-            return out
-        try:
-            for name in names:
-                if "/" in name and not self._plain_dirs(real_dir, name):
-                    found = self.resolve(name, real_dir)
-                    if found is not None and not found[1]:
-                        sub_dir, _sep, leaf = found[0].rpartition("/")
-                        out[name] = self.read_attrs(sub_dir, [leaf], label)[leaf]
-                    continue
-                try:
-                    fd = os.open(name, _O_READ, dir_fd=dir_fd)
-                except OSError as exc:
-                    if exc.errno == errno.ELOOP:
-                        # The attribute is a link: resolve it inside the root like any other path.
-                        found = self.resolve(name, real_dir)
-                        if found is not None and not found[1]:
-                            sub_dir, _sep, leaf = found[0].rpartition("/")
-                            out[name] = self.read_attrs(sub_dir, [leaf], label)[leaf]
-                    continue
-                try:
-                    data = os.read(fd, _MAX_ATTR_BYTES)
-                except OSError:
-                    continue
-                finally:
-                    os.close(fd)
-                out[name] = self._decode(data, label, name)
-        finally:
-            os.close(dir_fd)
-        return out
-
-    def _plain_dirs(self, real_dir, name):
-        """True when every directory component of ``name`` below ``real_dir`` is a real directory
-        (not a link), so ``name`` can be opened relative to ``real_dir`` with O_NOFOLLOW safely."""
-        parts = name.split("/")[:-1]
-        path = real_dir
-        kinds = self._kinds
-        for part in parts:
-            if part in ("", ".", ".."):
-                return False
-            path = (path + "/" + part) if path else part
-            kind = kinds.get(path)
-            if kind is None:
-                kind = self._kind(self.root + "/" + path)
-                kinds[path] = kind
-            if kind is not _DIR:
-                return False
-        return True
-
-    def read_table(self, real_dir, label):
-        """[(name, text)] of the regular files in ``real_dir`` (P_Key tables), in numeric order.
-
-        Entries reading exactly ``0x0000`` (empty P_Key slots) are left out."""
-        if self.root is None:
-            names = [n for n in self.host.listdir(real_dir) if n.isdigit()]
-            values = self.read_attrs(real_dir, names, label)
-            return sorted(((n, values[n]) for n in names), key=lambda item: int(item[0]))
-        rows = []
-        try:
-            dir_fd = os.open((self.root + "/" + real_dir) if real_dir else self.root, _O_DIR)
-        except (OSError, ValueError):
-            return rows
-        try:
-            # No per-entry type check: links fail O_NOFOLLOW (ELOOP) and directories fail read
-            # (EISDIR), so only regular files count, without a stat per table entry.
-            names = [name for name in os.listdir(dir_fd) if name.isdigit()]
-            opener, reader, closer, decode = os.open, os.read, os.close, self._decode
-            for name in names:
-                try:
-                    fd = opener(name, _O_READ, dir_fd=dir_fd)
-                except OSError:
-                    continue
-                try:
-                    data = reader(fd, 256)
-                except OSError:
-                    continue
-                finally:
-                    closer(fd)
-                if data == b"0x0000\n":
-                    continue  # an empty P_Key slot: most of a table
-                rows.append((name, decode(data, label, name)))
-        finally:
-            os.close(dir_fd)
-        rows.sort(key=lambda item: int(item[0]))
-        return rows
-
-    def _decode(self, data, label, name):
+    def decode(self, data, label, name):
         if not data:
             return None
         try:
@@ -403,29 +153,46 @@ class _Reader:
 
 
 class _Dir:
-    """A resolved sysfs directory; ``label`` is the logical path used in warnings."""
+    """A resolved sysfs directory (a ``SysDir``) with its attributes' text cached; ``label`` is the
+    logical path used in warnings. Names may be relative paths ("gids/0"): each component is opened
+    as a ``SysDir`` entry."""
 
-    __slots__ = ("reader", "label", "real", "_cache")
+    __slots__ = ("reader", "label", "sysdir", "real", "_cache")
 
-    def __init__(self, reader, label, real):
+    def __init__(self, reader, label, sysdir):
         self.reader = reader
         self.label = label
-        self.real = real
+        self.sysdir = sysdir
+        self.real = sysdir.rel
         self._cache = {}
 
     def prefetch(self, names):
-        """Read these attributes in one pass (one directory open)."""
+        """Read these attributes (single names) in one pass (one directory open)."""
         missing = [n for n in names if n not in self._cache]
         if missing:
-            self._cache.update(self.reader.read_attrs(self.real, missing, self.label))
+            decode, label = self.reader.decode, self.label
+            for name, data in self.sysdir.read_bytes(missing).items():
+                self._cache[name] = decode(data, label, name)
+
+    def _leaf(self, name):
+        """(SysDir holding the last component of ``name``, that component), or (None, None)."""
+        sysdir = self.sysdir
+        parts = name.split("/")
+        for part in parts[:-1]:
+            sysdir = sysdir.opendir(part)
+            if sysdir is None:
+                return None, None
+        return sysdir, parts[-1]
 
     def read(self, name):
         try:
             return self._cache[name]
         except KeyError:
-            value = self.reader.read_attrs(self.real, [name], self.label)[name]
-            self._cache[name] = value
-            return value
+            pass
+        sysdir, leaf = self._leaf(name)
+        data = sysdir.read_bytes((leaf,))[leaf] if sysdir is not None else None
+        value = self._cache[name] = self.reader.decode(data, self.label, name)
+        return value
 
     def read_int(self, name, base=10):
         text = self.read(name)
@@ -480,24 +247,20 @@ class _Dir:
         if name:
             sub = self.sub(name)
             return sub.listdir() if sub is not None else []
-        return self.reader.listdir(self.real)
+        return self.sysdir.listdir()
 
     def sub(self, name):
-        return self.reader.dir(name, base=self.real, label=self.label + "/" + name)
+        sysdir, leaf = self._leaf(name)
+        sysdir = sysdir.opendir(leaf) if sysdir is not None else None
+        return _Dir(self.reader, self.label + "/" + name, sysdir) if sysdir is not None else None
 
     def exists(self, name):
-        if self.reader.root is not None:
-            return os.path.lexists(os.path.join(self.reader.root, self.real, name))
-        return self.reader.host.exists((self.real + "/" + name) if self.real else name)
+        sysdir, leaf = self._leaf(name)
+        return sysdir is not None and sysdir.exists(leaf)
 
     def link_name(self, name):
         """Basename of the target of link ``name`` (``driver`` -> ``mlx4_core``)."""
-        target = self.reader.link_text(name, base=self.real)
-        if target is None and self.reader.root is None:
-            target = self.reader.host.readlink_name((self.real + "/" + name) if self.real else name)
-        if not target:
-            return None
-        base = os.path.basename(target.rstrip("/"))
+        base = self.sysdir.readlink_name(name)
         return base if base and valid_rdma_device(base) else None
 
 
@@ -577,12 +340,10 @@ def _read_port(reader, ibdev_dir, device, port, pkeys=True):
         else:
             reader.warn("%s/gids/0: not a GID: %r" % (label, gid_text[:60]))
     # pkeys=False (gather's switch): the P_Key table is not read and reported as None (unknown).
-    found = reader.resolve("pkeys", pdir.real) if pkeys else None
+    table = pdir.sysdir.opendir("pkeys") if pkeys else None
     pkeys = [] if pkeys else None
-    if found is not None and found[1]:
-        for index, raw in reader.read_table(found[0], label + "/pkeys"):
-            if raw is None:
-                continue
+    if table is not None:
+        for index, raw in _read_pkey_table(reader, table, label + "/pkeys"):
             value = _pkey(raw)
             if value is None:
                 reader.warn("%s/pkeys/%s: not a P_Key: %r" % (label, index, raw[:40]))
@@ -617,6 +378,16 @@ def _read_port(reader, ibdev_dir, device, port, pkeys=True):
         # RoCE: the netdev the kernel bound to GID 0 (Ethernet link layer only).
         "_ndev0": _gid_ndev(pdir) if link_layer == "Ethernet" else None,
     }
+
+
+def _read_pkey_table(reader, table, label):
+    """[(index, text)] of a P_Key table (one file per entry), in numeric order; entries reading exactly
+    ``0x0000`` (empty slots: most of a table) are left out."""
+    names = [name for name in table.listdir() if name.isdigit()]
+    rows = [(name, reader.decode(data, label, name)) for name, data in table.read_bytes(names, 256).items()
+            if data is not None and data != b"0x0000\n"]
+    rows.sort(key=lambda item: int(item[0]))
+    return [row for row in rows if row[1] is not None]
 
 
 def _gid_ndev(pdir):
@@ -704,7 +475,7 @@ class _PciContext:
             # virtio0 -> its parent is the PCI function (what ethtool's bus-info shows).
             parent_real = os.path.dirname(dev.real)
             if _pci_address(os.path.basename(parent_real)):
-                pci_dir = _Dir(self.reader, device_label + "/..", parent_real)
+                pci_dir = self.reader.dir(parent_real, device_label + "/..") or dev
         address = _pci_address(os.path.basename(pci_dir.real))
         if address:
             pci_dir.prefetch(("vendor", "device", "numa_node", "sriov_totalvfs", "sriov_numvfs"))
@@ -768,6 +539,7 @@ class _Context(_PciContext):
         self.eipoib = {}  # eipoib netdev -> ipoib interface
         self.nics = {}
         self.netdev_dirs = {}
+        self.class_net = None  # SysDir of class/net
         self._ib_loaded = False
         self._eipoib_loaded = False
 
@@ -885,7 +657,7 @@ def _netdev(ctx, name):
     label = "class/net/%s" % name
     nic = _empty_nic(name)
     ndir = reader.dir(label)
-    target = reader.link_text(label) or ""
+    target = (ctx.class_net.readlink(name) if ctx.class_net is not None else None) or ""
     if ndir is None:
         why = reader.explain_unresolvable(label)
         if why == "escapes":
@@ -968,7 +740,7 @@ def _find_ib_port(ctx, nic, ndir, pci, want_layer):
         return None, None
     candidates = list(ctx.dev_by_pci.get(pci["real"], []))
     if not candidates and ndir is not None:
-        for entry in ndir.reader.listdir(pci["real"] + "/infiniband"):
+        for entry in ctx.host.listdir(pci["real"] + "/infiniband"):
             if entry in ctx.devices:
                 candidates.append(entry)
     if not candidates:
@@ -1154,17 +926,10 @@ def _check_tree(host):
 
 def _netdev_names(ctx):
     names = []
+    class_net = ctx.class_net = ctx.host.opendir("class/net")
     for entry in ctx.host.listdir("class/net"):
-        rel = "class/net/" + entry
         # Files such as bonding_masters / eth_ipoib_interfaces live beside the netdev links.
-        if ctx.reader.root is not None:
-            try:
-                st = os.lstat(os.path.join(ctx.reader.root, "class", "net", entry))
-            except (OSError, ValueError):
-                continue
-            if stat.S_ISREG(st.st_mode):
-                continue
-        elif entry in _CLASS_NET_FILES or not (ctx.host.isdir(rel) or ctx.host.islink(rel)):
+        if class_net is None or not (class_net.islink(entry) or class_net.isdir(entry)):
             continue
         if not valid_ifname(entry):
             ctx.reader.warn("class/net/%r: invalid interface name; ignored" % entry[:40])
@@ -1232,7 +997,7 @@ def _restricted_read(ctx, names, selected, raw):
         pci = raw[name][2]
         if pci is not None:
             devices.update(by_pci.get(pci["real"], ()))
-            devices.update(reader.listdir(pci["real"] + "/infiniband"))
+            devices.update(ctx.host.listdir(pci["real"] + "/infiniband"))
     ctx.load_rdma(only=devices)
 
     netdevs_by_dev = {}
@@ -1252,6 +1017,11 @@ def gather(host, interfaces=None, pkeys=True):
         hosts with many ports). False leaves every port's ``pkeys`` None.
     :raises FactsError: sysfs_root is not a sysfs tree, or ``interfaces`` names an unknown netdev.
     """
+    with host.cached():
+        return _gather(host, interfaces, pkeys)
+
+
+def _gather(host, interfaces, pkeys):
     _check_tree(host)
     ctx = _Context(host, pkeys=bool(pkeys))
     names = _netdev_names(ctx)
@@ -1379,7 +1149,8 @@ def read_device(host, device):
     if not valid_rdma_device(device) or not host.exists("class/infiniband/%s" % device):
         return None
     reader = _Reader(host)
-    info, _real = _read_device(reader, _PciContext(reader), device)
+    with host.cached():
+        info, _real = _read_device(reader, _PciContext(reader), device)
     for port in info["ports"].values():
         port.pop("_ndev0", None)
     return info
@@ -1390,10 +1161,9 @@ def read_port(host, device, port):
     if not valid_rdma_device(device) or not str(port).isdigit():
         return None
     reader = _Reader(host)
-    ddir = reader.dir("class/infiniband/%s" % device)
-    if ddir is None:
-        return None
-    data = _read_port(reader, ddir, device, str(int(port)))
+    with host.cached():
+        ddir = reader.dir("class/infiniband/%s" % device)
+        data = _read_port(reader, ddir, device, str(int(port))) if ddir is not None else None
     if data is not None:
         data.pop("_ndev0", None)
     return data

@@ -14,6 +14,7 @@ relative links; a hostile or broken tree may point anywhere or loop).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
@@ -115,111 +116,82 @@ class Host:
             self.warnings.append(message)
 
     # ------------------------------------------------------------------ path handling
+    _memo = None  # the _Resolver shared inside ``cached()``
+
+    @contextlib.contextmanager
+    def cached(self):
+        """Within this block every read shares one memo of the tree's shape (which paths are
+        directories, files or links, and where links lead): for readers of many attributes (facts)
+        that do not change the tree meanwhile. Attribute values are never cached. Nests."""
+        if self._memo is not None:
+            yield self
+            return
+        self._memo = _Resolver(self.sysfs_root)
+        try:
+            yield self
+        finally:
+            self._memo = None
+
+    def _found(self, relpath, follow_last=True):
+        """(resolver, link-free path relative to sysfs_root, is_dir) of ``relpath``, or None."""
+        resolver = self._memo if self._memo is not None else _Resolver(self.sysfs_root)
+        found = resolver.resolve(str(relpath), "", follow_last)
+        return None if found is None else (resolver, found[0], found[1])
+
     def _resolve(self, relpath, follow_last=True):
         """Absolute path of ``relpath`` inside sysfs_root with links resolved by hand, or None.
 
         Returns None when the path leaves the root, loops, or does not exist.
         """
-        parts = [p for p in str(relpath).split("/") if p not in ("", ".")]
-        resolved = []  # components below the root, all real (non-link) directories/files
-        depth = 0
-        pending = list(parts)
-        while pending:
-            part = pending.pop(0)
-            if part == "..":
-                if not resolved:
-                    return None  # escapes the root
-                resolved.pop()
-                continue
-            candidate = os.path.join(self.sysfs_root, *(resolved + [part]))
-            try:
-                st = os.lstat(candidate)
-            except OSError:
-                return None
-            if stat.S_ISLNK(st.st_mode) and (pending or follow_last):
-                depth += 1
-                if depth > MAX_LINK_DEPTH:
-                    return None
-                try:
-                    target = os.readlink(candidate)
-                except OSError:
-                    return None
-                if os.path.isabs(target):
-                    # An absolute link in a capture points into the capturing host's /sys.
-                    if target == "/sys" or target.startswith("/sys/"):
-                        target_parts = [p for p in target[len("/sys"):].split("/") if p]
-                        resolved = []
-                    elif self.sysfs_root != "/" and (target + "/").startswith(self.sysfs_root + "/"):
-                        target_parts = [p for p in target[len(self.sysfs_root):].split("/") if p]
-                        resolved = []
-                    else:
-                        return None
-                else:
-                    target_parts = [p for p in target.split("/") if p not in ("", ".")]
-                pending = target_parts + pending
-                continue
-            resolved.append(part)
-        return os.path.join(self.sysfs_root, *resolved) if resolved else self.sysfs_root
+        found = self._found(relpath, follow_last)
+        return None if found is None else found[0].full(found[1])
 
     def relpath(self, relpath):
         """Path of ``relpath`` relative to sysfs_root after resolving links, or None."""
-        full = self._resolve(relpath)
-        if full is None:
-            return None
-        rel = os.path.relpath(full, self.sysfs_root)
-        return "" if rel == "." else rel
+        found = self._found(relpath)
+        return None if found is None else found[1]
 
     def exists(self, relpath):
-        return self._resolve(relpath) is not None
+        return self._found(relpath) is not None
 
     def isdir(self, relpath):
-        full = self._resolve(relpath)
-        return full is not None and os.path.isdir(full)
+        found = self._found(relpath)
+        return found is not None and found[2]
+
+    def _parent_dir(self, relpath):
+        parent, _sep, name = str(relpath).rstrip("/").rpartition("/")
+        sysdir = self.opendir(parent)
+        return (sysdir, name) if sysdir is not None and name and SysDir.valid_name(name) else (None, None)
 
     def islink(self, relpath):
-        full = self._resolve(os.path.dirname(relpath) or ".")
-        if full is None:
-            return False
-        return os.path.islink(os.path.join(full, os.path.basename(relpath)))
+        sysdir, name = self._parent_dir(relpath)
+        return sysdir is not None and sysdir.islink(name)
 
     def readlink_name(self, relpath):
         """Last component of a link's target (``device/driver`` -> ``mlx4_core``), or None."""
-        parent = self._resolve(os.path.dirname(relpath) or ".")
-        if parent is None:
-            return None
-        try:
-            target = os.readlink(os.path.join(parent, os.path.basename(relpath)))
-        except OSError:
-            return None
-        name = os.path.basename(target.rstrip("/"))
-        return name or None
+        sysdir, name = self._parent_dir(relpath)
+        return sysdir.readlink_name(name) if sysdir is not None else None
 
     def opendir(self, relpath):
-        """A ``SysDir`` for directory ``relpath`` (links resolved once, by hand, inside the root),
-        or None when it is missing, not a directory, loops or leads outside ``sysfs_root``.
+        """A ``SysDir`` for directory ``relpath`` (links resolved by hand, inside the root), or None
+        when it is missing, not a directory, loops or leads outside ``sysfs_root``.
 
         Reading many attributes of one directory through it costs one open per attribute instead of
-        a walk of every path component per attribute (what ``read`` does). The handle does not
-        cache attribute values; the directory is resolved when ``opendir`` is called.
+        a walk of every path component per attribute. The handle never caches attribute values; it
+        and the handles opened from it share one memo of the tree's shape (``cached()``).
         """
-        full = self._resolve(relpath)
-        if full is None or not os.path.isdir(full):
+        found = self._found(relpath)
+        if found is None or not found[2]:
             return None
-        rel = os.path.relpath(full, self.sysfs_root)
-        return SysDir(self, "" if rel == "." else rel, full)
+        return SysDir(found[0], found[1])
 
     # ------------------------------------------------------------------ reads
     def read(self, relpath):
         """Stripped text of a sysfs attribute, or None when missing, unreadable, empty or binary."""
-        full = self._resolve(relpath)
-        if full is None or not os.path.isfile(full):
+        found = self._found(relpath)
+        if found is None or found[2]:
             return None
-        try:
-            with open(full, "rb") as handle:
-                data = handle.read(MAX_READ_BYTES)
-        except OSError:
-            return None
-        return _decode_attr(data)
+        return _decode_attr(_read_attr(found[0].full(found[1]), None, MAX_READ_BYTES))
 
     def read_int(self, relpath, base=0):
         """Integer value of an attribute (``0x1b``, ``42``, ``4: ACTIVE`` -> 4), or None."""
@@ -227,13 +199,8 @@ class Host:
 
     def listdir(self, relpath):
         """Sorted names in a directory (links included, not followed), [] when missing."""
-        full = self._resolve(relpath)
-        if full is None or not os.path.isdir(full):
-            return []
-        try:
-            return sorted(os.listdir(full))
-        except OSError:
-            return []
+        sysdir = self.opendir(relpath)
+        return sysdir.listdir() if sysdir is not None else []
 
     # ------------------------------------------------------------------ writes (sysfs)
     def write(self, relpath, value, timeout=30):
@@ -343,14 +310,39 @@ class Host:
             return None
 
 
-# O_NOFOLLOW: an attribute that is a link is never followed by open(); SysDir hands it to the Host's
-# resolver (inside the root). O_NONBLOCK/O_NOCTTY: a FIFO or device node in a hostile capture neither
-# blocks nor becomes our terminal.
+# O_NOFOLLOW: an attribute that is a link is never followed by open(); it is resolved by hand (inside
+# the root). O_NONBLOCK/O_NOCTTY: a FIFO or device node in a hostile capture neither blocks nor becomes
+# our terminal; reading a directory fails (EISDIR). Real sysfs attributes are regular files.
 _O_ATTR = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0)
+_O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+# What a path below the root is (_Resolver.kind); a link is its target text instead.
+_DIR, _FILE, _MISSING, _LINK = object(), object(), object(), object()
+# What open(O_NOFOLLOW) fails with on a link (ELOOP; EMLINK on some BSDs).
+_LINK_ERRNOS = (errno.ELOOP, errno.EMLINK)
+_BAD_NAMES = frozenset(("", ".", ".."))
+
+
+def _read_attr(path, dir_fd, limit):
+    """Bytes of the attribute ``path`` (relative to ``dir_fd`` when given), None, or _LINK when it is
+    a symlink (never followed here)."""
+    try:
+        fd = os.open(path, _O_ATTR, dir_fd=dir_fd)
+    except OSError as exc:
+        return _LINK if exc.errno in _LINK_ERRNOS else None
+    except ValueError:
+        return None
+    try:
+        return os.read(fd, limit)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def _decode_attr(data):
     """Attribute bytes -> stripped text or None, exactly as ``Host.read`` decodes them."""
+    if data is None or data is _LINK:
+        return None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
@@ -371,57 +363,197 @@ def _int_token(text, base):
         return None
 
 
+class _Resolver:
+    """Resolves paths below ``root`` by hand: links followed inside the root only, None on loops.
+
+    Works on link-free paths relative to the root ("" is the root itself). Memoises what each path is
+    (one ``lstat``/``readlink`` per path) and each resolution, so shared prefixes such as
+    ``devices/pci0000:00`` are looked at once: a resolver lives for one call, one ``SysDir`` family
+    or one ``Host.cached()`` block, while the tree's shape does not change.
+    """
+
+    __slots__ = ("root", "prefix", "kinds", "_resolved")
+
+    def __init__(self, root):
+        self.root = root
+        self.prefix = root.rstrip("/") + "/"
+        self.kinds = {}
+        self._resolved = {}
+
+    def full(self, real):
+        return (self.prefix + real) if real else self.root
+
+    def kind(self, path):
+        """_DIR, _FILE, _MISSING, or a link's target text, of ``path`` (not empty, link-free parent)."""
+        kind = self.kinds.get(path)
+        if kind is None:
+            full = self.prefix + path
+            try:
+                mode = os.lstat(full).st_mode
+            except (OSError, ValueError):
+                kind = _MISSING
+            else:
+                if stat.S_ISDIR(mode):
+                    kind = _DIR
+                elif stat.S_ISLNK(mode):
+                    try:
+                        kind = os.readlink(full) or _MISSING
+                    except OSError:
+                        kind = _MISSING
+                else:
+                    kind = _FILE
+            self.kinds[path] = kind
+        return kind
+
+    def inside(self, target):
+        """Absolute link target -> path relative to the root, or None when it points outside.
+
+        An absolute link in a capture points into the capturing host's /sys."""
+        if target == "/sys" or target.startswith("/sys/"):
+            return target[4:]
+        if self.root != "/" and (target == self.root or target.startswith(self.prefix)):
+            return target[len(self.root):]
+        return None
+
+    def resolve(self, rel, base="", follow_last=True):
+        """(link-free path relative to the root, is_dir) of ``base``/``rel``, or None (missing, loop,
+        outside the root). ``base`` must be a link-free path below the root (a previous result)."""
+        key = (base, rel, follow_last)
+        try:
+            return self._resolved[key]
+        except KeyError:
+            pass
+        result = self._walk(base, rel, follow_last)
+        self._resolved[key] = result
+        return result
+
+    def _walk(self, current, rel, follow_last):
+        pending = [p for p in rel.split("/") if p not in ("", ".")]
+        pending.reverse()  # a stack: next component last
+        depth = 0
+        is_dir = True
+        kinds = self.kinds
+        while pending:
+            part = pending.pop()
+            if part == "..":
+                if not current:
+                    return None  # escapes the root
+                current = current.rpartition("/")[0]
+                continue
+            path = (current + "/" + part) if current else part
+            kind = kinds.get(path)
+            if kind is None:
+                kind = self.kind(path)
+            if kind is _DIR:
+                current = path
+            elif kind is _FILE:
+                if pending:
+                    return None
+                current, is_dir = path, False
+            elif kind is _MISSING:
+                return None
+            elif not pending and not follow_last:
+                return path, False
+            else:
+                depth += 1
+                if depth > MAX_LINK_DEPTH:
+                    return None
+                if kind.startswith("/"):
+                    kind = self.inside(kind)
+                    if kind is None:
+                        return None
+                    current = ""
+                target = [p for p in kind.split("/") if p not in ("", ".")]
+                target.reverse()
+                pending.extend(target)
+        return current, is_dir
+
+
 class SysDir:
     """A sysfs directory resolved once (``Host.opendir``); its entries are read by single name.
 
     ``rel`` is the directory's link-free path relative to ``sysfs_root``, ``path`` the absolute one.
     Names must be single path components (no ``/``, not ``.``/``..``, no NUL): anything else raises
     ``HostError``, so a name read from a hostile tree cannot walk elsewhere. Attributes are opened
-    with ``O_NOFOLLOW``: an attribute that is itself a symlink is resolved by the Host's resolver,
-    which refuses loops and targets outside ``sysfs_root`` (the read then gives None).
+    with ``O_NOFOLLOW``: an attribute that is itself a symlink is resolved by hand, which refuses
+    loops and targets outside ``sysfs_root`` (the read then gives None).
     Results agree with the Host's path-based methods (``read``, ``read_int``, ``listdir``,
-    ``readlink_name``, ``exists``, ``islink``) for ``rel + "/" + name``.
+    ``readlink_name``, ``exists``, ``islink``, ``isdir``) for ``rel + "/" + name``.
     """
 
-    __slots__ = ("host", "rel", "path")
+    __slots__ = ("resolver", "rel", "path")
 
-    def __init__(self, host, rel, path):
-        self.host = host
+    def __init__(self, resolver, rel):
+        self.resolver = resolver
         self.rel = rel
-        self.path = path
+        self.path = resolver.full(rel)
 
     def __repr__(self):
         return "SysDir(%r)" % (self.rel or ".")
 
     @staticmethod
-    def _check(name):
-        if not isinstance(name, str) or not name or name in (".", "..") or "/" in name or "\x00" in name:
-            raise HostError("invalid sysfs entry name %r: one path component expected" % (name,))
-        return name
+    def valid_name(name):
+        return isinstance(name, str) and name not in ("", ".", "..") and "/" not in name and "\x00" not in name
 
-    def _relname(self, name):
+    def _entry(self, name):
+        """Path of entry ``name`` relative to the root (``name`` checked)."""
+        if not self.valid_name(name):
+            raise HostError("invalid sysfs entry name %r: one path component expected" % (name,))
         return (self.rel + "/" + name) if self.rel else name
+
+    def read_bytes(self, names, limit=MAX_READ_BYTES):
+        """{name: raw bytes or None} of attributes ``names``, read with one directory open. None when
+        missing, unreadable, a directory, or a link that loops or leaves the root."""
+        names = list(names)
+        try:
+            joined = "/".join(names)  # checks every name at once: this reads whole P_Key tables
+        except TypeError:
+            joined = None
+        if joined is None or joined.count("/") != len(names) - 1 or "\x00" in joined or (
+                not _BAD_NAMES.isdisjoint(names)):
+            for name in names:
+                self._entry(name)  # raises for the bad one
+        if len(names) < 2:
+            if not names:
+                return {}
+            data = _read_attr(self.path + "/" + names[0], None, limit)
+            return {names[0]: self._read_link(names[0], limit) if data is _LINK else data}
+        out = dict.fromkeys(names)
+        try:
+            dir_fd = os.open(self.path, _O_DIR)
+        except (OSError, ValueError):
+            return out
+        opener, reader, closer = os.open, os.read, os.close
+        try:
+            for name in names:
+                try:
+                    fd = opener(name, _O_ATTR, dir_fd=dir_fd)
+                except OSError as exc:
+                    if exc.errno in _LINK_ERRNOS:
+                        out[name] = self._read_link(name, limit)
+                    continue
+                try:
+                    out[name] = reader(fd, limit)
+                except OSError:
+                    pass
+                finally:
+                    closer(fd)
+        finally:
+            os.close(dir_fd)
+        return out
+
+    def _read_link(self, name, limit):
+        # A symlinked attribute: followed only by hand, inside the root.
+        found = self.resolver.resolve(name, self.rel)
+        if found is None or found[1]:
+            return None
+        data = _read_attr(self.resolver.full(found[0]), None, limit)
+        return None if data is _LINK else data
 
     def read(self, name):
         """Stripped text of attribute ``name``, or None (missing, unreadable, not a regular file,
         empty, a link that loops or leaves the root)."""
-        full = self.path + "/" + self._check(name)
-        try:
-            fd = os.open(full, _O_ATTR)
-        except OSError as exc:
-            if exc.errno == errno.ELOOP or (exc.errno == errno.EMLINK and os.path.islink(full)):
-                # A symlinked attribute: follow it only through the resolver (inside the root).
-                return self.host.read(self._relname(name))
-            return None
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                return None
-            data = os.read(fd, MAX_READ_BYTES)
-        except OSError:
-            return None
-        finally:
-            os.close(fd)
-        return _decode_attr(data)
+        return _decode_attr(self.read_bytes((name,))[name])
 
     def read_int(self, name, base=0):
         """Integer value of attribute ``name`` (``0x1b``, ``42``, ``4: ACTIVE`` -> 4), or None."""
@@ -436,25 +568,54 @@ class SysDir:
 
     def exists(self, name):
         """True when entry ``name`` is there (a link counts only when it resolves inside the root)."""
-        full = self.path + "/" + self._check(name)
-        if os.path.islink(full):
-            return self.host.exists(self._relname(name))
-        return os.path.lexists(full)
+        kind = self.resolver.kind(self._entry(name))
+        if isinstance(kind, str):
+            return self.resolver.resolve(name, self.rel) is not None
+        return kind is not _MISSING
+
+    def isdir(self, name):
+        """True when entry ``name`` is a directory or a link to one (inside the root)."""
+        self._entry(name)
+        found = self.resolver.resolve(name, self.rel)
+        return found is not None and found[1]
 
     def islink(self, name):
-        return os.path.islink(self.path + "/" + self._check(name))
+        return isinstance(self.resolver.kind(self._entry(name)), str)
+
+    def readlink(self, name):
+        """Target text of link ``name``, or None."""
+        kind = self.resolver.kind(self._entry(name))
+        return kind if isinstance(kind, str) else None
 
     def readlink_name(self, name):
         """Last component of link ``name``'s target (``driver`` -> ``mlx4_core``), or None."""
-        try:
-            target = os.readlink(self.path + "/" + self._check(name))
-        except OSError:
+        target = self.readlink(name)
+        return (os.path.basename(target.rstrip("/")) or None) if target else None
+
+    def unresolved_reason(self, name):
+        """Why link ``name`` does not resolve: 'escapes' (the root), 'loop', 'dangling', or None when
+        it is not a link."""
+        target = self.readlink(name)
+        if target is None:
             return None
-        return os.path.basename(target.rstrip("/")) or None
+        if target.startswith("/"):
+            lexical = self.resolver.inside(target)
+            if lexical is None:
+                return "escapes"
+            lexical = os.path.normpath(lexical.lstrip("/") or ".")
+        else:
+            lexical = os.path.normpath(os.path.join(self.rel, target))
+        if lexical == ".." or lexical.startswith("../"):
+            return "escapes"
+        return "loop" if os.path.lexists(self.resolver.full(lexical)) else "dangling"
 
     def opendir(self, name):
         """``SysDir`` of entry ``name`` (a directory or a link to one, resolved inside the root)."""
-        return self.host.opendir(self._relname(self._check(name)))
+        entry = self._entry(name)
+        if self.resolver.kind(entry) is _DIR:
+            return SysDir(self.resolver, entry)
+        found = self.resolver.resolve(name, self.rel)
+        return SysDir(self.resolver, found[0]) if found is not None and found[1] else None
 
 
 # ---------------------------------------------------------------------- live ethtool ioctl

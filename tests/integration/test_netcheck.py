@@ -102,12 +102,20 @@ def test_interface_down_is_found_on_that_node_only(lab, model, tmp_path):
     assert "node2 eth1 is down" in cp.stdout
 
 
+def link_mtu(lab, node, link):
+    return int(lab.exec(node, ["cat", f"/sys/class/net/{link}/mtu"], check=True).stdout)
+
+
 def test_wrong_mtu_is_found_on_that_node_only(lab, model, tmp_path):
+    # Lowering ib0's MTU also lowers it on the EIPoIB eth1 over it (macvlan, as the kernel does), and
+    # raising ib0 again does not raise eth1: put both back, or the later tests see eth1 at 1500.
+    before = {link: link_mtu(lab, "node3", link) for link in ("ib0", "eth1")}
     lab.exec("node3", ["ip", "link", "set", "ib0", "mtu", "1500"], check=True)
     try:
         cp, result = verify(lab, model, tmp_path, netcheck_networks=[{"name": "rdma"}])
     finally:
-        lab.exec("node3", ["ip", "link", "set", "ib0", "mtu", "2044"], check=True)
+        for link, mtu in before.items():
+            lab.exec("node3", ["ip", "link", "set", link, "mtu", str(mtu)], check=True)
     assert cp.returncode != 0
     assert where(result) == {("node3", "ib0")}, result["findings"]
     mtu = [f for f in result["findings"] if f["field"] == "mtu"]
@@ -163,7 +171,7 @@ def test_duplicate_port_guid_is_found_on_that_node_only(lab, model, tmp_path):
         cp, result = verify(lab, model, tmp_path)
     finally:
         lab.labctl("hw", "reset", "node2", check=True)
-    assert cp.returncode != 0
+    assert cp.returncode != 0 and result is not None, cp.stdout[-4000:]
     # node1 holds the GUID first; node2's ib0 (rdma) and eth1 (storage, over ib0) both sit on that port.
     assert where(result) == {("node2", "ib0"), ("node2", "eth1")}, result["findings"]
     assert fields(result) == {"port_guid"}, result["findings"]
@@ -181,13 +189,13 @@ def test_pkey_dropped_from_one_port_table_is_found_on_that_node_only(lab, model,
         for node in lab.node_names:
             lab.labctl("hw", "set", node, f"{PORT1}/pkeys/1", "0x8002", check=True)
         cp, result = verify(lab, model, tmp_path, netcheck_networks=networks)
-        assert cp.returncode == 0 and result["findings"] == [], result["findings"]
+        assert cp.returncode == 0 and result["findings"] == [], cp.stdout[-4000:]
         lab.labctl("hw", "set", "node2", f"{PORT1}/pkeys/1", "0x0000", check=True)
         cp, result = verify(lab, model, tmp_path, netcheck_networks=networks)
     finally:
         for node in lab.node_names:
             lab.labctl("hw", "reset", node, check=True)
-    assert cp.returncode != 0
+    assert cp.returncode != 0 and result is not None, cp.stdout[-4000:]
     assert where(result) == {("node2", "ib0")}, result["findings"]
     assert fields(result) == {"pkeys"}
     assert result["findings"][0]["expected"] == "0x8002"
