@@ -8,8 +8,9 @@ The schema is the contract documented in docs/facts.md. Public API (docs/dev/con
 ``read_netdev(host, name)``.
 
 Reading rules:
-- Every path comes from the Host (links resolved by hand inside ``sysfs_root``); names read from the
-  tree are validated before they become path components.
+- Everything is read through the Host (``opendir``/``SysDir``, ``listdir``, inside ``Host.cached()``:
+  links resolved by hand inside ``sysfs_root``); names read from the tree are validated before they
+  become path components.
 - A missing or empty attribute is ``None``. An attribute that exists but cannot be parsed (garbage,
   binary) is ``None`` plus an entry in ``warnings``; a link that loops or leaves the root likewise.
 - Cost is linear in the number of netdevs, RDMA ports and P_Key table entries: each directory is

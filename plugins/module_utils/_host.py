@@ -9,7 +9,8 @@ the lab gives it a node whose /sys is served by the lab. Modules never special-c
 
 Paths given to ``read``/``listdir``/``write`` are relative to ``sysfs_root`` (``"class/net/ib0/type"``).
 Symlinks are resolved by hand so that nothing is ever read outside ``sysfs_root`` (captured trees use
-relative links; a hostile or broken tree may point anywhere or loop).
+relative links; a hostile or broken tree may point anywhere or loop). One resolver (``_Resolver``) serves
+the path-based methods and ``opendir``/``SysDir``; ``cached()`` lets readers of many attributes share it.
 """
 
 from __future__ import annotations

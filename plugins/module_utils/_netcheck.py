@@ -327,8 +327,9 @@ def _consistency(network, reports, unreachable_nodes):
         members.append((node, iface, record))
 
     mtu = expected_mtu(network, reports)
-    mode = _majority([r.get("ipoib_mode") for _, _, r in members])
-    sm_lid = _majority([r.get("sm_lid") for _, _, r in members if r.get("sm_lid")])
+    records = [record for _node, _iface, record in members]
+    mode = _majority([r.get("ipoib_mode") for r in records])
+    sm_lid = _majority([r.get("sm_lid") for r in records if r.get("sm_lid")])
     want_pkey = pkey_base(network.get("pkey"))
     for node, iface, record in members:
         where = "%s %s" % (node, iface)

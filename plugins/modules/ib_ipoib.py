@@ -24,11 +24,15 @@ description:
   - Addresses are out of scope; configure them with the host's network manager.
 author:
   - hpcnet.infiniband developers (@hpcnet)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
   diff_mode:
     support: full
+  platform:
+    platforms: posix
 options:
   parent:
     description: The IPoIB parent interface, for example V(ib0).
@@ -175,7 +179,7 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             parent=dict(type="str", required=True),
-            pkey=dict(type="raw"),
+            pkey=dict(type="raw", no_log=False),
             membership=dict(type="str", choices=["full", "limited"], default="full"),
             state=dict(type="str", choices=["present", "absent"], default="present"),
             mode=dict(type="str", choices=["datagram", "connected"]),

@@ -33,12 +33,16 @@ description:
   - Everything is read through the facts model and the host seam; every refusal happens before any change.
 author:
   - hpcnet.infiniband developers (@hpcnet)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
     details: The plan (for example C(numvfs 0 -> 8) and the GUIDs to set) is returned; nothing is changed.
   diff_mode:
     support: full
+  platform:
+    platforms: posix
 options:
   pf:
     description:

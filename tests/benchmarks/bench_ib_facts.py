@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # -*- coding: utf-8 -*-
 # Copyright: hpcnet.infiniband contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
@@ -80,7 +79,7 @@ def run_ansible(module, args, prefix=()):
 def time_gather(root, repeats, **kwargs):
     walls, cpus = [], []
     facts = None
-    for _ in range(repeats):
+    for _repeat in range(repeats):
         host = Host(sysfs_root=root, live=False)
         wall0, cpu0 = time.perf_counter(), time.process_time()
         facts = _facts.gather(host, **kwargs)
@@ -94,7 +93,7 @@ def bench_trees(builder, sizes, flavours, repeats, with_ansible):
     base = "/dev/shm" if os.path.isdir("/dev/shm") else None
     ping = None
     if with_ansible:
-        ping = min(run_ansible("ansible.builtin.ping", None)[0] for _ in range(2))
+        ping = min(run_ansible("ansible.builtin.ping", None)[0] for _repeat in range(2))
         print("ansible localhost -m ping (fixed cost of an ansible call): %.2f s" % ping)
     for flavour in flavours:
         for size in sizes:
@@ -187,7 +186,7 @@ def bench_netns(pairs):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--quick", action="store_true", help="128 and 512 only, 3 repeats, no ansible calls")
     parser.add_argument("--sizes", default="128,512,1024")
     parser.add_argument("--flavours", default="ib,roce")

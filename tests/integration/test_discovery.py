@@ -49,8 +49,9 @@ def _profile(name):
 
 
 def _run(argv, timeout=300, **kwargs):
-    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=REPO, env=ansible_env(),
-                          **kwargs)
+    kwargs.setdefault("check", False)  # callers look at returncode themselves
+    return subprocess.run(  # pylint: disable=subprocess-run-check
+        argv, capture_output=True, text=True, timeout=timeout, cwd=REPO, env=ansible_env(), **kwargs)
 
 
 def _plain(value):

@@ -26,7 +26,7 @@ def module(lab, node, name, args, check=False):
     argv = [str(VENV_BIN / "ansible"), "-i", str(lab.inventory), node, "-m", name, "-a", json.dumps(args)]
     if check:
         argv.append("--check")
-    cp = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
+    cp = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, env=env, timeout=300, check=False)
     data = json.loads(cp.stdout)
     return data["plays"][0]["tasks"][0]["hosts"][node]
 

@@ -36,7 +36,7 @@ def check(lab, nodes="lab_nodes", timeout=180, **args):
     cp = subprocess.run(
         [str(VENV_BIN / "ansible"), "-i", str(lab.inventory), nodes, "-m", "hpcnet.infiniband.ib_sm_check"]
         + (["-a", json.dumps(args)] if args else []),
-        capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env)
+        capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env, check=False)
     try:
         data = json.loads(cp.stdout)
     except ValueError:
@@ -70,7 +70,7 @@ def fabric(lab, *args, timeout=120):
     """The lab's fabric control (contracts.md §5, lab-hw): reset, sm-start, sm-stop..."""
     env = dict(os.environ, PYTHONPATH=str(REPO / "lab"))
     cp = subprocess.run([str(VENV_BIN / "python"), "-m", "hw.fabric", *args, "--lab-dir", str(lab.dir)],
-                        capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO)
+                        capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO, check=False)
     assert cp.returncode == 0, cp.stdout + cp.stderr
     return cp.stdout
 
@@ -224,7 +224,7 @@ def test_real_opensm_loads_rendered_config():
             kill -9 $sm; kill $sim; wait
             """) % {"u": UMAD2SIM}
         cp = subprocess.run(["unshare", "-n", "bash", "-c", script, "bash", str(work)],
-                            capture_output=True, text=True, timeout=60)
+                            capture_output=True, text=True, timeout=60, check=False)
         master = _sm.parse_sminfo(cp.stdout)
         assert master is not None, cp.stdout + cp.stderr
         assert (master["guid_hex"], master["priority"], master["state"]) == ("0x0000000000100003", 11, "MASTER")
@@ -259,7 +259,7 @@ def _role_play(tmp, priorities):
         """ % {"tmp": tmp}))
     return subprocess.run([str(VENV_BIN / "ansible-playbook"), "-i", str(tmp / "inventory.json"), "--check",
                            str(tmp / "play.yml")], capture_output=True, text=True, timeout=120, cwd=REPO,
-                          env=ansible_env())
+                          env=ansible_env(), check=False)
 
 
 def test_role_refuses_equal_priorities(tmp_path):

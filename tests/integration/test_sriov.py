@@ -58,7 +58,7 @@ def module(lab, name, nodes, check=False, diff=False, timeout=240, **args):
             "-a", json.dumps(args)]
     argv += ["--check"] if check else []
     argv += ["--diff"] if diff else []
-    cp = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env)
+    cp = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env, check=False)
     try:
         data = json.loads(cp.stdout)
     except ValueError:

@@ -1,8 +1,5 @@
 """Unit tests for the network verification rules (plugins/module_utils/_netcheck.py)."""
-import copy
 import subprocess
-
-import pytest
 
 from ansible_collections.hpcnet.infiniband.plugins.module_utils import _netcheck as nc
 
@@ -138,7 +135,7 @@ def test_mode_sm_state_duplicate_ip_and_missing_interface():
     assert ("node3", "ib0", "port_state") in where(result)
     assert ("node4", "ib0", "addresses") in where(result)
     # the EIPoIB members share ib0's port: the same mode/SM/state findings appear on eth2, nothing on others
-    assert {n for n, _, _ in where(result)} == {"node1", "node2", "node3", "node4"}
+    assert {node for node, _iface, _field in where(result)} == {"node1", "node2", "node3", "node4"}
 
     del facts["node2"]["eth2"]
     reports = reports_of(facts, addrs)

@@ -8,7 +8,6 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-import fakekernel  # noqa: E402
 from fakekernel import PF_PCI, FakeRunner, KernelHost, bind_vf, make_tree, snapshot  # noqa: E402
 
 from ansible_collections.hpcnet.infiniband.plugins.module_utils import _sriov  # noqa: E402
