@@ -361,7 +361,11 @@ def write_access_files(info: dict) -> None:
             "lab_name": info["name"], "lab_dir": info["dir"],
             "lab_fabric_address": info["fabric"]["address"],
             "lab_mgmt_gateway": info["mgmt"]["gateway"],
-            "lab_data_subnets": info["data"]["subnets"]}},
+            "lab_data_subnets": info["data"]["subnets"],
+            # What this "site" is like, as an operator would write it in group_vars: the nodes' Open
+            # vSwitch has the userspace datapath only, and the nodes share this machine's packages.
+            "eipoib_ovs_datapath_type": "netdev",
+            "ofed_install_packages": False}},
         **{g: {"hosts": h} for g, h in sorted(groups.items())},
     }}}
     write_atomic(d / "inventory.yml",

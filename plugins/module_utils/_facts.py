@@ -40,7 +40,6 @@ __all__ = [
 
 SCHEMA_VERSION = 1
 MAX_WARNINGS = 200
-_MAX_ATTR_BYTES = 64 * 1024
 
 # ARPHRD_* -> the name iproute2 prints as "link/<name>".
 LINK_TYPES = {

@@ -13,7 +13,7 @@ import tarfile
 
 import pytest
 
-from ansible_collections.hpcnet.infiniband.plugins.module_utils import _facts, _ids
+from ansible_collections.hpcnet.infiniband.plugins.module_utils import _facts, _host, _ids
 from ansible_collections.hpcnet.infiniband.plugins.module_utils._host import Host
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -472,7 +472,7 @@ def test_warnings_are_bounded(tmp_path):
 
 
 def test_host_without_sysfs_root_uses_host_reads(tmp_path):
-    """A Host double without a real sysfs_root still works through host.read/relpath/listdir."""
+    """A Host double without a real sysfs_root still works: facts read only through Host methods."""
     builder.two_hcas_with_child(tmp_path / "sys")
     real = snapshot(tmp_path / "sys")
 
@@ -507,9 +507,9 @@ def test_reads_grow_linearly(tmp_path, monkeypatch):
             calls["open"] += 1
             return real_open(*args, **kwargs)
 
-        monkeypatch.setattr(_facts.os, "open", counting_open)
+        monkeypatch.setattr(_host.os, "open", counting_open)
         facts = _facts.gather(snapshot(root))
-        monkeypatch.setattr(_facts.os, "open", real_open)
+        monkeypatch.setattr(_host.os, "open", real_open)
         assert len(facts["nics"]) == size
         counts[size] = calls["open"]
     ratio = counts[64] / counts[16]
@@ -638,12 +638,12 @@ def test_restricted_gather_reads_less(tmp_path, monkeypatch):
         calls["open"] += 1
         return real_open(*args, **kwargs)
 
-    monkeypatch.setattr(_facts.os, "open", counting_open)
+    monkeypatch.setattr(_host.os, "open", counting_open)
     _facts.gather(snapshot(root))
     full_opens, calls["open"] = calls["open"], 0
     part = _facts.gather(snapshot(root), interfaces=[name])
     part_opens = calls["open"]
-    monkeypatch.setattr(_facts.os, "open", real_open)
+    monkeypatch.setattr(_host.os, "open", real_open)
     assert list(part["nics"]) == [name] and len(part["devices"]) == 1
     assert part_opens * 5 < full_opens, (part_opens, full_opens)
     assert _facts.read_netdev(snapshot(root), name) == part["nics"][name]
@@ -673,8 +673,8 @@ def test_pkeys_switch(tmp_path, monkeypatch):
             calls["open"] += 1
             return real_open(*args, **kwargs)
 
-        monkeypatch.setattr(_facts.os, "open", counting_open)
+        monkeypatch.setattr(_host.os, "open", counting_open)
         _facts.gather(snapshot(root), pkeys=pkeys)
-        monkeypatch.setattr(_facts.os, "open", real_open)
+        monkeypatch.setattr(_host.os, "open", real_open)
         counts.append(calls["open"])
     assert counts[0] - counts[1] >= 8 * 32, counts

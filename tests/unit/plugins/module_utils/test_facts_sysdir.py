@@ -134,3 +134,45 @@ def test_absolute_sys_links_of_captures(tmp_path):
     ndir = Host(sysfs_root=str(root), live=False).opendir("class/net/lo")
     assert ndir.rel == "devices/virtual/net/lo"
     assert ndir.read_int("mtu") == 65536
+
+
+def test_read_bytes_reads_many_raw(tree):
+    ndir = Host(sysfs_root=str(tree), live=False).opendir("class/net/ib0")
+    assert ndir.read_bytes(["type", "missing", "mtu_alias", "escape_rel", "loop_a", "subdir"]) == {
+        "type": b"32\n", "missing": None, "mtu_alias": b"2044\n", "escape_rel": None, "loop_a": None,
+        "subdir": None}
+    assert ndir.read_bytes([]) == {}
+    for bad in (["type", "../type"], ["type", ""], ["a\x00b"], ["type", None]):
+        with pytest.raises(HostError):
+            ndir.read_bytes(bad)
+
+
+def test_links_are_described(tree):
+    ndir = Host(sysfs_root=str(tree), live=False).opendir("class/net/ib0")
+    assert ndir.readlink("mtu_alias") == "mtu" and ndir.readlink("type") is None
+    assert ndir.isdir("device") and ndir.isdir("subdir") and not ndir.isdir("type")
+    assert [ndir.unresolved_reason(n) for n in ("escape_rel", "escape_abs", "loop_a", "type")] == [
+        "escapes", "escapes", "loop", None]
+    os.symlink("nowhere", str(tree / "devices/pci0000:00/0000:82:00.0/net/ib0/dangling"))
+    assert Host(sysfs_root=str(tree), live=False).opendir("class/net/ib0").unresolved_reason("dangling") == "dangling"
+
+
+def test_cached_shares_the_tree_shape_only_inside_the_block(tree):
+    host = Host(sysfs_root=str(tree), live=False)
+    dev = tree / "devices" / "pci0000:00" / "0000:82:00.0"
+    with host.cached():
+        assert host.read("class/net/ib0/mtu") == "2044"
+        assert host.opendir("class/net/ib9") is None
+        _write(str(dev / "net" / "ib0" / "mtu"), "4092\n")
+        os.symlink("../../devices/pci0000:00/0000:82:00.0/net/ib0", str(tree / "class" / "net" / "ib9"))
+        assert host.read("class/net/ib0/mtu") == "4092"  # values are never cached
+        assert host.opendir("class/net/ib9") is None  # the shape is, within the block
+    assert host.opendir("class/net/ib9").read("mtu") == "4092"
+
+
+def test_facts_read_only_through_the_host():
+    import inspect
+    from ansible_collections.hpcnet.infiniband.plugins.module_utils import _facts
+    source = inspect.getsource(_facts)
+    for call in ("os.open", "os.lstat", "os.readlink", "os.listdir", "open("):
+        assert call not in source, call
