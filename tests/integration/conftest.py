@@ -2,7 +2,7 @@
 
 Every test here is skipped, with the reason, when not root or when a lab dependency is missing.
 Use `lab_factory(name, nodes=3, profiles=None, sm=True)` to get a running lab; each lab brought up
-through it is torn down at the end of the session. Give each test module its own lab name.
+through it is torn down at the end of the test module that made it. Give each test module its own lab name.
 
     def test_something(lab_factory):
         lab = lab_factory("sriov-it", nodes=2, profiles=["cx5-ib-sriov"])
@@ -142,9 +142,10 @@ class Lab:
         return f"Lab({self.name!r}, nodes={len(self.nodes)})"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def lab_factory():
-    """lab_factory(name, nodes=3, profiles=None, sm=True, ovs=True) -> Lab (up until session end)."""
+    """lab_factory(name, nodes=3, profiles=None, sm=True, ovs=True) -> Lab, up until the end of the test
+    module that asked for it: one module's labs at a time keep the suite within 2 cores and bounded memory."""
     labs: dict[str, Lab] = {}
 
     def make(name: str, nodes: int | None = 3, profiles=None, sm: bool = True,
