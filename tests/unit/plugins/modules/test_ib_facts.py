@@ -131,7 +131,9 @@ def test_documentation_matches_argument_spec():
     import yaml
 
     doc = yaml.safe_load(ib_facts.DOCUMENTATION)
-    assert set(doc["options"]) == {"sysfs_root", "interfaces"}
+    assert set(doc["options"]) == {"sysfs_root", "interfaces", "pkeys"}
+    assert doc["options"]["pkeys"]["type"] == "bool"
+    assert doc["options"]["pkeys"]["default"] is True
     assert doc["options"]["sysfs_root"]["type"] == "path"
     assert doc["options"]["sysfs_root"]["default"] == "/sys"
     assert doc["options"]["interfaces"]["type"] == "list"
