@@ -33,11 +33,19 @@ import pytest  # noqa: E402  (after the sys.path set-up above)
 
 
 @pytest.fixture(autouse=True)
-def _fresh_module_warnings():
-    """Module warnings are collected in a process-wide, de-duplicating registry in ansible-core:
-    without a reset a warning one test raised would be missing from the next test's module result."""
+def _module_side_warnings(request, monkeypatch):
+    """Run module code as it runs on a target host.
+
+    ansible-core sends ``module.warn()`` to the controller's display instead of the module result once
+    controller code (filters, inventory plugins) has been imported into the same process, and collects
+    module warnings in a process-wide, de-duplicating registry. Module tests see a fresh registry and
+    the target-side behaviour whatever ran before them.
+    """
+    from ansible.module_utils import _internal
     from ansible.module_utils.common import warnings as module_warnings
 
+    if "/plugins/modules/" in str(request.node.fspath) or "/module_utils/" in str(request.node.fspath):
+        monkeypatch.setattr(_internal, "is_controller", False)
     module_warnings._global_warnings.clear()  # pylint: disable=protected-access
     module_warnings._global_deprecations.clear()  # pylint: disable=protected-access
     yield
