@@ -25,6 +25,7 @@ description:
 author:
   - hpcnet.infiniband developers (@hpcnet)
 extends_documentation_fragment:
+  - hpcnet.infiniband.host
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
@@ -79,10 +80,6 @@ options:
     description: Seconds each sysfs write may take.
     type: int
     default: 30
-  sysfs_root:
-    description: Where sysfs is. Other values are for tests against a captured tree.
-    type: path
-    default: /sys
 seealso:
   - module: hpcnet.infiniband.ib_sriov
 """

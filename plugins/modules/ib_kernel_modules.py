@@ -37,6 +37,10 @@ description:
     C(reboot_required) for the HCA drivers mlx4_core/mlx5_core); the module never reloads or reboots.
 author:
   - hpcnet.infiniband developers (@hpcnet)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - hpcnet.infiniband.host
+  - hpcnet.infiniband.host.fs_root
 options:
   modules:
     description:
@@ -81,20 +85,12 @@ options:
     type: str
     choices: [auto, inbox, mlnx_ofed]
     default: auto
-  sysfs_root:
-    description: Where sysfs is mounted (tests point it at a captured tree).
-    type: path
-    default: /sys
-  fs_root:
-    description: Prefix of every file written (tests point it at a temporary tree).
-    type: path
-    default: /
 attributes:
+  platform:
+    platforms: posix
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
     details: Before and after text of every file written or removed.
 notes:

@@ -25,6 +25,9 @@ description:
   - Never changes the host.
 author:
   - hpcnet.infiniband developers (@hpcnet)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - hpcnet.infiniband.host
 options:
   node:
     description: This node's name in O(networks) (usually C(inventory_hostname)).
@@ -82,16 +85,12 @@ options:
         (as long as they fit in O(max_parallel)).
     type: int
     default: 3
-  sysfs_root:
-    description: Where sysfs is.
-    type: path
-    default: /sys
 attributes:
+  platform:
+    platforms: posix
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
 requirements:
   - C(ping) (iputils) and C(ip) (iproute2) on the node

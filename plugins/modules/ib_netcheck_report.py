@@ -56,13 +56,15 @@ options:
     description: Fail (a non-zero verdict for the play) when there is any finding.
     type: bool
     default: true
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
+  platform:
+    platforms: posix
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: The result file is written in check mode too (it is a report, not host state).
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
 seealso:
   - module: hpcnet.infiniband.ib_netcheck

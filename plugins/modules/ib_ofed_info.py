@@ -21,26 +21,22 @@ description:
   - Changes nothing.
 author:
   - hpcnet.infiniband developers (@hpcnet)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - hpcnet.infiniband.host
+  - hpcnet.infiniband.host.fs_root
 options:
   packages:
     description: Ask the package manager (dpkg-query or rpm) which stack packages are installed.
     type: bool
     default: true
-  sysfs_root:
-    description: Where sysfs is mounted (tests point it at a captured tree).
-    type: path
-    default: /sys
-  fs_root:
-    description: Prefix of every file read (tests point it at a temporary tree).
-    type: path
-    default: /
 attributes:
+  platform:
+    platforms: posix
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: Read-only; behaves the same in check mode.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
 seealso:
   - module: hpcnet.infiniband.ib_kernel_modules

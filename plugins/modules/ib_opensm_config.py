@@ -22,12 +22,14 @@ description:
     changed, so that the caller (the C(hpcnet.infiniband.subnet_manager) role) restarts it.
 author:
   - hpcnet.infiniband developers (@hpcnet)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
+  platform:
+    platforms: posix
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
 options:
   conf_path:

@@ -31,6 +31,9 @@ description:
     even when it could not, for example a C(system) datapath without the kernel module).
 author:
   - hpcnet.infiniband developers (@hpcnet)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - hpcnet.infiniband.host
 options:
   bridge:
     description: Name of the bridge (also the name of its internal interface).
@@ -88,16 +91,12 @@ options:
     description: Seconds C(ovs-vsctl) may wait for ovs-vswitchd.
     type: int
     default: 10
-  sysfs_root:
-    description: Where sysfs is, for reading the interfaces (link type, EIPoIB slaves, MTU).
-    type: path
-    default: /sys
 attributes:
+  platform:
+    platforms: posix
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
 requirements:
   - ovs-vsctl on the managed node

@@ -28,13 +28,16 @@ description:
 author:
   - hpcnet.infiniband developers (@hpcnet)
 attributes:
+  platform:
+    platforms: posix
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: Read-only; behaves the same in check mode.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - hpcnet.infiniband.host
 options:
   devices:
     description:
@@ -94,10 +97,6 @@ options:
         with an empty O(ports) list.
     type: bool
     default: true
-  sysfs_root:
-    description: Where sysfs is mounted. Only for tests or a chroot; leave the default.
-    type: path
-    default: /sys
 notes:
   - Requires no root. C(sminfo) needs access to C(/dev/infiniband/umad*) (usually root).
   - The SM query goes out of the port C(sminfo) picks by default (the first active one).

@@ -34,6 +34,8 @@ description:
 author:
   - hpcnet.infiniband developers (@hpcnet)
 extends_documentation_fragment:
+  - hpcnet.infiniband.host
+  - hpcnet.infiniband.host.fs_root
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
@@ -118,14 +120,6 @@ options:
     description: Seconds each C(sriov_numvfs) write may take (creating many VFs takes time).
     type: int
     default: 120
-  sysfs_root:
-    description: Where sysfs is. Other values are for tests against a captured tree.
-    type: path
-    default: /sys
-  fs_root:
-    description: Prefix of the files written (C(/etc/...)). Other values are for tests.
-    type: path
-    default: /
 notes:
   - The lab this collection is tested on has no real VFs; it answers C(sriov_numvfs) writes like the kernel.
 seealso:

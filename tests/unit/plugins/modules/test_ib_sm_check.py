@@ -150,7 +150,10 @@ def test_choices_are_enforced(tmp_path, monkeypatch, capsys):
 def test_documentation_matches_argument_spec():
     import yaml
 
+    from ansible_collections.hpcnet.infiniband.plugins.doc_fragments.host import ModuleDocFragment
+
     doc = yaml.safe_load(ib_sm_check.DOCUMENTATION)["options"]
+    doc.update(yaml.safe_load(ModuleDocFragment.DOCUMENTATION)["options"])  # the host seam's options
     spec = ib_sm_check.ARGUMENT_SPEC
     assert set(doc) == set(spec)
     for name, option in spec.items():
