@@ -79,8 +79,23 @@ def ib_nodes(lab):
     return [n["name"] for n in lab.nodes if n["profile"] != "cx5-roce"]
 
 
+def reset_to_no_sm(lab):
+    """Stop the SM and restart the simulated fabric, then wait (bounded) until every IB node's view shows
+    its ports INIT (LinkUp): right after the reset a port briefly reads DOWN (Polling) while the link trains."""
+    fabric(lab, "sm-stop", "--reset")
+
+    def settled():
+        for name in ib_nodes(lab):
+            cp = lab.exec(name, ["sh", "-c", "cat /sys/class/infiniband/*/ports/*/state /sys/class/infiniband/*/ports/*/phys_state"])
+            if cp.returncode != 0 or "DOWN" in cp.stdout or "Polling" in cp.stdout or "INIT" not in cp.stdout:
+                return False
+        return True
+
+    assert wait_for(settled, 60), "ports did not settle to INIT (LinkUp) after the fabric reset"
+
+
 def test_check_fails_while_no_subnet_manager(lab):
-    fabric(lab, "sm-stop", "--reset")  # no SM, ports back to INIT whatever ran before
+    reset_to_no_sm(lab)  # no SM, ports back to INIT whatever ran before
     results = check(lab, require_ports=False)
     for name in ib_nodes(lab):
         result = results[name]
@@ -143,7 +158,7 @@ def test_check_fails_when_a_cable_is_pulled(lab):
 
 def test_local_sm(lab):
     """opensm on node1's own HCA: node1 sees a local SM (lid == sm_lid), the others a remote one."""
-    fabric(lab, "sm-stop", "--reset")
+    reset_to_no_sm(lab)
     local, other = ib_nodes(lab)[:2]
     lab.labctl("sm", "start", "--on", local, check=True)
     results = check(lab, nodes=",".join([local, other]), wait_timeout=60, poll_interval=1, query_sm="always")
