@@ -177,19 +177,27 @@ def _netdev_state(host, ifname):
     }
 
 
-def _read_addresses(host, ifname):
-    """Addresses that mean "somebody configured this interface" (IPv6 link-local is automatic)."""
+def _ip_json(host, args):
+    """``ip -j ARGS`` as a list of objects, or None when commands are unavailable or ip fails."""
     if not host.has_commands():
         return None
-    rc, out, _err = host.run(["ip", "-j", "addr", "show", "dev", ifname], IP_TIMEOUT)
+    rc, out, _err = host.run(["ip", "-j"] + args, IP_TIMEOUT)
     if rc != 0:
         return None
     try:
         data = json.loads(out or "[]")
     except ValueError:
         return None
+    return data if isinstance(data, list) else []
+
+
+def _read_addresses(host, ifname):
+    """Addresses that mean "somebody configured this interface" (IPv6 link-local is automatic)."""
+    data = _ip_json(host, ["addr", "show", "dev", ifname])
+    if data is None:
+        return None
     result = []
-    for link in data if isinstance(data, list) else []:
+    for link in data:
         for info in link.get("addr_info") or []:
             local = info.get("local")
             if not local:
@@ -202,17 +210,11 @@ def _read_addresses(host, ifname):
 
 def read_vf_guids(host, pf_netdev):
     """VF GUIDs the PF reports (``ip -j link show``): {index: {"node_guid", "port_guid"}} or None."""
-    if not pf_netdev or not host.has_commands():
-        return None
-    rc, out, _err = host.run(["ip", "-j", "link", "show", "dev", pf_netdev], IP_TIMEOUT)
-    if rc != 0:
-        return None
-    try:
-        data = json.loads(out or "[]")
-    except ValueError:
+    data = _ip_json(host, ["link", "show", "dev", pf_netdev]) if pf_netdev else None
+    if data is None:
         return None
     result = {}
-    for link in data if isinstance(data, list) else []:
+    for link in data:
         for entry in link.get("vfinfo_list") or []:
             index = entry.get("vf")
             if not isinstance(index, int):
