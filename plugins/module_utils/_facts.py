@@ -36,10 +36,15 @@ __all__ = [
     "read_device",
     "read_port",
     "read_netdev",
+    "complete_pkeys",
+    "PKEYS_CHOICES",
 ]
 
 SCHEMA_VERSION = 1
 MAX_WARNINGS = 200
+# Which ports' P_Key tables a gather reads (module option ``pkeys``).
+PKEYS_ALL, PKEYS_PHYSICAL, PKEYS_NONE = "all", "physical", "none"
+PKEYS_CHOICES = (PKEYS_ALL, PKEYS_PHYSICAL, PKEYS_NONE)
 
 # ARPHRD_* -> the name iproute2 prints as "link/<name>".
 LINK_TYPES = {
@@ -339,7 +344,7 @@ def _read_port(reader, ibdev_dir, device, port, pkeys=True):
             gid0 = low
         else:
             reader.warn("%s/gids/0: not a GID: %r" % (label, gid_text[:60]))
-    # pkeys=False (gather's switch): the P_Key table is not read and reported as None (unknown).
+    # pkeys=False: the P_Key table is not read and reported as None (unknown).
     table = pdir.sysdir.opendir("pkeys") if pkeys else None
     pkeys = [] if pkeys else None
     if table is not None:
@@ -395,7 +400,7 @@ def _gid_ndev(pdir):
     return name if name and valid_ifname(name) else None
 
 
-def _read_device(reader, ctx, device, pkeys=True):
+def _read_device(reader, ctx, device, pkeys=PKEYS_ALL):
     label = "class/infiniband/%s" % device
     ddir = reader.dir(label)
     info = {
@@ -444,11 +449,14 @@ def _read_device(reader, ctx, device, pkeys=True):
         info["model"] = pci["model"]
         info["driver"] = pci["pci_driver"]
         info["numa_node"] = pci["numa_node"]
+    # "physical": a VF's table is left out (one firmware command per entry on real HCAs, 128 per port,
+    # for a table that the SM or the PF driver manages for a guest).
+    read_tables = pkeys == PKEYS_ALL or (pkeys == PKEYS_PHYSICAL and not (pci and pci["is_vf"]))
     for port in sorted(ddir.listdir("ports"), key=_numeric_key):
         if not port.isdigit():
             reader.warn("%s/ports/%s: not a port number; ignored" % (label, port[:40]))
             continue
-        data = _read_port(reader, ddir, device, port, pkeys)
+        data = _read_port(reader, ddir, device, port, read_tables)
         if data is not None:
             info["ports"][port] = data
     return info, (pci["real"] if pci else None)
@@ -529,7 +537,7 @@ class _PciContext:
 # Gathering context: what is shared between netdevs
 # ---------------------------------------------------------------------------------------------------
 class _Context(_PciContext):
-    def __init__(self, host, pkeys=True):
+    def __init__(self, host, pkeys=PKEYS_ALL):
         super().__init__(_Reader(host))
         self.host = host
         self.pkeys = pkeys
@@ -1007,23 +1015,41 @@ def _restricted_read(ctx, names, selected, raw):
     return read_names, netdevs_by_dev
 
 
-def gather(host, interfaces=None, pkeys=True):
+def gather(host, interfaces=None, pkeys=PKEYS_PHYSICAL):
     """All IB host networking facts (``ib_facts``, schema 1) of the host seen through ``host``.
 
     :param interfaces: restrict the facts to these netdevs (unknown names -> FactsError): ``nics`` holds
         them, ``devices``/``subnet_manager`` only the RDMA devices they are on, ``netdevs`` lists only
         them; other netdevs and devices are not read (see docs/facts.md).
-    :param pkeys: read the P_Key tables (one file per table entry: most of the cost on InfiniBand
-        hosts with many ports). False leaves every port's ``pkeys`` None.
-    :raises FactsError: sysfs_root is not a sysfs tree, or ``interfaces`` names an unknown netdev.
+    :param pkeys: which ports' P_Key tables are read (one file per table entry, 128 per port on
+        ConnectX: most of the cost on InfiniBand hosts with many ports): ``"all"``; ``"physical"``
+        (ports of physical functions; VF ports too when ``interfaces`` restricts the gather); ``"none"``.
+        Ports whose table is not read have ``pkeys`` None. True/False mean "all"/"none".
+    :raises FactsError: sysfs_root is not a sysfs tree, or ``interfaces`` names an unknown netdev,
+        or ``pkeys`` is none of the above.
     """
+    pkeys = {True: PKEYS_ALL, False: PKEYS_NONE}.get(pkeys, pkeys)
+    if pkeys not in PKEYS_CHOICES:
+        raise FactsError("pkeys must be one of %s, not %r" % (", ".join(PKEYS_CHOICES), pkeys))
+    if interfaces and pkeys == PKEYS_PHYSICAL:
+        pkeys = PKEYS_ALL  # a restricted gather reads only the devices of the named interfaces
     with host.cached():
         return _gather(host, interfaces, pkeys)
 
 
+def complete_pkeys(host, nics, names):
+    """Read the P_Key table of the ports behind ``names`` (netdevs of ``nics``) whose table a gather left
+    out (``ib.pkeys`` None), in place: for checks that need the tables of a few interfaces only."""
+    for name in names:
+        ib = (nics.get(name) or {}).get("ib")
+        if ib and ib.get("pkeys") is None and ib.get("device") and ib.get("port") is not None:
+            port = read_port(host, ib["device"], ib["port"])
+            ib["pkeys"] = port["pkeys"] if port else None
+
+
 def _gather(host, interfaces, pkeys):
     _check_tree(host)
-    ctx = _Context(host, pkeys=bool(pkeys))
+    ctx = _Context(host, pkeys=pkeys)
     names = _netdev_names(ctx)
     ctx.all_names = set(names)
     selected = names

@@ -94,7 +94,7 @@ def local_report(nics, addresses, interfaces, ovs_bridge_of=None):
             "port_guid": ib.get("port_guid"),
             "lid": ib.get("lid"),
             "sm_lid": ib.get("sm_lid"),
-            "pkeys": list(ib.get("pkeys") or []) if ib else None,
+            "pkeys": list(ib["pkeys"]) if ib and isinstance(ib.get("pkeys"), list) else None,
             "addresses": list((addresses or {}).get(name) or []),
             "probe_interface": name,
         }
@@ -358,8 +358,8 @@ def _consistency(network, reports, unreachable_nodes):
             findings.append(_finding(name, node, iface, "sm_lid", "%s: %s is managed by the SM at LID %s, the "
                                      "others by LID %s" % (where, port, record.get("sm_lid"), sm_lid),
                                      expected=sm_lid, actual=record.get("sm_lid")))
-        if want_pkey is not None:
-            table = {pkey_base(p) for p in record.get("pkeys") or []}
+        if want_pkey is not None and record.get("pkeys") is not None:  # None: table not read
+            table = {pkey_base(p) for p in record["pkeys"]}
             if want_pkey not in table:
                 findings.append(_finding(name, node, iface, "pkeys", "%s: P_Key 0x%04x is not in the P_Key table "
                                          "of %s (the SM did not give this partition to the port)" % (

@@ -47,11 +47,16 @@ options:
     elements: str
   pkeys:
     description:
-      - Read every port's P_Key table (C(pkeys)). The kernel exposes one file per table entry (128 or
-        more per port) and valid entries may sit at any index, so this is most of the cost on hosts with
-        many IB ports; V(false) skips the tables and reports C(pkeys) as V(null).
-    type: bool
-    default: true
+      - Which RDMA ports' P_Key tables are read into C(pkeys). The kernel exposes one file per table
+        entry (128 per port on ConnectX) and each read is a firmware query on Mellanox HCAs, so on hosts
+        with many ports the tables are most of the cost of a gather.
+      - V(physical) reads the tables of physical functions (HCAs and SR-IOV PFs) and leaves out those of
+        VFs' RDMA devices, whose C(pkeys) is then V(null); a VF's table is what the SM or the PF driver
+        gives a guest. With O(interfaces) the tables of the selected interfaces' ports are read, VFs included.
+      - V(all) reads every table, V(none) none (every C(pkeys) is V(null)).
+    type: str
+    choices: [all, physical, none]
+    default: physical
 notes:
   - Read-only; check mode is supported and changes nothing (nothing is ever changed).
   - Field reference and the schema version policy are in C(docs/facts.md).
@@ -174,7 +179,7 @@ ansible_facts:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.hpcnet.infiniband.plugins.module_utils._facts import FactsError, gather
+from ansible_collections.hpcnet.infiniband.plugins.module_utils._facts import PKEYS_CHOICES, FactsError, gather
 from ansible_collections.hpcnet.infiniband.plugins.module_utils._host import Host
 
 
@@ -183,7 +188,7 @@ def main():
         argument_spec=dict(
             sysfs_root=dict(type="path", default="/sys"),
             interfaces=dict(type="list", elements="str"),
-            pkeys=dict(type="bool", default=True),
+            pkeys=dict(type="str", choices=list(PKEYS_CHOICES), default="physical"),
         ),
         supports_check_mode=True,
     )

@@ -153,7 +153,7 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.hpcnet.infiniband.plugins.module_utils import _netcheck
-from ansible_collections.hpcnet.infiniband.plugins.module_utils._facts import FactsError, gather
+from ansible_collections.hpcnet.infiniband.plugins.module_utils._facts import FactsError, complete_pkeys, gather
 from ansible_collections.hpcnet.infiniband.plugins.module_utils._host import Host, HostError
 
 
@@ -184,6 +184,7 @@ def main():
     wanted = _netcheck.interfaces_of(networks, node)
     try:
         nics = gather(host).get("nics") or {}
+        complete_pkeys(host, nics, wanted)  # VF ports' tables, left out by a default gather
         rc, out, err = host.run(["ip", "-j", "addr", "show"], timeout=10)
     except (FactsError, HostError) as exc:
         module.fail_json(msg=str(exc))

@@ -579,7 +579,8 @@ def _restricted_trees(tmp_path):
 
 
 def assert_restricted_matches_full(root):
-    full = _facts.gather(snapshot(root))
+    # A restricted gather reads the P_Key tables of every port it reads, VFs' too.
+    full = _facts.gather(snapshot(root), pkeys="all")
     for name, nic in full["nics"].items():
         part = _facts.gather(snapshot(root), interfaces=[name])
         assert_serialisable(part)
@@ -649,24 +650,62 @@ def test_restricted_gather_reads_less(tmp_path, monkeypatch):
     assert _facts.read_netdev(snapshot(root), name) == part["nics"][name]
 
 
-def test_pkeys_switch(tmp_path, monkeypatch):
+def _without_pkeys(facts):
+    """``facts`` with every port's ``pkeys`` None, as a gather that reads no P_Key table reports them."""
+    facts = json.loads(json.dumps(facts))
+    for dev in facts["devices"].values():
+        for port in dev["ports"].values():
+            port["pkeys"] = None
+    for nic in facts["nics"].values():
+        if nic["ib"]:
+            nic["ib"]["pkeys"] = None
+    return facts
+
+
+@pytest.mark.parametrize("pkeys", ["none", False])
+def test_pkeys_none_reads_no_table(tmp_path, pkeys):
     for root in _restricted_trees(tmp_path).values():
-        full = _facts.gather(snapshot(root))
-        light = _facts.gather(snapshot(root), pkeys=False)
+        full = _facts.gather(snapshot(root), pkeys="all")
+        light = _facts.gather(snapshot(root), pkeys=pkeys)
         ports = [port for dev in light["devices"].values() for port in dev["ports"].values()]
         assert ports and all(port["pkeys"] is None for port in ports)
-        for dev in full["devices"].values():
-            for port in dev["ports"].values():
-                port["pkeys"] = None
-        for nic in full["nics"].values():
-            if nic["ib"]:
-                nic["ib"]["pkeys"] = None
-        assert light == full
+        assert light == _without_pkeys(full)
+
+
+def test_pkeys_physical_is_the_default_and_leaves_out_vf_ports(tmp_path):
+    root = _restricted_trees(tmp_path)["sriov_ib"]
+    full = _facts.gather(snapshot(root), pkeys="all")
+    default = _facts.gather(snapshot(root))
+    assert default == _facts.gather(snapshot(root), pkeys="physical")
+    vf_devices = {nic["ib"]["device"] for nic in full["nics"].values() if nic["physfn"] and nic["ib"]}
+    pf_devices = {nic["ib"]["device"] for nic in full["nics"].values() if nic["sriov"] and nic["ib"]}
+    assert vf_devices and pf_devices
+    for name, dev in default["devices"].items():
+        for port in dev["ports"].values():
+            if name in vf_devices:
+                assert port["pkeys"] is None, name
+            else:
+                assert port["pkeys"] == full["devices"][name]["ports"][str(port["port"])]["pkeys"], name
+    assert _without_pkeys(default) == _without_pkeys(full)
+    # The tables left out are read back for the interfaces that need them (what ib_netcheck does).
+    vf_nics = sorted(n for n, nic in default["nics"].items() if nic["physfn"] and nic["ib"])
+    _facts.complete_pkeys(snapshot(root), default["nics"], vf_nics + ["no-such-netdev"])
+    for name in vf_nics:
+        assert default["nics"][name]["ib"]["pkeys"] == full["nics"][name]["ib"]["pkeys"]
+
+
+def test_pkeys_bad_value_is_one_clear_error(tmp_path):
+    root = _restricted_trees(tmp_path)["child"]
+    with pytest.raises(_facts.FactsError, match="pkeys must be one of all, physical, none"):
+        _facts.gather(snapshot(root), pkeys="some")
+
+
+def test_pkeys_scope_decides_the_files_read(tmp_path, monkeypatch):
     root = tmp_path / "many" / "sys"
-    builder.many_netdevs(root, 8, vfs_per_pf=7, pkey_table_size=32)
-    counts = []
+    builder.many_netdevs(root, 8, vfs_per_pf=7, pkey_table_size=32)  # 1 PF + 7 VFs, IB
+    counts = {}
     real_open = os.open
-    for pkeys in (True, False):
+    for pkeys in ("all", "physical", "none"):
         calls = {"open": 0}
 
         def counting_open(*args, **kwargs):
@@ -676,5 +715,7 @@ def test_pkeys_switch(tmp_path, monkeypatch):
         monkeypatch.setattr(_host.os, "open", counting_open)
         _facts.gather(snapshot(root), pkeys=pkeys)
         monkeypatch.setattr(_host.os, "open", real_open)
-        counts.append(calls["open"])
-    assert counts[0] - counts[1] >= 8 * 32, counts
+        counts[pkeys] = calls["open"]
+    assert counts["all"] - counts["physical"] >= 7 * 32, counts   # the 7 VF tables
+    assert counts["physical"] - counts["none"] >= 32, counts      # the PF table
+    assert counts["physical"] - counts["none"] < 2 * 32, counts

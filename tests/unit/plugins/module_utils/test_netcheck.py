@@ -115,6 +115,14 @@ def test_missing_pkey_reported_only_on_networks_with_that_pkey():
     assert "P_Key 0x8002 is not in the P_Key table of mlx4_0 port 1" in result["findings"][0]["message"]
 
 
+def test_unread_pkey_table_is_not_a_finding():
+    facts, addrs = healthy()
+    facts["node2"]["ib0"]["ib"]["pkeys"] = None  # a table the gather did not read: unknown, not empty
+    reports = reports_of(facts, addrs)
+    assert reports["node2"]["ib0"]["pkeys"] is None
+    assert nc.evaluate(NETWORKS, reports, simulate(reports))["ok"]
+
+
 def test_pkey_match_ignores_membership_bit():
     facts, addrs = healthy()
     facts["node2"]["ib0"]["ib"]["pkeys"] = ["0xffff", "0x0002"]  # limited member of the same partition

@@ -12,6 +12,7 @@ import pytest
 from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.hpcnet.infiniband.plugins.modules import ib_facts
+from ansible_collections.hpcnet.infiniband.plugins.module_utils import _facts
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", "..", "..", ".."))
@@ -132,8 +133,9 @@ def test_documentation_matches_argument_spec():
 
     doc = yaml.safe_load(ib_facts.DOCUMENTATION)
     assert set(doc["options"]) == {"sysfs_root", "interfaces", "pkeys"}
-    assert doc["options"]["pkeys"]["type"] == "bool"
-    assert doc["options"]["pkeys"]["default"] is True
+    assert doc["options"]["pkeys"]["type"] == "str"
+    assert doc["options"]["pkeys"]["default"] == "physical"
+    assert doc["options"]["pkeys"]["choices"] == list(_facts.PKEYS_CHOICES)
     assert doc["options"]["sysfs_root"]["type"] == "path"
     assert doc["options"]["sysfs_root"]["default"] == "/sys"
     assert doc["options"]["interfaces"]["type"] == "list"
