@@ -29,6 +29,7 @@ _FALLBACK_DATA_LINKS = {
     "cx3-ipoib": [{"name": "ib0", "kind": "ib", "mtu": 2044}],
     "qib-ipoib": [{"name": "ib0", "kind": "ib", "mtu": 2044}],
     "cx5-roce": [{"name": "eth1", "kind": "roce", "mtu": 1500}],
+    "cx3-mixed": [{"name": "ib0", "kind": "ib", "mtu": 2044}, {"name": "enp5s0d1", "kind": "roce", "mtu": 1500}],
     "plain-ethernet": [{"name": "eth1", "kind": "eth", "mtu": 1500}],
 }
 

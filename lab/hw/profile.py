@@ -256,17 +256,22 @@ def add_rdma_device(tree, dev, pci_dir, hostname, netdev_of_port):
             for i in range(int(port["pkey_table"])):
                 tree.file(f"{pdir}/pkeys/{i}", "0xffff" if i == 0 else "0x0000")
         else:
-            # RoCE: the port follows its netdev; no LIDs, no P_Keys.
+            # RoCE: the port follows its netdev; no LIDs. A P_Key table only when the driver has one
+            # (mlx4: one entry, 0xffff).
             for name, value in (("state", "4: ACTIVE"), ("phys_state", "5: LinkUp"), ("lid", "0x0"),
                                 ("sm_lid", "0x0"), ("sm_sl", "0")):
                 tree.file(f"{pdir}/{name}", value)
+            for i in range(int(port.get("pkey_table", 0))):
+                tree.file(f"{pdir}/pkeys/{i}", "0xffff" if i == 0 else "0x0000")
             ndev = port.get("roce_netdev")
             mac = netdev_of_port.get(ndev, {}).get("mac", "00:00:00:00:00:00")
             link_local = gid_str("fe80000000000000", eui64_from_mac(mac))
+            # One default GID per RoCE version the port supports (ConnectX-3: v1 only).
+            gid_types = port.get("roce_gid_types") or ["IB/RoCE v1", "RoCE v2"]
             for i in range(int(port["gid_table"])):
-                if i < 2:
+                if i < len(gid_types):
                     tree.file(f"{pdir}/gids/{i}", link_local)
-                    tree.file(f"{pdir}/gid_attrs/types/{i}", "IB/RoCE v1" if i == 0 else "RoCE v2")
+                    tree.file(f"{pdir}/gid_attrs/types/{i}", gid_types[i])
                     tree.file(f"{pdir}/gid_attrs/ndevs/{i}", ndev)
                 else:
                     tree.file(f"{pdir}/gids/{i}", ZERO_GID)
@@ -325,7 +330,8 @@ def add_eth_netdev(tree, name, ndir, device_dir, nd, ifindex):
     tree.file(f"{ndir}/address", nd.get("mac"), weak=True)
     tree.file(f"{ndir}/broadcast", "ff:ff:ff:ff:ff:ff")
     tree.file(f"{ndir}/dev_id", "0x0")
-    tree.file(f"{ndir}/dev_port", "0")
+    # Port index on a multi-port function (mlx4_en: port - 1), as udev's "d1" name suffix uses it.
+    tree.file(f"{ndir}/dev_port", str(nd.get("dev_port", 0)))
     if nd.get("speed"):
         tree.file(f"{ndir}/speed", nd["speed"])
         tree.file(f"{ndir}/duplex", "full")

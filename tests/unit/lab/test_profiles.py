@@ -1,16 +1,18 @@
 """Profiles expand into kernel-formatted sysfs trees; captured profiles equal their real capture."""
+import json
 import os
 import re
 import tarfile
 
 import pytest
 
+from hw import fabric as F
 from hw import profile as P
 from hw.sysfs import SysfsModel
 
 REALDATA = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", "..", "shared", "realdata",
                                         "hwloc"))
-ALL = ["cx3-eipoib", "cx3-ipoib", "cx5-ib-sriov", "cx5-roce", "plain-ethernet", "qib-ipoib"]
+ALL = ["cx3-eipoib", "cx3-ipoib", "cx3-mixed", "cx5-ib-sriov", "cx5-roce", "plain-ethernet", "qib-ipoib"]
 
 GUID_RE = re.compile(r"^[0-9a-f]{4}(:[0-9a-f]{4}){3}$")
 GID_RE = re.compile(r"^[0-9a-f]{4}(:[0-9a-f]{4}){7}$")
@@ -193,3 +195,93 @@ def test_loaded_modules():
     assert inbox.lookup("module/mlx5_core/version") is None               # inbox driver: no version file
     assert inbox.read("module/ib_ipoib/initstate") == b"live\n"
     assert model("cx5-roce", 1).lookup("module/ib_ipoib") is None
+
+
+# ---------------------------------------------------------------- cx3-mixed: one IB port, one Ethernet port
+def test_cx3_mixed_ports_as_mlx4_shows_them():
+    """mlx4_core port_type_array=1,2: port 1 InfiniBand (ib0), port 2 Ethernet (mlx4_en, RoCE v1)."""
+    m = model("cx3-mixed", 1)
+    pci = "bus/pci/devices/0000:05:00.0"
+    assert (m.read(f"{pci}/mlx4_port1"), m.read(f"{pci}/mlx4_port2")) == (b"ib\n", b"eth\n")
+    assert m.read("module/mlx4_core/parameters/port_type_array") == b"1,2\n"
+    assert m.read("module/mlx4_en/initstate") == b"live\n"
+    base = "class/infiniband/mlx4_0/ports"
+    assert m.read(f"{base}/1/link_layer") == b"InfiniBand\n"
+    assert m.read(f"{base}/1/gids/0") == b"fe80:0000:0000:0000:0002:c903:00c5:d6e1\n"
+    assert m.read(f"{base}/2/link_layer") == b"Ethernet\n"
+    assert m.read(f"{base}/2/rate") == b"40 Gb/sec (4X QDR)\n"
+    assert (m.read(f"{base}/2/lid"), m.read(f"{base}/2/sm_lid")) == (b"0x0\n", b"0x0\n")
+    assert m.read(f"{base}/2/cap_mask") == b"0x00010000\n"
+    assert m.listdir(f"{base}/2/pkeys") == ["0"] and m.read(f"{base}/2/pkeys/0") == b"0xffff\n"
+    # RoCE GID 0 = fe80::EUI-64 of the mlx4_en netdev's MAC; a ConnectX-3 (not Pro) has RoCE v1 only.
+    assert m.read("class/net/enp5s0d1/address") == b"00:02:c9:c5:d6:e2\n"
+    assert m.read(f"{base}/2/gids/0") == b"fe80:0000:0000:0000:0202:c9ff:fec5:d6e2\n"
+    assert m.read(f"{base}/2/gid_attrs/types/0") == b"IB/RoCE v1\n"
+    assert m.read(f"{base}/2/gid_attrs/ndevs/0") == b"enp5s0d1\n"
+    assert m.read(f"{base}/2/gids/1") == b"0000:0000:0000:0000:0000:0000:0000:0000\n"
+    with pytest.raises(OSError):
+        m.read(f"{base}/2/gid_attrs/types/1")
+    # Both netdevs hang on the one PCI function; dev_port says which port (mlx4_en: port - 1).
+    for netdev, dev_port in (("ib0", b"0\n"), ("enp5s0d1", b"1\n")):
+        assert m.readlink(f"class/net/{netdev}/device") == "../../../0000:05:00.0"
+        assert m.read(f"class/net/{netdev}/dev_port") == dev_port
+    assert m.read("class/net/enp5s0d1/type") == b"1\n" and m.read("class/net/ib0/type") == b"32\n"
+
+
+def test_cx3_mixed_ethtool_drivers():
+    hw = P.expand(P.load_profile("cx3-mixed"), 1, "node1")
+    table = P.ethtool_table(hw.ethtool)
+    assert "ib0\tib_ipoib\t-\t2.42.5000\t0000:05:00.0\n" in table
+    assert "enp5s0d1\tmlx4_en\t4.0-0\t2.42.5000\t0000:05:00.0\n" in table
+
+
+def test_cx3_mixed_only_ib_port_on_fabric(tmp_path):
+    """Port 1 goes on the ibsim fabric; the Ethernet port 2 does not (the HCA has one fabric port)."""
+    hw = P.expand(P.load_profile("cx3-mixed"), 2, "node2")
+    assert F.fabric_hcas(hw) == ["mlx4_0"]
+    nodes = [{"name": f"node{i}", "index": i, "profile": p, "netns": f"ns{i}"}
+             for i, p in enumerate(["cx3-ipoib", "cx3-mixed"], start=1)]
+    (tmp_path / "lab.json").write_text(json.dumps({"name": "t", "fabric": {"netns": "fab", "address": "10.0.0.254"},
+                                                   "nodes": nodes}))
+    lab = F.Lab(str(tmp_path))
+    ports = F.fabric_ports(lab)
+    assert [(p["node"], p["hca"], p["port"], p["netdev"]) for p in ports] == [
+        ("node1", "mlx4_0", 1, "ib0"), ("node2", "mlx4_0", 1, "ib0")]
+    text = F.netfile(lab, ports)
+    assert 'Hca 1 "node2-mlx4_0" # "node2 HCA-1"' in text
+    assert '[3] "node2-mlx4_0"[1]' in text and '"node2-mlx4_0"[2]' not in text
+    assert "caguid=0x0002c90300c5d7e0" in text
+    links = P.links(P.load_profile("cx3-mixed"), 2)
+    assert links["hcas"][0]["ports"] == [{"port": 1, "link_layer": "InfiniBand", "netdev": "ib0"},
+                                         {"port": 2, "link_layer": "Ethernet", "netdev": "enp5s0d1"}]
+    assert {link["name"]: link["kind"] for link in links["links"]} == {"ib0": "ib", "enp5s0d1": "roce",
+                                                                       "eth0": "mgmt"}
+
+
+def test_cx3_mixed_facts_say_mixed(tmp_path):
+    """ib_facts' logic on the built tree: Fuel's rule says the node is mixed, naming both interfaces."""
+    from ansible_collections.hpcnet.infiniband.plugins.module_utils import _facts  # noqa: PLC0415
+    from ansible_collections.hpcnet.infiniband.plugins.module_utils._host import Host  # noqa: PLC0415
+    hw = P.expand(P.load_profile("cx3-mixed"), 1, "node1")
+    hw.tree.write_out(str(tmp_path / "sys"))
+    for live in (False, True):
+        host = Host(sysfs_root=str(tmp_path / "sys"), live=live, ethtool=hw.ethtool.get) if live else \
+            Host(sysfs_root=str(tmp_path / "sys"), live=False)
+        facts = _facts.gather(host)
+        assert facts["warnings"] == []
+        assert facts["network_mode"] == "mixed", facts["network_mode_reasons"]
+        assert facts["network_mode_interfaces"] == {"infiniband": ["ib0"], "ethernet": ["enp5s0d1"]}
+        reasons = "\n".join(facts["network_mode_reasons"])
+        assert "ib0: ib_ipoib (IPoIB on mlx4_0 port 1) -> infiniband" in reasons
+        assert "enp5s0d1: mlx4_en on mlx4_0 port 2 with Ethernet link layer (RoCE) -> ethernet" in reasons
+        ib0, roce = facts["nics"]["ib0"], facts["nics"]["enp5s0d1"]
+        assert (ib0["kind"], ib0["driver"], ib0["network_mode"]) == ("ipoib", "ib_ipoib", "infiniband")
+        assert (ib0["ib"]["device"], ib0["ib"]["port"], ib0["ib"]["link_layer"]) == ("mlx4_0", 1, "InfiniBand")
+        assert (roce["kind"], roce["driver"], roce["network_mode"]) == ("roce", "mlx4_en", "ethernet")
+        assert (roce["ib"]["device"], roce["ib"]["port"], roce["ib"]["link_layer"]) == ("mlx4_0", 2, "Ethernet")
+        assert roce["bus_info"] == ib0["bus_info"] == "0000:05:00.0"
+        assert roce["driver_source"] == ("ethtool" if live else "inferred")
+        assert facts["nics"]["eth0"]["network_mode"] is None
+        # Only the InfiniBand port is a subnet-manager concern.
+        assert list(facts["subnet_manager"]) == ["mlx4_0/1"]
+        assert facts["subnet_manager"]["mlx4_0/1"]["netdevs"] == ["ib0"]
