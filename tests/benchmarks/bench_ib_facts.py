@@ -22,7 +22,6 @@ Run from the repository root:  .venv/bin/python tests/benchmarks/bench_ib_facts.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import shutil
@@ -37,20 +36,14 @@ COLLECTIONS = os.path.join(REPO, ".collections")
 VENV_PY = os.path.join(REPO, ".venv", "bin", "python")
 ANSIBLE = os.path.join(REPO, ".venv", "bin", "ansible")
 sys.path.insert(0, COLLECTIONS)
+sys.path.insert(0, os.path.join(REPO, "tests"))
 
 from ansible_collections.hpcnet.infiniband.plugins.module_utils import _facts  # noqa: E402
 from ansible_collections.hpcnet.infiniband.plugins.module_utils._host import Host  # noqa: E402
+from testlib import sysfs_builder  # noqa: E402
 
 COMMAND_TIMEOUT = 900  # seconds, any single ansible call
 NETNS_VETH_PAIRS = 256  # 512 interfaces
-
-
-def load_builder():
-    path = os.path.join(REPO, "tests", "unit", "fixtures", "sysfs", "builder.py")
-    spec = importlib.util.spec_from_file_location("hpcnet_sysfs_builder", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def ansible_env():
@@ -205,7 +198,7 @@ def main():
         load = handle.read().split()[:3]
     print("ib_facts benchmark: %d CPUs, load average %s, python %s" % (
         os.cpu_count(), " ".join(load), sys.version.split()[0]))
-    figures = {"trees": bench_trees(load_builder(), sizes, args.flavours.split(","), repeats,
+    figures = {"trees": bench_trees(sysfs_builder, sizes, args.flavours.split(","), repeats,
                                     with_ansible=not args.quick)}
     if not args.skip_netns and not args.quick:
         figures["netns"] = bench_netns(NETNS_VETH_PAIRS)

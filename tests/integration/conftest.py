@@ -8,6 +8,11 @@ through it is torn down at the end of the test module that made it. Give each te
         lab = lab_factory("sriov-it", nodes=2, profiles=["cx5-ib-sriov"])
         cp = lab.exec("node1", ["cat", "/sys/class/net/ib0/type"])
         cp = lab.playbook("playbooks/discover.yml", extra_vars={"x": 1}, limit="node1")
+
+Helpers for the test modules: `run_module(lab, "hpcnet.infiniband.ib_sriov", "node1", {...})` runs one
+module ad hoc and returns {host: result}; `fabric(lab, "unlink", "node2")` drives the simulated fabric;
+`wait_for(fn, seconds)` polls until fn() is truthy. `tests/` is on sys.path for `testlib` (the real
+sysfs captures, `plain()` for ansible-inventory output).
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ import json
 import os
 import shutil
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -25,6 +32,9 @@ LABCTL = REPO / "lab" / "labctl"
 VENV_BIN = REPO / ".venv" / "bin"
 STATE_ROOT = Path("/run/hpcnet-lab")
 HERE = Path(__file__).resolve().parent
+
+if str(REPO / "tests") not in sys.path:
+    sys.path.append(str(REPO / "tests"))  # testlib
 
 REQUIRED_COMMANDS = ["ip", "unshare", "nsenter", "chroot", "sshd", "ssh", "ssh-keygen",
                      "ovsdb-server", "ovsdb-tool", "ovs-vswitchd", "ovs-vsctl", "ping"]
@@ -177,3 +187,47 @@ def lab_factory():
     yield make
     for name in labs:
         run_labctl("down", "--name", name)
+
+
+def run_module(lab: Lab, module: str, hosts: str, args: dict | None = None, check: bool = False,
+               diff: bool = False, timeout: float = 240) -> dict:
+    """Run one module ad hoc on the lab (`ansible HOSTS -m MODULE -a ARGS`, from the repo root) through
+    the JSON callback; return {host: result dict}."""
+    env = ansible_env()
+    env.update(ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
+               ANSIBLE_CALLBACK_RESULT_FORMAT="json")
+    argv = [str(VENV_BIN / "ansible"), "-i", str(lab.inventory), hosts, "-m", module]
+    if args:
+        argv += ["-a", json.dumps(args)]
+    if check:
+        argv.append("--check")
+    if diff:
+        argv.append("--diff")
+    cp = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env, check=False)
+    try:
+        data = json.loads(cp.stdout)
+    except ValueError:
+        raise AssertionError(f"ansible output is not JSON (rc={cp.returncode}):\n{cp.stdout}\n{cp.stderr}") from None
+    results = {}
+    for play in data["plays"]:
+        for task in play["tasks"]:
+            results.update(task["hosts"])
+    return results
+
+
+def fabric(lab: Lab, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """The lab's simulated fabric control, `python -m hw.fabric ARGS --lab-dir <lab>` (contracts.md §5):
+    status, reset, sm-start, sm-stop, unlink NODE, relink NODE..."""
+    return subprocess.run([str(VENV_BIN / "python"), "-m", "hw.fabric", *args, "--lab-dir", str(lab.dir)],
+                          capture_output=True, text=True, timeout=timeout, cwd=REPO,
+                          env=dict(os.environ, PYTHONPATH=str(REPO / "lab")), check=False)
+
+
+def wait_for(fn, seconds: float, step: float = 0.5):
+    """Call fn() until it returns something truthy or ``seconds`` have passed; its last value."""
+    deadline = time.monotonic() + seconds
+    value = fn()
+    while not value and time.monotonic() < deadline:
+        time.sleep(step)
+        value = fn()
+    return value

@@ -8,23 +8,21 @@ at the end of the session.
 
 from __future__ import annotations
 
-import glob
 import json
 import re
 import shutil
 import subprocess
 import time
 from html.parser import HTMLParser
-from pathlib import Path
 
 import pytest
 import yaml
 
 from conftest import REPO, VENV_BIN, ansible_env
+from testlib import REALDATA, capture_archives, plain, unpack_capture
 
 LAB_NAME = "disc"
 PROFILES = ["cx3-ipoib", "qib-ipoib", "cx3-eipoib", "cx5-ib-sriov", "cx5-roce", "plain-ethernet"]
-REALDATA = REPO.parent / "shared" / "realdata" / "hwloc"
 
 # What Fuel's rule says each profile's node is, and where the default rules put the roles.
 EXPECTED_MODE = {
@@ -52,17 +50,6 @@ def _run(argv, timeout=300, **kwargs):
     kwargs.setdefault("check", False)  # callers look at returncode themselves
     return subprocess.run(  # pylint: disable=subprocess-run-check
         argv, capture_output=True, text=True, timeout=timeout, cwd=REPO, env=ansible_env(), **kwargs)
-
-
-def _plain(value):
-    """ansible-inventory marks values discovered on hosts unsafe (never templated); unwrap them."""
-    if isinstance(value, dict):
-        if set(value) == {"__ansible_unsafe"}:
-            return value["__ansible_unsafe"]
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
 
 
 @pytest.fixture(scope="module", name="lab")
@@ -182,7 +169,7 @@ def test_inventory_plugin_round_trip(lab, discovery, tmp_path):
     listed = _run([str(VENV_BIN / "ansible-inventory"), "-i", str(config), "--list"], timeout=120)
     assert listed.returncode == 0, listed.stderr
     data = json.loads(listed.stdout)
-    hostvars = _plain(data["_meta"]["hostvars"])
+    hostvars = plain(data["_meta"]["hostvars"])
     model = json.loads((discovery["out"] / "nodes.json").read_text())  # latest run's
     assert sorted(hostvars) == sorted(lab.node_names)
     for node in model["nodes"]:
@@ -269,16 +256,13 @@ def test_unreachable_node_listed_others_discovered(lab, tmp_path):
 
 
 def test_discovery_of_real_captures(tmp_path):
-    archives = sorted(glob.glob(str(REALDATA / "*.tar.bz2")))
+    archives = capture_archives()
     if not archives:
         pytest.skip("no captures in %s" % REALDATA)
     hosts = {}
     for index, archive in enumerate(archives):
-        dest = tmp_path / ("capture%d" % index)
-        dest.mkdir()
-        subprocess.run(["tar", "-xjf", archive, "-C", str(dest)], check=True, timeout=120)
-        (sysfs,) = glob.glob(str(dest / "*" / "sys"))
-        hosts[Path(archive).name.split(".")[0]] = {"discovery_sysfs_root": sysfs}
+        sysfs = unpack_capture(archive, tmp_path / ("capture%d" % index))  # the whole capture
+        hosts[archive.name.split(".")[0]] = {"discovery_sysfs_root": sysfs}
     inventory = tmp_path / "captures.yml"
     inventory.write_text(yaml.safe_dump({"captures": {"hosts": hosts, "vars": {
         "ansible_connection": "local", "ansible_python_interpreter": str(VENV_BIN / "python")}}}))

@@ -5,11 +5,8 @@ Lab `ovs`: 2 cx3-eipoib nodes (IPoIB ib0/ib1 with EIPoIB eth1 over ib0 and eth2 
 
 from __future__ import annotations
 
-import json
-import subprocess
-
 import pytest
-from conftest import REPO, VENV_BIN, ansible_env
+from conftest import run_module
 
 LAB_NAME = "ovs"
 
@@ -21,14 +18,7 @@ def lab(lab_factory):
 
 def module(lab, node, name, args, check=False):
     """Run one module ad hoc on a node; -> its result dict."""
-    env = ansible_env()
-    env.update(ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json")
-    argv = [str(VENV_BIN / "ansible"), "-i", str(lab.inventory), node, "-m", name, "-a", json.dumps(args)]
-    if check:
-        argv.append("--check")
-    cp = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, env=env, timeout=300, check=False)
-    data = json.loads(cp.stdout)
-    return data["plays"][0]["tasks"][0]["hosts"][node]
+    return run_module(lab, name, node, args, check=check, timeout=300)[node]
 
 
 def show(lab, node):
@@ -41,22 +31,26 @@ def bridge(lab, node, name, ports, **extra):
     return module(lab, node, "hpcnet.infiniband.ib_ovs_bridge", args)
 
 
-def test_raw_ipoib_refused_naming_the_eipoib_interface(lab):
-    before = show(lab, "node1")
-    result = bridge(lab, "node1", "br-raw", [{"name": "ib0"}])
+def assert_refused(lab, node, messages, name, ports, **extra):
+    """ib_ovs_bridge refuses (every one of ``messages`` in its msg) and the node's OVS is left as it was."""
+    before = show(lab, node)
+    result = bridge(lab, node, name, ports, **extra)
     assert result["failed"] and not result["changed"]
-    assert "ib0 is a raw IPoIB interface (link type infiniband)" in result["msg"]
-    assert "use the EIPoIB interface eth1 that runs over ib0 instead" in result["msg"]
-    assert show(lab, "node1") == before
+    for message in messages:
+        assert message in result["msg"], result["msg"]
+    assert show(lab, node) == before
+
+
+def test_raw_ipoib_refused_naming_the_eipoib_interface(lab):
+    assert_refused(lab, "node1", ["ib0 is a raw IPoIB interface (link type infiniband)",
+                                  "use the EIPoIB interface eth1 that runs over ib0 instead"],
+                   "br-raw", [{"name": "ib0"}])
 
 
 def test_missing_interface_and_mtu_above_ipoib_parent_refused_together(lab):
-    before = show(lab, "node1")
-    result = bridge(lab, "node1", "br-x", [{"name": "eth9"}, {"name": "eth1"}], mtu=4092)
-    assert result["failed"] and not result["changed"]
-    assert "interface eth9 does not exist on this host" in result["msg"]
-    assert "requested MTU 4092 for eth1 exceeds the MTU 2044 of its IPoIB parent ib0" in result["msg"]
-    assert show(lab, "node1") == before
+    assert_refused(lab, "node1", ["interface eth9 does not exist on this host",
+                                  "requested MTU 4092 for eth1 exceeds the MTU 2044 of its IPoIB parent ib0"],
+                   "br-x", [{"name": "eth9"}, {"name": "eth1"}], mtu=4092)
 
 
 def test_check_mode_then_apply_then_idempotent(lab):

@@ -10,6 +10,8 @@ import time
 
 import pytest
 
+from conftest import wait_for  # tests/integration/conftest.py
+
 LAB_NAME = "flt"
 PROFILES = ["cx3-ipoib", "cx5-ib-sriov", "cx3-eipoib"]
 PORT1 = "class/infiniband/mlx4_0/ports/1"        # node1, node3
@@ -21,15 +23,6 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespace
 @pytest.fixture(scope="module")
 def lab(lab_factory):
     return lab_factory(LAB_NAME, nodes=3, profiles=PROFILES, ovs=False)
-
-
-def wait_for(fn, seconds, step=0.3):
-    deadline = time.monotonic() + seconds
-    value = fn()
-    while not value and time.monotonic() < deadline:
-        time.sleep(step)
-        value = fn()
-    return value
 
 
 def sysread(lab, node, *paths):

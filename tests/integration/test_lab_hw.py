@@ -5,14 +5,13 @@ ibsim + OpenSM with port states that follow the simulated fabric.
 """
 import json
 import os
-import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from conftest import REPO, fabric, wait_for  # tests/integration/conftest.py
+
 LAB_NAME = "hw"
 PROFILES = ["cx3-ipoib", "cx5-ib-sriov", "cx3-eipoib"]
 PORT = "/sys/class/infiniband/mlx4_0/ports/1"
@@ -27,21 +26,6 @@ def lab(lab_factory):
 
 def sh(lab, node, script, timeout=60):
     return lab.exec(node, ["bash", "-c", script], timeout=timeout)
-
-
-def fabric(lab, *args, timeout=90):
-    return subprocess.run([str(REPO / ".venv/bin/python"), "-m", "hw.fabric", *args, "--lab-dir", str(lab.dir)],
-                          capture_output=True, text=True, timeout=timeout, cwd=REPO,
-                          env=dict(os.environ, PYTHONPATH=str(REPO / "lab")), check=False)
-
-
-def wait_for(fn, seconds, step=0.5):
-    deadline = time.monotonic() + seconds
-    value = fn()
-    while not value and time.monotonic() < deadline:
-        time.sleep(step)
-        value = fn()
-    return value
 
 
 def port_attrs(lab, node, port=PORT):

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, VENV_BIN, ansible_env  # tests/integration/conftest.py
+from conftest import REPO, VENV_BIN, ansible_env, fabric, run_module, wait_for  # tests/integration/conftest.py
 
 LAB_NAME = "sm"
 PROFILES = ["cx3-ipoib", "cx5-ib-sriov", "cx5-roce"]  # node3 has only an Ethernet (RoCE) port
@@ -30,32 +30,7 @@ PROFILES = ["cx3-ipoib", "cx5-ib-sriov", "cx5-roce"]  # node3 has only an Ethern
 
 def check(lab, nodes="lab_nodes", timeout=180, **args):
     """Run hpcnet.infiniband.ib_sm_check ad hoc on the lab nodes; {node: result dict}."""
-    env = ansible_env()
-    env.update(ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
-               ANSIBLE_CALLBACK_RESULT_FORMAT="json")
-    cp = subprocess.run(
-        [str(VENV_BIN / "ansible"), "-i", str(lab.inventory), nodes, "-m", "hpcnet.infiniband.ib_sm_check"]
-        + (["-a", json.dumps(args)] if args else []),
-        capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env, check=False)
-    try:
-        data = json.loads(cp.stdout)
-    except ValueError:
-        raise AssertionError("ansible output is not JSON (rc=%s):\n%s\n%s" % (cp.returncode, cp.stdout, cp.stderr))
-    results = {}
-    for play in data["plays"]:
-        for task in play["tasks"]:
-            results.update(task["hosts"])
-    return results
-
-
-def wait_for(predicate, timeout, interval=1.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    return predicate()
+    return run_module(lab, "hpcnet.infiniband.ib_sm_check", nodes, args, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -66,15 +41,6 @@ def lab(lab_factory):
     return lab
 
 
-def fabric(lab, *args, timeout=120):
-    """The lab's fabric control (contracts.md §5, lab-hw): reset, sm-start, sm-stop..."""
-    env = dict(os.environ, PYTHONPATH=str(REPO / "lab"))
-    cp = subprocess.run([str(VENV_BIN / "python"), "-m", "hw.fabric", *args, "--lab-dir", str(lab.dir)],
-                        capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO, check=False)
-    assert cp.returncode == 0, cp.stdout + cp.stderr
-    return cp.stdout
-
-
 def ib_nodes(lab):
     return [n["name"] for n in lab.nodes if n["profile"] != "cx5-roce"]
 
@@ -82,7 +48,8 @@ def ib_nodes(lab):
 def reset_to_no_sm(lab):
     """Stop the SM and restart the simulated fabric, then wait (bounded) until every IB node's view shows
     its ports INIT (LinkUp): right after the reset a port briefly reads DOWN (Polling) while the link trains."""
-    fabric(lab, "sm-stop", "--reset")
+    cp = fabric(lab, "sm-stop", "--reset")
+    assert cp.returncode == 0, cp.stdout + cp.stderr
 
     def settled():
         for name in ib_nodes(lab):
@@ -91,7 +58,7 @@ def reset_to_no_sm(lab):
                 return False
         return True
 
-    assert wait_for(settled, 60), "ports did not settle to INIT (LinkUp) after the fabric reset"
+    assert wait_for(settled, 60, step=1), "ports did not settle to INIT (LinkUp) after the fabric reset"
 
 
 def test_check_fails_while_no_subnet_manager(lab):
@@ -147,7 +114,7 @@ def test_check_fails_when_a_cable_is_pulled(lab):
     node = ib_nodes(lab)[1]
     lab.labctl("fabric", "unlink", node, check=True)
     try:
-        result = wait_for(lambda: _failed(check(lab, nodes=node)[node]), timeout=20)
+        result = wait_for(lambda: _failed(check(lab, nodes=node)[node]), 20, step=1)
         assert result, "the port did not go down within 20 s of unlink"
         assert "is DOWN (Polling): no link: check the cable and the switch port" in result["msg"], result["msg"]
     finally:

@@ -9,14 +9,12 @@ netdev list, before and after).
 
 from __future__ import annotations
 
-import json
-import subprocess
 import textwrap
 import time
 
 import pytest
 
-from conftest import REPO, VENV_BIN, ansible_env  # tests/integration/conftest.py
+from conftest import run_module  # tests/integration/conftest.py
 
 LAB_NAME = "sriov"
 PROFILES = ["cx5-ib-sriov", "cx5-ib-sriov", "cx3-ipoib"]
@@ -49,33 +47,12 @@ def snapshot(lab, node):
     return cp.stdout
 
 
-def module(lab, name, nodes, check=False, diff=False, timeout=240, **args):
-    """Run a module ad hoc; {node: result}."""
-    env = ansible_env()
-    env.update(ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
-               ANSIBLE_CALLBACK_RESULT_FORMAT="json")
-    argv = [str(VENV_BIN / "ansible"), "-i", str(lab.inventory), nodes, "-m", "hpcnet.infiniband." + name,
-            "-a", json.dumps(args)]
-    argv += ["--check"] if check else []
-    argv += ["--diff"] if diff else []
-    cp = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env, check=False)
-    try:
-        data = json.loads(cp.stdout)
-    except ValueError:
-        raise AssertionError("ansible output is not JSON (rc=%s):\n%s\n%s" % (cp.returncode, cp.stdout, cp.stderr))
-    results = {}
-    for play in data["plays"]:
-        for task in play["tasks"]:
-            results.update(task["hosts"])
-    return results
-
-
 def sriov(lab, node, check=False, **args):
-    return module(lab, "ib_sriov", node, check=check, **args)[node]
+    return run_module(lab, "hpcnet.infiniband.ib_sriov", node, args, check=check)[node]
 
 
 def ipoib(lab, node, check=False, **args):
-    return module(lab, "ib_ipoib", node, check=check, **args)[node]
+    return run_module(lab, "hpcnet.infiniband.ib_ipoib", node, args, check=check)[node]
 
 
 def numvfs(lab, node):

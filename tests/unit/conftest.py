@@ -2,13 +2,19 @@
 
 The collection is reached through ``.collections/ansible_collections/hpcnet/infiniband``, a symlink to
 this checkout that ``scripts/setup.sh`` creates (and that we create here if it is missing), so unit
-tests import exactly what ansible would load.
+tests import exactly what ansible would load. On ``sys.path`` too: ``tests/``, for ``testlib`` (the real
+captures, the sysfs builder, ``run_module``), and ``tests/unit/plugins/module_utils``, for the fake hosts
+(``fakehost``, ``fakekernel``, ``ofedtree``) and ``nodes_facts_fixtures``.
+
+Fixtures: ``mlx4_capture`` and ``qib_capture``, the sysfs roots of the two real captures (the parts
+ib_facts reads), unpacked once per session; tests using them skip, saying so, without ../shared/realdata.
 """
 import os
 import sys
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-REALDATA = os.path.abspath(os.path.join(REPO, "..", "shared", "realdata", "hwloc"))
+TESTS = os.path.join(REPO, "tests")
+FAKES = os.path.join(TESTS, "unit", "plugins", "module_utils")
 
 
 def _collection_path():
@@ -24,12 +30,28 @@ def _collection_path():
     return root
 
 
-_path = _collection_path()
-if _path not in sys.path:
-    sys.path.insert(0, _path)
+for _path in (_collection_path(), TESTS, FAKES):
+    if _path not in sys.path:
+        sys.path.insert(0, _path)
 
 
 import pytest  # noqa: E402  (after the sys.path set-up above)
+
+import testlib  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def mlx4_capture(tmp_path_factory):
+    """sysfs root of the real ConnectX-3 capture (mlx4_0 at 0000:82:00.0, ib0; hwloc's 32em64t-2n8c)."""
+    archive = testlib.capture_archive("32em64t")
+    return testlib.unpack_capture(archive, tmp_path_factory.mktemp("mlx4"), keep=testlib.network_parts)
+
+
+@pytest.fixture(scope="session")
+def qib_capture(tmp_path_factory):
+    """sysfs root of the real QLogic TrueScale capture (qib0 at 0000:43:00.0, ib0; hwloc's 40intel64)."""
+    archive = testlib.capture_archive("40intel64")
+    return testlib.unpack_capture(archive, tmp_path_factory.mktemp("qib"), keep=testlib.network_parts)
 
 
 @pytest.fixture(autouse=True)

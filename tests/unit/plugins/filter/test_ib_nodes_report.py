@@ -1,18 +1,11 @@
 """Filters hpcnet.infiniband.ib_nodes_report / ib_nodes_report_html."""
 
-import importlib.util
-import os
-
 import pytest
 
 from ansible.errors import AnsibleFilterError
 from ansible_collections.hpcnet.infiniband.plugins.filter import ib_nodes_report as flt
 from ansible_collections.hpcnet.infiniband.plugins.module_utils import _nodes_model as nm
-
-_FIXTURES = os.path.join(os.path.dirname(__file__), "..", "module_utils", "nodes_facts_fixtures.py")
-_spec = importlib.util.spec_from_file_location("nodes_facts_fixtures_flt", _FIXTURES)
-fx = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(fx)
+import nodes_facts_fixtures as fx
 
 
 def test_filters_registered_and_render():

@@ -4,7 +4,6 @@ The plugin is exercised through the real ``ansible-inventory`` (it is what opera
 repository's ansible.cfg so the collection resolves; small and fast (~1.5 s per call).
 """
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -15,14 +14,10 @@ import yaml
 from ansible_collections.hpcnet.infiniband.plugins.inventory import nodes as nodes_plugin
 from ansible_collections.hpcnet.infiniband.plugins.module_utils import _nodes_model as nm
 from ansible_collections.hpcnet.infiniband.plugins.module_utils import _nodes_writer as writer
+import nodes_facts_fixtures as fx
+from testlib import REPO, plain
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", ".."))
 ANSIBLE_INVENTORY = os.path.join(REPO, ".venv", "bin", "ansible-inventory")
-
-_FIXTURES = os.path.join(os.path.dirname(__file__), "..", "module_utils", "nodes_facts_fixtures.py")
-_spec = importlib.util.spec_from_file_location("nodes_facts_fixtures_inv", _FIXTURES)
-fx = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(fx)
 
 
 def _inventory(args, config):
@@ -31,17 +26,6 @@ def _inventory(args, config):
     proc = subprocess.run([ANSIBLE_INVENTORY, "-i", str(config)] + args, cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=60, check=False)
     return proc
-
-
-def _plain(value):
-    """ansible-inventory marks values that came from hosts as unsafe (never templated); unwrap them."""
-    if isinstance(value, dict):
-        if set(value) == {"__ansible_unsafe"}:
-            return value["__ansible_unsafe"]
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
 
 
 def _model_results():
@@ -82,7 +66,7 @@ def test_list_round_trip(model_dir, model_file):
     proc = _inventory(["--list"], config)
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
-    hostvars = _plain(data["_meta"]["hostvars"])
+    hostvars = plain(data["_meta"]["hostvars"])
     # Values discovered on hosts are not templates: they stay marked unsafe.
     assert data["_meta"]["hostvars"]["node1"]["ib_network_mode"] == {"__ansible_unsafe": "infiniband"}
     assert sorted(hostvars) == ["node1", "node2", "node3", "node4", "node5", "node6"]

@@ -16,22 +16,12 @@ import os
 
 from ansible_collections.hpcnet.infiniband.plugins.module_utils._host import Host, HostError
 
+import fakehost
+from fakehost import link, write_attr
+
 PF_PCI = "0000:82:00.0"
 PCI_PARENT = "devices/pci0000:80/0000:80:02.0"
 PORT_GUID = "0002:c903:00a1:b2c1"
-
-
-def _w(path, text):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as handle:
-        handle.write(text + "\n")
-
-
-def _link(path, target):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    if os.path.lexists(path):
-        os.unlink(path)
-    os.symlink(os.path.relpath(target, os.path.dirname(path)), path)
 
 
 def make_tree(
@@ -52,23 +42,23 @@ def make_tree(
     """Write a PF with an RDMA device and an IPoIB netdev under ``root`` (the sysfs root)."""
     sysfs = str(root)
     dev = os.path.join(sysfs, PCI_PARENT, pci)
-    _w(os.path.join(dev, "vendor"), "0x15b3")
-    _w(os.path.join(dev, "device"), device)
+    write_attr(os.path.join(dev, "vendor"), "0x15b3")
+    write_attr(os.path.join(dev, "device"), device)
     if sriov:
-        _w(os.path.join(dev, "sriov_totalvfs"), str(totalvfs))
-        _w(os.path.join(dev, "sriov_numvfs"), "0")
+        write_attr(os.path.join(dev, "sriov_totalvfs"), str(totalvfs))
+        write_attr(os.path.join(dev, "sriov_numvfs"), "0")
     drv = os.path.join(sysfs, "bus/pci/drivers", driver)
     os.makedirs(drv, exist_ok=True)
-    _link(os.path.join(dev, "driver"), drv)
-    _link(os.path.join(sysfs, "bus/pci/devices", pci), dev)
+    link(os.path.join(dev, "driver"), drv)
+    link(os.path.join(sysfs, "bus/pci/devices", pci), dev)
     ib = os.path.join(dev, "infiniband", ibdev)
-    _w(os.path.join(ib, "node_guid"), port_guid[:-1] + "0")
+    write_attr(os.path.join(ib, "node_guid"), port_guid[:-1] + "0")
     port = os.path.join(ib, "ports/1")
-    _w(os.path.join(port, "gids/0"), "fe80:0000:0000:0000:" + port_guid)
-    _w(os.path.join(port, "link_layer"), link_layer)
+    write_attr(os.path.join(port, "gids/0"), "fe80:0000:0000:0000:" + port_guid)
+    write_attr(os.path.join(port, "link_layer"), link_layer)
     for index, value in enumerate(pkeys):
-        _w(os.path.join(port, "pkeys", str(index)), value)
-    _link(os.path.join(sysfs, "class/infiniband", ibdev), ib)
+        write_attr(os.path.join(port, "pkeys", str(index)), value)
+    link(os.path.join(sysfs, "class/infiniband", ibdev), ib)
     if ipoib:
         add_netdev(sysfs, pf, dev, type_=32 if link_layer == "InfiniBand" else 1, pkey="0xffff", ipoib=True)
     if numvfs:
@@ -78,35 +68,34 @@ def make_tree(
 
 def add_netdev(sysfs, name, device_dir, type_=32, pkey="0xffff", ipoib=True, up=False, mtu=2044):
     net = os.path.join(device_dir, "net", name)
-    _w(os.path.join(net, "type"), str(type_))
-    _w(os.path.join(net, "mtu"), str(mtu))
-    _w(os.path.join(net, "operstate"), "up" if up else "down")
-    _w(os.path.join(net, "flags"), "0x1003" if up else "0x1002")
-    _w(os.path.join(net, "dev_port"), "0")
-    _link(os.path.join(net, "device"), device_dir)
+    write_attr(os.path.join(net, "type"), str(type_))
+    write_attr(os.path.join(net, "mtu"), str(mtu))
+    write_attr(os.path.join(net, "operstate"), "up" if up else "down")
+    write_attr(os.path.join(net, "flags"), "0x1003" if up else "0x1002")
+    write_attr(os.path.join(net, "dev_port"), "0")
+    link(os.path.join(net, "device"), device_dir)
     if ipoib:
-        _w(os.path.join(net, "pkey"), pkey)
-        _w(os.path.join(net, "mode"), "datagram")
-        _w(os.path.join(net, "umcast"), "0")
-        _w(os.path.join(net, "create_child"), "")
-        _w(os.path.join(net, "delete_child"), "")
-    _link(os.path.join(sysfs, "class/net", name), net)
+        write_attr(os.path.join(net, "pkey"), pkey)
+        write_attr(os.path.join(net, "mode"), "datagram")
+        write_attr(os.path.join(net, "umcast"), "0")
+        write_attr(os.path.join(net, "create_child"), "")
+        write_attr(os.path.join(net, "delete_child"), "")
+    link(os.path.join(sysfs, "class/net", name), net)
     return net
 
 
-class FakeRunner:
-    """Answers the commands the modules run; records every argv."""
+class FakeRunner(fakehost.FakeRunner):
+    """Answers the commands the modules run (ip, mstconfig) from the fake kernel's state; records every argv."""
 
     def __init__(self, kernel=None, mstconfig=None, vf_guid_error=None):
+        super().__init__()
         self.kernel = kernel
-        self.calls = []
         self.mstconfig = mstconfig  # text, or None -> not installed (127)
         self.vf_guid_error = vf_guid_error  # stderr to fail ``ip link set .. vf`` with
         self.addresses = {}  # ifname -> ["10.0.0.1/24", ...]
         self.vf_guids = {}  # (pf, index) -> (node "xx:..", port "xx:..")
 
-    def __call__(self, argv, timeout=30):
-        self.calls.append(list(argv))
+    def answer(self, argv):
         if argv[0] == "mstconfig":
             if self.mstconfig is None:
                 return 127, "", "mstconfig: command not found"
@@ -230,9 +219,9 @@ class KernelHost(Host):
                     for ifname in (
                         os.listdir(os.path.join(target, "net")) if os.path.isdir(os.path.join(target, "net")) else []
                     ):
-                        link = os.path.join(self.sysfs_root, "class/net", ifname)
-                        if os.path.lexists(link):
-                            os.unlink(link)
+                        class_link = os.path.join(self.sysfs_root, "class/net", ifname)
+                        if os.path.lexists(class_link):
+                            os.unlink(class_link)
                     os.unlink(os.path.join(dev, entry))
                     _rmtree(target)
             _rmtree(os.path.join(dev, "sriov"))
@@ -242,14 +231,14 @@ class KernelHost(Host):
                 address = "%s:%02x.%d" % (domain_bus, 1 + index // 8, index % 8)
                 vf = os.path.join(parent, address)
                 os.makedirs(vf, exist_ok=True)
-                _w(os.path.join(vf, "vendor"), "0x15b3")
-                _w(os.path.join(vf, "device"), "0x1018")
-                _link(os.path.join(vf, "physfn"), dev)
-                _link(os.path.join(vf, "driver"), os.path.normpath(os.path.join(dev, driver)))
-                _link(os.path.join(dev, "virtfn%d" % index), vf)
+                write_attr(os.path.join(vf, "vendor"), "0x15b3")
+                write_attr(os.path.join(vf, "device"), "0x1018")
+                link(os.path.join(vf, "physfn"), dev)
+                link(os.path.join(vf, "driver"), os.path.normpath(os.path.join(dev, driver)))
+                link(os.path.join(dev, "virtfn%d" % index), vf)
                 if self.vf_sysfs_guids:
-                    _w(os.path.join(dev, "sriov", str(index), "node"), "00:00:00:00:00:00:00:00")
-                    _w(os.path.join(dev, "sriov", str(index), "port"), "00:00:00:00:00:00:00:00")
+                    write_attr(os.path.join(dev, "sriov", str(index), "node"), "00:00:00:00:00:00:00:00")
+                    write_attr(os.path.join(dev, "sriov", str(index), "port"), "00:00:00:00:00:00:00:00")
                 if self.vf_netdevs:  # the VF driver registers a netdev (IPoIB: ib<n>) like mlx5_core does
                     add_netdev(self.sysfs_root, "%s_vf%d" % (self.pf_name(dev), index), vf)
         with open(os.path.join(dev, "sriov_numvfs"), "w") as handle:
@@ -269,11 +258,11 @@ class KernelHost(Host):
 
     def _delete_child(self, netdir, pkey, relpath):
         name = "%s.%04x" % (os.path.basename(netdir), pkey)
-        link = os.path.join(self.sysfs_root, "class/net", name)
-        if not os.path.lexists(link):
+        class_link = os.path.join(self.sysfs_root, "class/net", name)
+        if not os.path.lexists(class_link):
             raise HostError("No such device", errno.ENODEV, relpath)
-        target = os.path.realpath(link)
-        os.unlink(link)
+        target = os.path.realpath(class_link)
+        os.unlink(class_link)
         _rmtree(target)
         return None
 
@@ -290,21 +279,5 @@ def bind_vf(sysfs, pci, vf_index, driver):
     vf = os.path.realpath(os.path.join(dev, "virtfn%d" % vf_index))
     drv = os.path.join(str(sysfs), "bus/pci/drivers", driver)
     os.makedirs(drv, exist_ok=True)
-    _link(os.path.join(vf, "driver"), drv)
+    link(os.path.join(vf, "driver"), drv)
     return vf
-
-
-def snapshot(root):
-    """Every path and file content under root (links as targets): compare before/after."""
-    result = {}
-    for directory, dirs, files in os.walk(str(root)):
-        for name in dirs + files:
-            path = os.path.join(directory, name)
-            rel = os.path.relpath(path, str(root))
-            if os.path.islink(path):
-                result[rel] = "-> " + os.readlink(path)
-            elif os.path.isfile(path):
-                result[rel] = open(path).read()
-            else:
-                result[rel] = "<dir>"
-    return result

@@ -9,47 +9,37 @@ import os
 
 from ansible_collections.hpcnet.infiniband.plugins.module_utils._host import Host
 
-
-def _w(path, text):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as handle:
-        handle.write(text + "\n")
-
-
-def _link(path, target):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    if os.path.lexists(path):
-        os.unlink(path)
-    os.symlink(os.path.relpath(target, os.path.dirname(path)), path)
+import fakehost
+from fakehost import link, write_attr
 
 
 def make_card(sysfs, pci="0000:82:00.0", device="0x1003", driver="mlx4_core", ibdev="mlx4_0",
               link_layers=("InfiniBand", "InfiniBand"), totalvfs=None, bound=True):
     sysfs = str(sysfs)
     dev = os.path.join(sysfs, "devices/pci0000:80/0000:80:02.0", pci)
-    _w(os.path.join(dev, "vendor"), "0x15b3")
-    _w(os.path.join(dev, "device"), device)
-    _w(os.path.join(dev, "class"), "0x020700")
+    write_attr(os.path.join(dev, "vendor"), "0x15b3")
+    write_attr(os.path.join(dev, "device"), device)
+    write_attr(os.path.join(dev, "class"), "0x020700")
     if totalvfs is not None:
-        _w(os.path.join(dev, "sriov_totalvfs"), str(totalvfs))
-        _w(os.path.join(dev, "sriov_numvfs"), "0")
-    _link(os.path.join(sysfs, "bus/pci/devices", pci), dev)
+        write_attr(os.path.join(dev, "sriov_totalvfs"), str(totalvfs))
+        write_attr(os.path.join(dev, "sriov_numvfs"), "0")
+    link(os.path.join(sysfs, "bus/pci/devices", pci), dev)
     if not bound:
         return dev
     drv = os.path.join(sysfs, "bus/pci/drivers", driver)
     os.makedirs(drv, exist_ok=True)
-    _link(os.path.join(dev, "driver"), drv)
+    link(os.path.join(dev, "driver"), drv)
     if driver == "mlx4_core":
         for index, layer in enumerate(link_layers, start=1):
-            _w(os.path.join(dev, "mlx4_port%d" % index), "ib" if layer == "InfiniBand" else "eth")
+            write_attr(os.path.join(dev, "mlx4_port%d" % index), "ib" if layer == "InfiniBand" else "eth")
     ib = os.path.join(dev, "infiniband", ibdev)
-    _w(os.path.join(ib, "node_guid"), "0002:c903:00a1:b2c0")
-    _link(os.path.join(ib, "device"), dev)
+    write_attr(os.path.join(ib, "node_guid"), "0002:c903:00a1:b2c0")
+    link(os.path.join(ib, "device"), dev)
     for index, layer in enumerate(link_layers, start=1):
         port = os.path.join(ib, "ports", str(index))
-        _w(os.path.join(port, "link_layer"), layer)
-        _w(os.path.join(port, "state"), "4: ACTIVE")
-    _link(os.path.join(sysfs, "class/infiniband", ibdev), ib)
+        write_attr(os.path.join(port, "link_layer"), layer)
+        write_attr(os.path.join(port, "state"), "4: ACTIVE")
+    link(os.path.join(sysfs, "class/infiniband", ibdev), ib)
     return dev
 
 
@@ -57,24 +47,23 @@ def load_module_sysfs(sysfs, module, version=None, parameters=None, builtin=Fals
     base = os.path.join(str(sysfs), "module", module)
     os.makedirs(base, exist_ok=True)
     if not builtin:
-        _w(os.path.join(base, "initstate"), "live")
+        write_attr(os.path.join(base, "initstate"), "live")
     if version:
-        _w(os.path.join(base, "version"), version)
+        write_attr(os.path.join(base, "version"), version)
     for name, value in (parameters or {}).items():
-        _w(os.path.join(base, "parameters", name), value)
+        write_attr(os.path.join(base, "parameters", name), value)
 
 
-class FakeRunner:
+class FakeRunner(fakehost.FakeRunner):
     """Commands of a host: ``available`` modules modprobe can find; ofed_info when MLNX_OFED."""
 
     def __init__(self, sysfs, available=(), ofed_version=None):
+        super().__init__()
         self.sysfs = str(sysfs)
         self.available = set(available)
         self.ofed_version = ofed_version
-        self.calls = []
 
-    def __call__(self, argv, timeout=30):
-        self.calls.append(list(argv))
+    def answer(self, argv):
         if argv[0] == "ofed_info":
             if self.ofed_version is None:
                 return 127, "", "ofed_info: command not found"
@@ -86,7 +75,7 @@ class FakeRunner:
             if "--dry-run" not in argv:
                 load_module_sysfs(self.sysfs, module)
             return 0, "", ""
-        return 127, "", "%s: command not found" % argv[0]
+        return super().answer(argv)
 
     def loads(self):
         return [call for call in self.calls if call[0] == "modprobe" and "--dry-run" not in call]
@@ -98,14 +87,3 @@ def host(tmp_path, runner=None):
     sysfs.mkdir(exist_ok=True)
     fs.mkdir(exist_ok=True)
     return Host(sysfs_root=str(sysfs), fs_root=str(fs), runner=runner, live=False)
-
-
-def snapshot(root):
-    """{relative path: (mode, content)} of every file under ``root``: compare before/after."""
-    result = {}
-    for directory, _dirs, files in os.walk(str(root)):
-        for name in files:
-            path = os.path.join(directory, name)
-            with open(path, "rb") as handle:
-                result[os.path.relpath(path, str(root))] = (os.stat(path).st_mode, handle.read())
-    return result

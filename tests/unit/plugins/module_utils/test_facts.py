@@ -3,37 +3,24 @@
 
 from __future__ import annotations
 
-import glob
-import importlib.util
 import json
 import os
-import re
 import shutil
-import tarfile
 
 import pytest
 
 from ansible_collections.hpcnet.infiniband.plugins.module_utils import _facts, _host, _ids
 from ansible_collections.hpcnet.infiniband.plugins.module_utils._host import Host
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.abspath(os.path.join(HERE, "..", "..", "..", ".."))
-REALDATA = os.path.abspath(os.path.join(REPO, "..", "shared", "realdata", "hwloc"))
-
-
-def _load_builder():
-    path = os.path.join(REPO, "tests", "unit", "fixtures", "sysfs", "builder.py")
-    spec = importlib.util.spec_from_file_location("hpcnet_sysfs_builder", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-builder = _load_builder()
+from testlib import sysfs_builder as builder
 
 
 def snapshot(root):
     return Host(sysfs_root=str(root), live=False)
+
+
+def assert_fields(record, **expected):
+    """``record`` holds these values (pytest shows every mismatch at once)."""
+    assert {key: record[key] for key in expected} == expected
 
 
 def assert_serialisable(facts):
@@ -42,69 +29,21 @@ def assert_serialisable(facts):
 
 
 # ---------------------------------------------------------------------------------------------------
-# Real captures (hwloc-gather-topology tarballs)
+# Real captures (hwloc-gather-topology tarballs): the mlx4_capture and qib_capture fixtures, conftest.py
 # ---------------------------------------------------------------------------------------------------
-_CAPTURE_KEEP = re.compile(r"^[^/]+(/sys)?(/(class(/(net|infiniband)(/.*)?)?|bus(/pci(/.*)?)?|devices(/(pci[^/]*|virtual)(/.*)?)?))?$")
-_CAPTURE_SKIP = re.compile(r"/(msi_irqs|power|statistics|queues|counters|cm_[a-z_]+|infiniband_mad|infiniband_verbs)(/|$)")
-
-
-def _capture(tmp_path, prefix):
-    matches = glob.glob(os.path.join(REALDATA, prefix + "*.tar.bz2"))
-    if not matches:
-        pytest.skip("real capture %s* not available in %s" % (prefix, REALDATA))
-    with tarfile.open(matches[0], "r:bz2") as tar:
-        # Regular files, directories and links with safe names only (no device nodes, no ../).
-        # Only the parts ib_facts reads (the captures hold ~10,000 files, mostly CPUs and memory).
-        members = [m for m in tar.getmembers()
-                   if (m.isfile() or m.isdir() or m.issym())
-                   and not m.name.startswith("/") and ".." not in m.name.split("/")
-                   and _CAPTURE_KEEP.match(m.name) and not _CAPTURE_SKIP.search(m.name)]
-        tar.extractall(tmp_path, members=members)
-    tops = [d for d in os.listdir(tmp_path) if os.path.isdir(os.path.join(tmp_path, d, "sys"))]
-    assert len(tops) == 1
-    return os.path.join(tmp_path, tops[0], "sys")
-
-
-@pytest.fixture(scope="module")
-def mlx4_capture(tmp_path_factory):
-    return _capture(tmp_path_factory.mktemp("mlx4"), "32em64t")
-
-
-@pytest.fixture(scope="module")
-def qib_capture(tmp_path_factory):
-    return _capture(tmp_path_factory.mktemp("qib"), "40intel64")
-
-
 def test_capture_mlx4_device_and_port(mlx4_capture):
     facts = _facts.gather(snapshot(mlx4_capture))
     assert_serialisable(facts)
     assert facts["schema"] == 1
     assert facts["source"] == "snapshot"
     dev = facts["devices"]["mlx4_0"]
-    assert dev["node_guid"] == "0002:c903:00f9:bfa0"
-    assert dev["sys_image_guid"] == "0002:c903:00f9:bfa3"
-    assert dev["fw_ver"] == "2.11.500"
-    assert dev["board_id"] == "DEL0A30000019"
-    assert dev["hca_type"] == "MT4099"
-    assert dev["node_type"] == "CA"
-    assert dev["pci_address"] == "0000:82:00.0"
-    assert dev["model"] == "ConnectX-3"
-    assert dev["driver"] == "mlx4_core"
-    assert dev["numa_node"] == 1
-    assert dev["netdevs"] == ["ib0"]
-    port = dev["ports"]["1"]
-    assert port["port"] == 1
-    assert port["link_layer"] == "InfiniBand"
-    assert (port["state"], port["state_code"]) == ("ACTIVE", 4)
-    assert (port["phys_state"], port["phys_state_code"]) == ("LinkUp", 5)
-    assert port["lid"] == 0x3A4
-    assert port["sm_lid"] == 1
-    assert port["sm_sl"] == 0
-    assert port["rate"] == "56 Gb/sec (4X FDR)"
-    assert port["rate_gbps"] == 56
-    assert port["gid0"] == "fe80:0000:0000:0000:0002:c903:00f9:bfa1"
-    assert port["port_guid"] == "0002:c903:00f9:bfa1"
-    assert port["pkeys"] == ["0xffff"]
+    assert_fields(dev, node_guid="0002:c903:00f9:bfa0", sys_image_guid="0002:c903:00f9:bfa3", fw_ver="2.11.500",
+                  board_id="DEL0A30000019", hca_type="MT4099", node_type="CA", pci_address="0000:82:00.0",
+                  model="ConnectX-3", driver="mlx4_core", numa_node=1, netdevs=["ib0"])
+    assert_fields(dev["ports"]["1"], port=1, link_layer="InfiniBand", state="ACTIVE", state_code=4,
+                  phys_state="LinkUp", phys_state_code=5, lid=0x3A4, sm_lid=1, sm_sl=0, rate="56 Gb/sec (4X FDR)",
+                  rate_gbps=56, gid0="fe80:0000:0000:0000:0002:c903:00f9:bfa1", port_guid="0002:c903:00f9:bfa1",
+                  pkeys=["0xffff"])
     # scif0's link points to a directory the capture did not copy: reported, not fatal.
     assert facts["devices"]["scif0"]["ports"] == {}
     assert any("scif0" in w for w in facts["warnings"])
@@ -113,22 +52,15 @@ def test_capture_mlx4_device_and_port(mlx4_capture):
 def test_capture_mlx4_nics(mlx4_capture):
     facts = _facts.gather(snapshot(mlx4_capture))
     ib0 = facts["nics"]["ib0"]
-    assert ib0["kind"] == "ipoib"
-    assert ib0["link_type"] == "infiniband"
-    assert ib0["driver"] == "ib_ipoib"
-    assert ib0["driver_source"] == "inferred"
-    assert ib0["bus_info"] == "0000:82:00.0"
-    assert ib0["pci_driver"] == "mlx4_core"
-    assert (ib0["vendor_id"], ib0["device_id"], ib0["model"]) == ("0x15b3", "0x1003", "ConnectX-3")
-    assert ib0["mac"] == "80:00:00:48:fe:80:00:00:00:00:00:00:00:02:c9:03:00:f9:bf:a1"
-    assert ib0["mtu"] == 2044
-    assert ib0["operstate"] == "up"
+    assert_fields(ib0, kind="ipoib", link_type="infiniband", driver="ib_ipoib", driver_source="inferred",
+                  bus_info="0000:82:00.0", pci_driver="mlx4_core", vendor_id="0x15b3", device_id="0x1003",
+                  model="ConnectX-3", mac="80:00:00:48:fe:80:00:00:00:00:00:00:00:02:c9:03:00:f9:bf:a1", mtu=2044,
+                  operstate="up", network_mode="infiniband")
     assert ib0["carrier"] is True
     assert ib0["ib"]["device"] == "mlx4_0" and ib0["ib"]["port"] == 1
     assert ib0["ib"]["lid"] == 932
     assert ib0["ipoib"]["mode"] == "connected"
     assert ib0["ipoib"]["pkey"] == "0xffff"
-    assert ib0["network_mode"] == "infiniband"
     eth0 = facts["nics"]["eth0"]
     assert (eth0["kind"], eth0["driver"], eth0["driver_source"]) == ("ethernet", "igb", "sysfs")
     assert eth0["bus_info"] == "0000:02:00.0"
@@ -149,12 +81,9 @@ def test_capture_qib(qib_capture):
     assert_serialisable(facts)
     assert facts["warnings"] == []
     dev = facts["devices"]["qib0"]
-    assert dev["node_guid"] == "0011:7500:0077:cfc8"
-    assert dev["board_id"] == "InfiniPath_QLE7340"
+    assert_fields(dev, node_guid="0011:7500:0077:cfc8", board_id="InfiniPath_QLE7340", hw_rev="2", driver="ib_qib",
+                  pci_address="0000:43:00.0")
     assert dev["fw_ver"] is None  # qib has no fw_ver attribute
-    assert dev["hw_rev"] == "2"
-    assert dev["driver"] == "ib_qib"
-    assert dev["pci_address"] == "0000:43:00.0"
     assert dev["model"].startswith("TrueScale QLE7340")
     port = dev["ports"]["1"]
     assert (port["lid"], port["sm_lid"], port["rate"], port["rate_gbps"]) == (0x12A, 1, "40 Gb/sec (4X QDR)", 40)
@@ -495,23 +424,29 @@ def test_host_without_sysfs_root_uses_host_reads(tmp_path):
 # ---------------------------------------------------------------------------------------------------
 # Linear cost (counted, not timed)
 # ---------------------------------------------------------------------------------------------------
+def gather_counting_opens(monkeypatch, root, **kwargs):
+    """_facts.gather() on ``root`` with the files it opens counted: (facts, number of os.open calls)."""
+    calls = {"open": 0}
+    real_open = os.open
+
+    def counting_open(*args, **kw):
+        calls["open"] += 1
+        return real_open(*args, **kw)
+
+    monkeypatch.setattr(_host.os, "open", counting_open)
+    try:
+        return _facts.gather(snapshot(root), **kwargs), calls["open"]
+    finally:
+        monkeypatch.setattr(_host.os, "open", real_open)
+
+
 def test_reads_grow_linearly(tmp_path, monkeypatch):
     counts = {}
     for size in (16, 64):
         root = tmp_path / str(size) / "sys"
         builder.many_netdevs(root, size, vfs_per_pf=7, pkey_table_size=4)
-        calls = {"open": 0}
-        real_open = os.open
-
-        def counting_open(*args, **kwargs):
-            calls["open"] += 1
-            return real_open(*args, **kwargs)
-
-        monkeypatch.setattr(_host.os, "open", counting_open)
-        facts = _facts.gather(snapshot(root))
-        monkeypatch.setattr(_host.os, "open", real_open)
+        facts, counts[size] = gather_counting_opens(monkeypatch, root)
         assert len(facts["nics"]) == size
-        counts[size] = calls["open"]
     ratio = counts[64] / counts[16]
     assert 3.0 <= ratio <= 5.0, counts
 
@@ -632,19 +567,8 @@ def test_restricted_gather_reads_less(tmp_path, monkeypatch):
     root = tmp_path / "sys"
     builder.many_netdevs(root, 32, vfs_per_pf=7, pkey_table_size=4)
     name = sorted(_facts.gather(snapshot(root))["nics"])[5]
-    calls = {"open": 0}
-    real_open = os.open
-
-    def counting_open(*args, **kwargs):
-        calls["open"] += 1
-        return real_open(*args, **kwargs)
-
-    monkeypatch.setattr(_host.os, "open", counting_open)
-    _facts.gather(snapshot(root))
-    full_opens, calls["open"] = calls["open"], 0
-    part = _facts.gather(snapshot(root), interfaces=[name])
-    part_opens = calls["open"]
-    monkeypatch.setattr(_host.os, "open", real_open)
+    _full, full_opens = gather_counting_opens(monkeypatch, root)
+    part, part_opens = gather_counting_opens(monkeypatch, root, interfaces=[name])
     assert list(part["nics"]) == [name] and len(part["devices"]) == 1
     assert part_opens * 5 < full_opens, (part_opens, full_opens)
     assert _facts.read_netdev(snapshot(root), name) == part["nics"][name]
@@ -704,18 +628,8 @@ def test_pkeys_scope_decides_the_files_read(tmp_path, monkeypatch):
     root = tmp_path / "many" / "sys"
     builder.many_netdevs(root, 8, vfs_per_pf=7, pkey_table_size=32)  # 1 PF + 7 VFs, IB
     counts = {}
-    real_open = os.open
     for pkeys in ("all", "physical", "none"):
-        calls = {"open": 0}
-
-        def counting_open(*args, **kwargs):
-            calls["open"] += 1
-            return real_open(*args, **kwargs)
-
-        monkeypatch.setattr(_host.os, "open", counting_open)
-        _facts.gather(snapshot(root), pkeys=pkeys)
-        monkeypatch.setattr(_host.os, "open", real_open)
-        counts[pkeys] = calls["open"]
+        _facts_read, counts[pkeys] = gather_counting_opens(monkeypatch, root, pkeys=pkeys)
     assert counts["all"] - counts["physical"] >= 7 * 32, counts   # the 7 VF tables
     assert counts["physical"] - counts["none"] >= 32, counts      # the PF table
     assert counts["physical"] - counts["none"] < 2 * 32, counts

@@ -1,15 +1,12 @@
 """Unit tests of _ipoib: P_Key children, mode, MTU, umcast against a kernel-like fixture tree."""
 
 import os
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))
-
-from fakekernel import KernelHost, make_tree, snapshot  # noqa: E402
-
-from ansible_collections.hpcnet.infiniband.plugins.module_utils import _ipoib  # noqa: E402
+from ansible_collections.hpcnet.infiniband.plugins.module_utils import _ipoib
+from fakehost import snapshot
+from fakekernel import KernelHost, add_netdev, make_tree
 
 
 @pytest.fixture
@@ -115,9 +112,7 @@ def test_parent_checks(tmp_path):
 
 
 def test_child_made_under_another_name_is_refused(host, tmp_path):
-    import fakekernel
-
     device = os.path.realpath(os.path.join(str(tmp_path), "class/net/ib0/device"))
-    fakekernel.add_netdev(str(tmp_path), "ib0.p2", device, pkey="0x8002")
+    add_netdev(str(tmp_path), "ib0.p2", device, pkey="0x8002")
     plan = plan_for(host, pkey=0x8002)
     assert "another name: ib0.p2" in plan.error_message()

@@ -1,17 +1,11 @@
 """Nodes model: interface views, network allocation rules, Fuel's mixed-driver check, statuses."""
 
-import glob
 import json
-import os
-import subprocess
 
 import pytest
 
 import nodes_facts_fixtures as fx
 from ansible_collections.hpcnet.infiniband.plugins.module_utils import _nodes_model as nm
-
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", ".."))
-REALDATA = os.path.abspath(os.path.join(REPO, "..", "shared", "realdata", "hwloc"))
 
 
 def _node(model, name):
@@ -189,19 +183,13 @@ def test_max_speed_table():
 
 
 # ------------------------------------------------------------------ real captures through the facts model
-def _captures():
-    return sorted(glob.glob(os.path.join(REALDATA, "*.tar.bz2")))
-
-
-@pytest.mark.parametrize("archive", _captures(), ids=os.path.basename)
-def test_real_capture_through_facts(tmp_path, archive):
+@pytest.mark.parametrize("capture", ["mlx4_capture", "qib_capture"])  # fixtures, tests/unit/conftest.py
+def test_real_capture_through_facts(request, capture):
     facts_mod = pytest.importorskip(
         "ansible_collections.hpcnet.infiniband.plugins.module_utils._facts")
     from ansible_collections.hpcnet.infiniband.plugins.module_utils._host import Host
 
-    # The system tar: this Python's tarfile has no extraction filter, and captures hold symlinks.
-    subprocess.run(["tar", "-xjf", archive, "-C", str(tmp_path)], check=True, timeout=60)
-    (sysfs,) = glob.glob(str(tmp_path / "*" / "sys"))
+    sysfs = request.getfixturevalue(capture)
     facts = facts_mod.gather(Host(sysfs_root=sysfs, live=False))
     model = nm.build_model({"capture": facts}, generated_at="t")
     node = _node(model, "capture")
@@ -211,7 +199,7 @@ def test_real_capture_through_facts(tmp_path, archive):
     assert ib0["driver"] == "ib_ipoib" and ib0["ib"]["state"] == "ACTIVE"
     assert node["networks"]["rdma"]["interface"] == "ib0"
     assert node["networks"]["management"]["interface"] == "eth0"
-    if "mic" in archive:  # hwloc's c412-603: ConnectX-3 FDR, LID 0x3a4
+    if capture == "mlx4_capture":  # hwloc's c412-603: ConnectX-3 FDR, LID 0x3a4
         assert ib0["current_speed"] == 56000 and ib0["ib"]["lid"] == 932
         assert node["devices"]["mlx4_0"]["model"] == "ConnectX-3"
     else:  # QLogic QLE7340 QDR

@@ -1,20 +1,8 @@
 """Stack detection, card detection (fixtures and a real ConnectX-3 capture), openib.conf, the plan."""
 
-import os
-import sys
-import tarfile
-
-import pytest
-
 from ansible_collections.hpcnet.infiniband.plugins.module_utils import _ofed
 from ansible_collections.hpcnet.infiniband.plugins.module_utils._host import Host
-
-sys.path.insert(0, os.path.dirname(__file__))
-
-# The real captures sit beside the checkout (../shared/realdata/hwloc).
-REALDATA = os.path.abspath(os.path.join(os.path.dirname(__file__), *[".."] * 5, "shared", "realdata", "hwloc"))
-
-from ofedtree import FakeRunner, host, load_module_sysfs, make_card  # noqa: E402
+from ofedtree import FakeRunner, host, load_module_sysfs, make_card
 
 
 # ------------------------------------------------------------------ stack
@@ -63,27 +51,8 @@ def test_cards_from_fixture(tmp_path):
         ("0x1003", 16, "ConnectX-3 limit")]
 
 
-@pytest.fixture(scope="module")
-def cx3_capture(tmp_path_factory):
-    path = os.path.join(REALDATA, "32em64t-2n8c+dax+nvme+mic+dimms.tar.bz2")
-    if not os.path.exists(path):
-        pytest.skip("real capture not available")
-    out = tmp_path_factory.mktemp("cx3")
-    # only what card detection reads: the PCI list, the RDMA class and the ConnectX-3 function
-    # (its per-port counter trees are most of the 9000 files and slow to write on a busy machine)
-    with tarfile.open(path) as tar:
-        members = [m for m in tar.getmembers()
-                   if "/sys/class/infiniband" in m.name or "/sys/bus/pci/devices" in m.name
-                   or ("0000:82:00.0" in m.name and "/cm_" not in m.name and "counters" not in m.name)]
-        if hasattr(tarfile, "tar_filter"):  # Python >= 3.11.4 / 3.12
-            tar.extractall(str(out), members=members, filter="tar")
-        else:
-            tar.extractall(str(out), members=members)
-    return str(out / "32em64t-2n8c+1mic" / "sys")
-
-
-def test_cards_from_real_connectx3_capture(cx3_capture, tmp_path):
-    h = Host(sysfs_root=cx3_capture, fs_root=str(tmp_path), live=False)
+def test_cards_from_real_connectx3_capture(mlx4_capture, tmp_path):
+    h = Host(sysfs_root=mlx4_capture, fs_root=str(tmp_path), live=False)
     cards = _ofed.detect_cards(h)
     assert len(cards) == 1
     card = cards[0]
@@ -93,8 +62,8 @@ def test_cards_from_real_connectx3_capture(cx3_capture, tmp_path):
     assert card["rdma_devices"] == ["mlx4_0"]
 
 
-def test_plan_on_real_capture_refuses_two_port_types(cx3_capture, tmp_path):
-    h = Host(sysfs_root=cx3_capture, fs_root=str(tmp_path), live=False)
+def test_plan_on_real_capture_refuses_two_port_types(mlx4_capture, tmp_path):
+    h = Host(sysfs_root=mlx4_capture, fs_root=str(tmp_path), live=False)
     have = _ofed.read_have(h, [], ["mlx4_core"])
     plan, _report = _ofed.plan_kernel_modules({"options": {"mlx4_core": {"port_type_array": [1, 1]}}}, have)
     assert plan.errors == ["mlx4_core port_type_array has 2 values (1,1) but ConnectX-3 0000:82:00.0 has 1 port"]

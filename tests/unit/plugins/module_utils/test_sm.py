@@ -1,39 +1,12 @@
 """Rules of the subnet-manager check: port verdicts, sminfo parsing, requirements, opensm config model."""
 
 import os
-import tarfile
 
 import pytest
 
 from ansible_collections.hpcnet.infiniband.plugins.module_utils import _sm
 from ansible_collections.hpcnet.infiniband.plugins.module_utils._host import Host
-
-# Real captures (see tests/unit/conftest.py REALDATA)
-REALDATA = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", "..", "..", "shared", "realdata",
-                                        "hwloc"))
-STATES = {"DOWN": "1: DOWN", "INIT": "2: INIT", "ARMED": "3: ARMED", "ACTIVE": "4: ACTIVE"}
-PHYS = {"Polling": "2: Polling", "Disabled": "3: Disabled", "LinkUp": "5: LinkUp"}
-
-
-def make_port(root, device, port, state="ACTIVE", phys="LinkUp", lid=3, sm_lid=1, link_layer="InfiniBand",
-              guid="0002:c903:0001:0001"):
-    """A port directory as the kernel shows it (state "4: ACTIVE", lid "0x3", gids/0)."""
-    pdir = os.path.join(str(root), "class", "infiniband", device, "ports", str(port))
-    os.makedirs(os.path.join(pdir, "gids"), exist_ok=True)
-    values = {
-        "state": STATES.get(state, state),
-        "phys_state": PHYS.get(phys, phys),
-        "lid": "0x%x" % lid,
-        "sm_lid": "0x%x" % sm_lid,
-        "sm_sl": "0",
-        "link_layer": link_layer,
-        "rate": "56 Gb/sec (4X FDR)",
-        "gids/0": "fe80:0000:0000:0000:" + guid,
-    }
-    for name, value in values.items():
-        with open(os.path.join(pdir, name), "w") as handle:
-            handle.write(value + "\n")
-    return pdir
+from fakehost import PHYS, STATES, FakeRunner, make_port, write_attr
 
 
 def set_port(pdir, **values):
@@ -44,21 +17,7 @@ def set_port(pdir, **values):
             value = PHYS[value]
         elif name in ("lid", "sm_lid"):
             value = "0x%x" % value
-        with open(os.path.join(pdir, name), "w") as handle:
-            handle.write(value + "\n")
-
-
-class FakeRunner:
-    """Answers sminfo/saquery like infiniband-diags; records every argv."""
-
-    def __init__(self, answers=None):
-        self.answers = answers or {}
-        self.calls = []
-
-    def __call__(self, argv, timeout=30):
-        self.calls.append(list(argv))
-        answer = self.answers.get(argv[0], (127, "", "%s: command not found" % argv[0]))
-        return answer(argv) if callable(answer) else answer
+        write_attr(os.path.join(pdir, name), value)
 
 
 SMINFO_MASTER = (0, "sminfo: sm lid 1 sm guid 0x100003, activity count 65 priority 5 state 3 SMINFO_MASTER\n", "")
@@ -330,16 +289,8 @@ def test_requirement_without_tool_fails_in_auto(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ real capture
-def test_real_connectx3_capture(tmp_path):
-    path = os.path.join(REALDATA, "32em64t-2n8c+dax+nvme+mic+dimms.tar.bz2")
-    if not os.path.exists(path):
-        pytest.skip("real captures not available")
-    with tarfile.open(path) as archive:
-        members = [m for m in archive.getmembers() if "/sys/class/infiniband" in m.name
-                   or "/sys/devices/pci0000:80/0000:80:02.2/0000:82:00.0/infiniband/" in m.name]
-        archive.extractall(tmp_path, members=members)  # noqa: S202 (project test data)
-    root = tmp_path / "32em64t-2n8c+1mic" / "sys"
-    result, failure = _sm.run_check(host_for(root), query="never")
+def test_real_connectx3_capture(mlx4_capture):
+    result, failure = _sm.run_check(host_for(mlx4_capture), query="never")
     assert failure is None
     # scif0 (Xeon Phi) has no InfiniBand ports; mlx4_0 port 1 is ACTIVE with LID 0x3a4 and SM LID 1.
     port = [p for p in result["ports"] if p["device"] == "mlx4_0"][0]

@@ -2,15 +2,12 @@
 
 import errno
 import os
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))
-
-from fakekernel import PF_PCI, FakeRunner, KernelHost, bind_vf, make_tree, snapshot  # noqa: E402
-
-from ansible_collections.hpcnet.infiniband.plugins.module_utils import _sriov  # noqa: E402
+from ansible_collections.hpcnet.infiniband.plugins.module_utils import _sriov
+from fakehost import snapshot
+from fakekernel import PF_PCI, FakeRunner, KernelHost, bind_vf, make_tree
 
 MSTCONFIG_OLD = """
 Device #1:

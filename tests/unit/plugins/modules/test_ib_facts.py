@@ -3,39 +3,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 
 import pytest
 
-from ansible.module_utils.testing import patch_module_args
-
 from ansible_collections.hpcnet.infiniband.plugins.modules import ib_facts
 from ansible_collections.hpcnet.infiniband.plugins.module_utils import _facts
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.abspath(os.path.join(HERE, "..", "..", "..", ".."))
-
-
-def _load_builder():
-    path = os.path.join(REPO, "tests", "unit", "fixtures", "sysfs", "builder.py")
-    spec = importlib.util.spec_from_file_location("hpcnet_sysfs_builder", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-builder = _load_builder()
-
-
-def run_module(args, capsys):
-    """Run ib_facts.main() with ``args``; return (exit code, parsed JSON result)."""
-    with patch_module_args(args):
-        with pytest.raises(SystemExit) as exit_info:
-            ib_facts.main()
-    out = capsys.readouterr().out
-    return exit_info.value.code, json.loads(out)
+from testlib import run_module
+from testlib import sysfs_builder as builder
 
 
 @pytest.fixture
@@ -45,8 +21,8 @@ def mixed_tree(tmp_path):
 
 
 def test_facts_returned(mixed_tree, capsys):
-    code, result = run_module({"sysfs_root": mixed_tree}, capsys)
-    assert code == 0
+    result = run_module(ib_facts, {"sysfs_root": mixed_tree}, capsys)
+    assert result["_rc"] == 0
     assert result["changed"] is False
     facts = result["ansible_facts"]["ib_facts"]
     assert facts["schema"] == 1
@@ -57,22 +33,22 @@ def test_facts_returned(mixed_tree, capsys):
 
 
 def test_check_mode(mixed_tree, capsys):
-    code, result = run_module({"sysfs_root": mixed_tree, "_ansible_check_mode": True}, capsys)
-    assert code == 0 and result["changed"] is False
+    result = run_module(ib_facts, {"sysfs_root": mixed_tree}, capsys, check=True)
+    assert result["_rc"] == 0 and result["changed"] is False
     assert "ib_facts" in result["ansible_facts"]
 
 
 def test_interfaces_filter(mixed_tree, capsys):
-    code, result = run_module({"sysfs_root": mixed_tree, "interfaces": ["eth2"]}, capsys)
-    assert code == 0
+    result = run_module(ib_facts, {"sysfs_root": mixed_tree, "interfaces": ["eth2"]}, capsys)
+    assert result["_rc"] == 0
     facts = result["ansible_facts"]["ib_facts"]
     assert list(facts["nics"]) == ["eth2"]
     assert facts["network_mode"] == "ethernet"
 
 
 def test_unknown_interface(mixed_tree, capsys):
-    code, result = run_module({"sysfs_root": mixed_tree, "interfaces": ["ib0", "ib7"]}, capsys)
-    assert code == 1
+    result = run_module(ib_facts, {"sysfs_root": mixed_tree, "interfaces": ["ib0", "ib7"]}, capsys)
+    assert result["_rc"] == 1
     assert result["failed"] is True
     assert "ib7" in result["msg"]
     assert "known interfaces: eth0, eth2, ib0, lo" in result["msg"]
@@ -80,40 +56,40 @@ def test_unknown_interface(mixed_tree, capsys):
 
 
 def test_invalid_interface_name(mixed_tree, capsys):
-    code, result = run_module({"sysfs_root": mixed_tree, "interfaces": ["../../etc"]}, capsys)
-    assert code == 1
+    result = run_module(ib_facts, {"sysfs_root": mixed_tree, "interfaces": ["../../etc"]}, capsys)
+    assert result["_rc"] == 1
     assert "unknown interface" in result["msg"]
 
 
 def test_missing_sysfs_root(tmp_path, capsys):
-    code, result = run_module({"sysfs_root": str(tmp_path / "missing")}, capsys)
-    assert code == 1
+    result = run_module(ib_facts, {"sysfs_root": str(tmp_path / "missing")}, capsys)
+    assert result["_rc"] == 1
     assert result["msg"] == "sysfs_root %s does not exist or is not a directory" % (tmp_path / "missing")
 
 
 def test_not_a_sysfs_tree(tmp_path, capsys):
     (tmp_path / "capture" / "sys").mkdir(parents=True)
-    code, result = run_module({"sysfs_root": str(tmp_path / "capture")}, capsys)
-    assert code == 1
+    result = run_module(ib_facts, {"sysfs_root": str(tmp_path / "capture")}, capsys)
+    assert result["_rc"] == 1
     assert "is not a sysfs tree (no class/net directory)" in result["msg"]
 
 
 def test_capture_top_folder_gets_a_hint(tmp_path, capsys):
     builder.cx3_dual_port_mixed(tmp_path / "capture" / "sys")
-    code, result = run_module({"sysfs_root": str(tmp_path / "capture")}, capsys)
-    assert code == 1
+    result = run_module(ib_facts, {"sysfs_root": str(tmp_path / "capture")}, capsys)
+    assert result["_rc"] == 1
     assert result["msg"].endswith("did you mean %s?" % (tmp_path / "capture" / "sys"))
 
 
 def test_unknown_option(mixed_tree, capsys):
-    code, result = run_module({"sysfs_root": mixed_tree, "gather_subset": ["all"]}, capsys)
-    assert code == 1
+    result = run_module(ib_facts, {"sysfs_root": mixed_tree, "gather_subset": ["all"]}, capsys)
+    assert result["_rc"] == 1
     assert "Unsupported parameters" in result["msg"]
 
 
 def test_bad_interfaces_type(mixed_tree, capsys):
-    code, result = run_module({"sysfs_root": mixed_tree, "interfaces": {"a": 1}}, capsys)
-    assert code == 1
+    result = run_module(ib_facts, {"sysfs_root": mixed_tree, "interfaces": {"a": 1}}, capsys)
+    assert result["_rc"] == 1
     assert "interfaces" in result["msg"]
 
 
@@ -122,8 +98,8 @@ def test_tree_with_loops_does_not_fail(tmp_path, capsys):
     builder.cx3_dual_port_mixed(root)
     os.symlink("loopb", root / "class" / "net" / "loopa")
     os.symlink("loopa", root / "class" / "net" / "loopb")
-    code, result = run_module({"sysfs_root": str(root)}, capsys)
-    assert code == 0
+    result = run_module(ib_facts, {"sysfs_root": str(root)}, capsys)
+    assert result["_rc"] == 0
     facts = result["ansible_facts"]["ib_facts"]
     assert any("symlink loop" in w for w in facts["warnings"])
 

@@ -1,19 +1,12 @@
 """ib_ipoib end to end on a kernel-like fixture tree."""
 
-import json
-import os
-import sys
-
 import pytest
 
-from ansible.module_utils.testing import patch_module_args
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "module_utils"))
-
-from fakekernel import KernelHost, make_tree, snapshot  # noqa: E402
-
-from ansible_collections.hpcnet.infiniband.plugins.module_utils._host import Host  # noqa: E402
-from ansible_collections.hpcnet.infiniband.plugins.modules import ib_ipoib  # noqa: E402
+from ansible_collections.hpcnet.infiniband.plugins.module_utils._host import Host
+from ansible_collections.hpcnet.infiniband.plugins.modules import ib_ipoib
+from fakehost import snapshot
+from fakekernel import KernelHost, make_tree
+from testlib import run_module
 
 
 @pytest.fixture
@@ -24,30 +17,18 @@ def host(tmp_path, monkeypatch):
     return fake
 
 
-def run_module(args, capsys, check=False, diff=False):
-    args = dict(args)
-    if check:
-        args["_ansible_check_mode"] = True
-    if diff:
-        args["_ansible_diff"] = True
-    with patch_module_args(args):
-        with pytest.raises(SystemExit):
-            ib_ipoib.main()
-    return json.loads(capsys.readouterr().out)
-
-
 def test_child_lifecycle(host, tmp_path, capsys):
     args = {"parent": "ib0", "pkey": "0x0002", "mode": "connected", "mtu": 65520}
     before = snapshot(tmp_path)
-    result = run_module(args, capsys, check=True, diff=True)
+    result = run_module(ib_ipoib, args, capsys, check=True, diff=True)
     assert result["changed"] and result["interface"] == "ib0.8002" and result["diff"]
     assert snapshot(tmp_path) == before
-    result = run_module(args, capsys)
+    result = run_module(ib_ipoib, args, capsys)
     assert result["changed"] and host.read("class/net/ib0.8002/mode") == "connected"
-    assert not run_module(args, capsys)["changed"]
-    result = run_module({"parent": "ib0", "pkey": 0x8002, "state": "absent"}, capsys)
+    assert not run_module(ib_ipoib, args, capsys)["changed"]
+    result = run_module(ib_ipoib, {"parent": "ib0", "pkey": 0x8002, "state": "absent"}, capsys)
     assert result["changed"] and not host.exists("class/net/ib0.8002")
-    assert not run_module({"parent": "ib0", "pkey": 0x8002, "state": "absent"}, capsys)["changed"]
+    assert not run_module(ib_ipoib, {"parent": "ib0", "pkey": 0x8002, "state": "absent"}, capsys)["changed"]
 
 
 def test_refusals(host, tmp_path, capsys):
@@ -59,6 +40,6 @@ def test_refusals(host, tmp_path, capsys):
         {"parent": "ib0", "pkey": 0x8009, "pkey_check": "refuse"},
         {"parent": "ib0", "state": "absent"},
     ):
-        result = run_module(args, capsys)
+        result = run_module(ib_ipoib, args, capsys)
         assert result["failed"], args
     assert snapshot(tmp_path) == before

@@ -3,17 +3,14 @@ refusals with nothing written, honest loading status."""
 
 import json
 import os
-import sys
 
 import pytest
 
-from ansible.module_utils.testing import patch_module_args
-
 from ansible_collections.hpcnet.infiniband.plugins.modules import ib_kernel_modules, ib_ofed_info
 from ansible_collections.hpcnet.infiniband.plugins.module_utils._host import Host
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "module_utils"))
-from ofedtree import FakeRunner, load_module_sysfs, make_card, snapshot  # noqa: E402
+from fakehost import snapshot
+from ofedtree import FakeRunner, load_module_sysfs, make_card
+from testlib import run_module
 
 
 class Node:
@@ -33,12 +30,8 @@ class Node:
             return Host(sysfs_root=sysfs_root, fs_root=fs_root, runner=runner, live=False)
 
         monkeypatch.setattr(module.Host, "from_module", from_module)
-        args = dict(args, sysfs_root=str(self.sysfs), fs_root=str(self.fs), _ansible_check_mode=check,
-                    _ansible_diff=diff)
-        with patch_module_args(args):
-            with pytest.raises(SystemExit):
-                module.main()
-        return json.loads(capsys.readouterr().out)
+        args = dict(args, sysfs_root=str(self.sysfs), fs_root=str(self.fs))
+        return run_module(module, args, capsys, check=check, diff=diff)
 
     def file(self, path):
         with open(os.path.join(str(self.fs), path.lstrip("/"))) as handle:

@@ -1,6 +1,5 @@
 """ib_nodes_model: files written atomically, idempotent, check mode, bad input -> one clear error."""
 
-import importlib.util
 import json
 import os
 import stat
@@ -8,14 +7,10 @@ import stat
 import pytest
 import yaml
 
-from ansible.module_utils.testing import patch_module_args
 from ansible_collections.hpcnet.infiniband.plugins.module_utils import _nodes_writer as writer
 from ansible_collections.hpcnet.infiniband.plugins.modules import ib_nodes_model
-
-_FIXTURES = os.path.join(os.path.dirname(__file__), "..", "module_utils", "nodes_facts_fixtures.py")
-_spec = importlib.util.spec_from_file_location("nodes_facts_fixtures_mod", _FIXTURES)
-fx = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(fx)
+import nodes_facts_fixtures as fx
+from testlib import run_module
 
 
 def _params(tmp_path, **extra):
@@ -80,19 +75,12 @@ def test_node_errors_for_refused_nodes(tmp_path):
     ({"rules": {"storage": [{"bogus": "x"}]}}, "unknown key(s) bogus"),
 ])
 def test_bad_input_one_clear_error(tmp_path, extra, message, capsys):
-    args = _params(tmp_path, **extra)
-    with patch_module_args(args):
-        with pytest.raises(SystemExit):
-            ib_nodes_model.main()
-    result = json.loads(capsys.readouterr().out)
+    result = run_module(ib_nodes_model, _params(tmp_path, **extra), capsys)
     assert result["failed"] is True and message in result["msg"]
     assert not (tmp_path / "out").exists()
 
 
 def test_module_main_success(tmp_path, capsys):
-    with patch_module_args(_params(tmp_path)):
-        with pytest.raises(SystemExit):
-            ib_nodes_model.main()
-    result = json.loads(capsys.readouterr().out)
+    result = run_module(ib_nodes_model, _params(tmp_path), capsys)
     assert result["changed"] is True and result["summary"]["nodes"] == 5
     assert result["model_path"] == str(tmp_path / "out" / "nodes.json")

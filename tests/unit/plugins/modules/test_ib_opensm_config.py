@@ -1,14 +1,13 @@
 """ib_opensm_config: check mode, diff, idempotence and refusals on a files tree under tmp_path."""
 
-import json
 import os
 
 import pytest
 import yaml
 
-from ansible.module_utils.testing import patch_module_args
 from ansible_collections.hpcnet.infiniband.plugins.module_utils._host import Host
 from ansible_collections.hpcnet.infiniband.plugins.modules import ib_opensm_config
+from testlib import run_module
 
 ARGS = {
     "guid": "0002:c903:00a1:b2c1",
@@ -20,14 +19,11 @@ ARGS = {
 }
 
 
-def run_module(monkeypatch, capsys, tmp_path, args, check=False, diff=False):
+def run_opensm_config(monkeypatch, capsys, tmp_path, args, check=False, diff=False):
+    """ib_opensm_config.main() on a host whose root is ``tmp_path``; the result."""
     host = Host(sysfs_root=str(tmp_path), fs_root=str(tmp_path), live=False)
     monkeypatch.setattr(ib_opensm_config.Host, "from_module", classmethod(lambda cls, module, **kw: host))
-    args = dict(args, _ansible_check_mode=check, _ansible_diff=diff)
-    with patch_module_args(args):
-        with pytest.raises(SystemExit):
-            ib_opensm_config.main()
-    return json.loads(capsys.readouterr().out)
+    return run_module(ib_opensm_config, args, capsys, check=check, diff=diff)
 
 
 def tree(root):
@@ -42,14 +38,14 @@ def tree(root):
 
 def test_check_mode_changes_nothing_then_apply_then_idempotent(tmp_path, monkeypatch, capsys):
     before = tree(tmp_path)
-    result = run_module(monkeypatch, capsys, tmp_path, ARGS, check=True, diff=True)
+    result = run_opensm_config(monkeypatch, capsys, tmp_path, ARGS, check=True, diff=True)
     assert result["changed"] is True
     assert tree(tmp_path) == before
     assert [c["target"] for c in result["plan"]] == [
         "/etc/opensm/opensm.conf", "/etc/opensm/partitions.conf", "/etc/default/opensm"]
     assert result["diff"][0]["before"] == "" and "guid 0x0002c90300a1b2c1\n" in result["diff"][0]["after"]
 
-    result = run_module(monkeypatch, capsys, tmp_path, ARGS)
+    result = run_opensm_config(monkeypatch, capsys, tmp_path, ARGS)
     assert result["changed"] is True and result["reload_required"] is True
     files = tree(tmp_path)
     conf, mode = files["etc/opensm/opensm.conf"]
@@ -66,13 +62,13 @@ def test_check_mode_changes_nothing_then_apply_then_idempotent(tmp_path, monkeyp
     ]
     assert files["etc/default/opensm"][0].splitlines()[-1] == 'PORTS="0x0002c90300a1b2c1"'
 
-    result = run_module(monkeypatch, capsys, tmp_path, ARGS)
+    result = run_opensm_config(monkeypatch, capsys, tmp_path, ARGS)
     assert result["changed"] is False and result["reload_required"] is False and result["plan"] == []
 
 
 def test_diff_shows_the_priority_change(tmp_path, monkeypatch, capsys):
-    run_module(monkeypatch, capsys, tmp_path, ARGS)
-    result = run_module(monkeypatch, capsys, tmp_path, dict(ARGS, priority=3), check=True, diff=True)
+    run_opensm_config(monkeypatch, capsys, tmp_path, ARGS)
+    result = run_opensm_config(monkeypatch, capsys, tmp_path, dict(ARGS, priority=3), check=True, diff=True)
     assert [c["target"] for c in result["plan"]] == ["/etc/opensm/opensm.conf"]
     assert "sm_priority 14\n" in result["diff"][0]["before"] and "sm_priority 3\n" in result["diff"][0]["after"]
 
@@ -86,9 +82,9 @@ def test_diff_shows_the_priority_change(tmp_path, monkeypatch, capsys):
     ({"options": {"sm_priority": 3}}, "option sm_priority is set by its own parameter, not through options"),
 ])
 def test_bad_input_refused_nothing_written(tmp_path, monkeypatch, capsys, override, message):
-    run_module(monkeypatch, capsys, tmp_path, ARGS)
+    run_opensm_config(monkeypatch, capsys, tmp_path, ARGS)
     before = tree(tmp_path)
-    result = run_module(monkeypatch, capsys, tmp_path, dict(ARGS, **override))
+    result = run_opensm_config(monkeypatch, capsys, tmp_path, dict(ARGS, **override))
     assert result["failed"] is True
     assert message in result["msg"]
     assert tree(tmp_path) == before

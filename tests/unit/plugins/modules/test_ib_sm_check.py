@@ -1,14 +1,11 @@
 """The ib_sm_check module end to end on sysfs fixture trees (no real sminfo is ever run)."""
 
-import json
-
-import pytest
-
 import os
 
-from ansible.module_utils.testing import patch_module_args
 from ansible_collections.hpcnet.infiniband.plugins.module_utils._host import Host
 from ansible_collections.hpcnet.infiniband.plugins.modules import ib_sm_check
+from fakehost import FakeRunner, make_port, write_attr
+from testlib import run_module
 
 SMINFO_MASTER = (0, "sminfo: sm lid 1 sm guid 0x100003, activity count 65 priority 5 state 3 SMINFO_MASTER\n", "")
 SMIR_TWO = (0, "".join(
@@ -16,33 +13,6 @@ SMIR_TWO = (0, "".join(
     "\t\tGUID..................0x%016x\n\t\tActCount..............1\n"
     "\t\tPriority..............%d\n\t\tSMState...............%d\n" % rec
     for rec in ((1, 0x100003, 5, 3), (4, 0x100005, 3, 2))), "")
-STATES = {"DOWN": "1: DOWN", "INIT": "2: INIT", "ACTIVE": "4: ACTIVE"}
-PHYS = {"Polling": "2: Polling", "Disabled": "3: Disabled", "LinkUp": "5: LinkUp"}
-
-
-def make_port(root, device, port, state="ACTIVE", phys="LinkUp", lid=3, sm_lid=1, link_layer="InfiniBand",
-              guid="0002:c903:0001:0001"):
-    """A port directory as the kernel shows it."""
-    pdir = os.path.join(str(root), "class", "infiniband", device, "ports", str(port))
-    os.makedirs(os.path.join(pdir, "gids"), exist_ok=True)
-    for name, value in (("state", STATES[state]), ("phys_state", PHYS[phys]), ("lid", "0x%x" % lid),
-                        ("sm_lid", "0x%x" % sm_lid), ("sm_sl", "0"), ("link_layer", link_layer),
-                        ("gids/0", "fe80:0000:0000:0000:" + guid)):
-        with open(os.path.join(pdir, name), "w") as handle:
-            handle.write(value + "\n")
-    return pdir
-
-
-class FakeRunner:
-    """Answers like infiniband-diags; a command not in ``answers`` is not installed (rc 127)."""
-
-    def __init__(self, answers=None):
-        self.answers = answers or {}
-        self.calls = []
-
-    def __call__(self, argv, timeout=30):
-        self.calls.append(list(argv))
-        return self.answers.get(argv[0], (127, "", "%s: command not found" % argv[0]))
 
 
 class FlippingHost(Host):
@@ -60,19 +30,14 @@ class FlippingHost(Host):
             self.readings += 1
             if self.readings > self.flip_after:
                 for name, value in (("state", "4: ACTIVE"), ("lid", "0x3"), ("sm_lid", "0x1")):
-                    with open(os.path.join(self.pdir, name), "w") as handle:
-                        handle.write(value + "\n")
+                    write_attr(os.path.join(self.pdir, name), value)
         return super().listdir(relpath)
 
 
-def run_module(monkeypatch, capsys, args, host):
+def run_sm_check(monkeypatch, capsys, args, host):
+    """ib_sm_check.main() with ``args`` on ``host``; the result (exit code in ``_rc``)."""
     monkeypatch.setattr(ib_sm_check.Host, "from_module", classmethod(lambda cls, module, **kw: host))
-    with patch_module_args(args):
-        with pytest.raises(SystemExit) as exit_info:
-            ib_sm_check.main()
-    result = json.loads(capsys.readouterr().out)
-    result["_rc"] = exit_info.value.code
-    return result
+    return run_module(ib_sm_check, args, capsys)
 
 
 def test_passes_and_reports_sm(tmp_path, monkeypatch, capsys):
@@ -80,7 +45,7 @@ def test_passes_and_reports_sm(tmp_path, monkeypatch, capsys):
     make_port(tmp_path, "mlx4_1", 1, link_layer="Ethernet", state="DOWN", phys="Disabled")
     runner = FakeRunner({"sminfo": SMINFO_MASTER, "saquery": SMIR_TWO})
     host = Host(sysfs_root=str(tmp_path), fs_root=str(tmp_path), runner=runner, live=False)
-    result = run_module(monkeypatch, capsys, {"query_sm": "always"}, host)
+    result = run_sm_check(monkeypatch, capsys, {"query_sm": "always"}, host)
     assert result["_rc"] == 0, result
     assert result["changed"] is False
     assert [(p["device"], p["port"], p["state"]) for p in result["ports"]] == [("mlx4_0", 1, "ACTIVE")]
@@ -94,7 +59,7 @@ def test_fails_with_all_ports_in_one_message(tmp_path, monkeypatch, capsys):
     make_port(tmp_path, "mlx4_0", 1, state="INIT", lid=0, sm_lid=0)
     make_port(tmp_path, "mlx4_0", 2, state="DOWN", phys="Polling", lid=0, sm_lid=0)
     host = Host(sysfs_root=str(tmp_path), fs_root=str(tmp_path), runner=FakeRunner(), live=False)
-    result = run_module(monkeypatch, capsys, {}, host)
+    result = run_sm_check(monkeypatch, capsys, {}, host)
     assert result["failed"] is True
     assert result["msg"] == (
         "2 subnet-manager problems: "
@@ -109,7 +74,7 @@ def test_local_sm_refused(tmp_path, monkeypatch, capsys):
     make_port(tmp_path, "mlx4_0", 1, lid=1, sm_lid=1, guid="0000:0000:0010:0003")
     runner = FakeRunner({"sminfo": SMINFO_MASTER, "saquery": (1, "", "")})
     host = Host(sysfs_root=str(tmp_path), fs_root=str(tmp_path), runner=runner, live=False)
-    result = run_module(monkeypatch, capsys, {"allow_local_sm": False}, host)
+    result = run_sm_check(monkeypatch, capsys, {"allow_local_sm": False}, host)
     assert result["failed"] is True
     assert result["msg"] == ("the master subnet manager 0x0000000000100003 runs on this host, "
                              "and allow_local_sm is false")
@@ -119,7 +84,7 @@ def test_local_sm_refused(tmp_path, monkeypatch, capsys):
 def test_wait_timeout_polls_until_active(tmp_path, monkeypatch, capsys):
     pdir = make_port(tmp_path, "mlx4_0", 1, state="INIT", lid=0, sm_lid=0)
     host = FlippingHost(tmp_path, pdir, flip_after=2, runner=FakeRunner())
-    result = run_module(monkeypatch, capsys, {"wait_timeout": 10, "poll_interval": 0.05}, host)
+    result = run_sm_check(monkeypatch, capsys, {"wait_timeout": 10, "poll_interval": 0.05}, host)
     assert result["_rc"] == 0, result
     assert result["attempts"] == 3
     assert result["ports"][0]["state"] == "ACTIVE"
@@ -128,7 +93,7 @@ def test_wait_timeout_polls_until_active(tmp_path, monkeypatch, capsys):
 def test_wait_timeout_expires(tmp_path, monkeypatch, capsys):
     make_port(tmp_path, "mlx4_0", 1, state="INIT", lid=0, sm_lid=0)
     host = Host(sysfs_root=str(tmp_path), fs_root=str(tmp_path), runner=FakeRunner(), live=False)
-    result = run_module(monkeypatch, capsys, {"wait_timeout": 1, "poll_interval": 0.3}, host)
+    result = run_sm_check(monkeypatch, capsys, {"wait_timeout": 1, "poll_interval": 0.3}, host)
     assert result["failed"] is True
     assert result["msg"].startswith("mlx4_0 port 1 is INIT (LinkUp)")
     assert result["attempts"] >= 3 and 0.9 <= result["waited"] <= 2.0
@@ -136,14 +101,14 @@ def test_wait_timeout_expires(tmp_path, monkeypatch, capsys):
 
 def test_bad_input_one_message(tmp_path, monkeypatch, capsys):
     host = Host(sysfs_root=str(tmp_path), fs_root=str(tmp_path), runner=FakeRunner(), live=False)
-    result = run_module(monkeypatch, capsys, {"sm_guid": "not-a-guid"}, host)
+    result = run_sm_check(monkeypatch, capsys, {"sm_guid": "not-a-guid"}, host)
     assert result["failed"] is True
     assert result["msg"] == "sm_guid 'not-a-guid' is not a GUID (0x0002c90300a1b2c1 or 0002:c903:00a1:b2c1)"
 
 
 def test_choices_are_enforced(tmp_path, monkeypatch, capsys):
     host = Host(sysfs_root=str(tmp_path), fs_root=str(tmp_path), runner=FakeRunner(), live=False)
-    result = run_module(monkeypatch, capsys, {"query_sm": "sometimes"}, host)
+    result = run_sm_check(monkeypatch, capsys, {"query_sm": "sometimes"}, host)
     assert result["failed"] is True and "query_sm" in result["msg"]
 
 

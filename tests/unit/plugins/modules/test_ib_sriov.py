@@ -1,19 +1,14 @@
 """ib_sriov end to end on a kernel-like fixture tree: check mode, diff, refusals, idempotence."""
 
-import json
 import os
-import sys
 
 import pytest
 
-from ansible.module_utils.testing import patch_module_args
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "module_utils"))
-
-from fakekernel import PF_PCI, FakeRunner, KernelHost, bind_vf, make_tree, snapshot  # noqa: E402
-
-from ansible_collections.hpcnet.infiniband.plugins.module_utils._host import Host  # noqa: E402
-from ansible_collections.hpcnet.infiniband.plugins.modules import ib_sriov  # noqa: E402
+from ansible_collections.hpcnet.infiniband.plugins.module_utils._host import Host
+from ansible_collections.hpcnet.infiniband.plugins.modules import ib_sriov
+from fakehost import snapshot
+from fakekernel import PF_PCI, FakeRunner, KernelHost, bind_vf, make_tree
+from testlib import run_module
 
 
 @pytest.fixture
@@ -28,34 +23,19 @@ def node(tmp_path, monkeypatch):
     return host, runner, tmp_path
 
 
-def run_module(args, check=False, diff=False, capsys=None):
-    args = dict(args)
-    if check:
-        args["_ansible_check_mode"] = True
-    if diff:
-        args["_ansible_diff"] = True
-    with patch_module_args(args):
-        with pytest.raises(SystemExit) as info:
-            ib_sriov.main()
-    out = capsys.readouterr().out
-    result = json.loads(out)
-    result["_rc"] = info.value.code
-    return result
-
-
 def test_check_mode_diff_apply_idempotent(node, capsys):
     host, _runner, tmp_path = node
     before = snapshot(tmp_path)
-    result = run_module({"pf": "ib0", "num_vfs": 8, "guid_policy": "derived"}, check=True, diff=True, capsys=capsys)
+    result = run_module(ib_sriov, {"pf": "ib0", "num_vfs": 8, "guid_policy": "derived"}, capsys, check=True, diff=True)
     assert result["changed"] and result["_rc"] == 0
     assert result["plan"][0]["before"] == 0 and result["plan"][0]["after"] == 8
     assert len(result["vf_guids"]) == 8 and result["diff"]
     assert snapshot(tmp_path) == before
-    result = run_module({"pf": "ib0", "num_vfs": 8, "guid_policy": "derived"}, capsys=capsys)
+    result = run_module(ib_sriov, {"pf": "ib0", "num_vfs": 8, "guid_policy": "derived"}, capsys)
     assert result["changed"] and result["numvfs"] == 8
-    result = run_module({"pf": "ib0", "num_vfs": 8, "guid_policy": "derived"}, capsys=capsys)
+    result = run_module(ib_sriov, {"pf": "ib0", "num_vfs": 8, "guid_policy": "derived"}, capsys)
     assert not result["changed"]
-    result = run_module({"pf": "ib0", "num_vfs": 4, "guid_policy": "derived"}, capsys=capsys)
+    result = run_module(ib_sriov, {"pf": "ib0", "num_vfs": 4, "guid_policy": "derived"}, capsys)
     assert result["changed"] and result["numvfs"] == 4
     assert [w[1] for w in host.writes if w[0].endswith("sriov_numvfs")] == ["8", "0", "4"]
 
@@ -64,31 +44,31 @@ def test_refusals_change_nothing(node, capsys):
     host, runner, tmp_path = node
     runner.mstconfig = "Configurations:      Next Boot\n  NUM_OF_VFS    16\n  SRIOV_EN   True(1)\n"
     before = snapshot(tmp_path)
-    result = run_module({"pf": "ib0", "num_vfs": 32}, capsys=capsys)
+    result = run_module(ib_sriov, {"pf": "ib0", "num_vfs": 32}, capsys)
     assert result["failed"] and "NUM_OF_VFS=32" in result["msg"] and "NUM_OF_VFS=16 (next boot)" not in result["msg"]
     assert "NUM_OF_VFS=16" in result["msg"]
     assert result["firmware"]["settings"]["NUM_OF_VFS"]["next_boot"] == "16"
     assert snapshot(tmp_path) == before
-    run_module({"pf": "ib0", "num_vfs": 4}, capsys=capsys)
+    run_module(ib_sriov, {"pf": "ib0", "num_vfs": 4}, capsys)
     bind_vf(tmp_path / "sys", PF_PCI, 3, "vfio-pci")
     before = snapshot(tmp_path)
-    result = run_module({"pf": "ib0", "num_vfs": 2}, capsys=capsys)
+    result = run_module(ib_sriov, {"pf": "ib0", "num_vfs": 2}, capsys)
     assert result["failed"] and "VF 3" in result["msg"] and "vfio-pci" in result["msg"]
     assert snapshot(tmp_path) == before
-    result = run_module({"pf": "ib0", "num_vfs": 2, "force": True}, capsys=capsys)
+    result = run_module(ib_sriov, {"pf": "ib0", "num_vfs": 2, "force": True}, capsys)
     assert result["changed"] and result["numvfs"] == 2
 
 
 def test_bad_input(node, capsys):
-    result = run_module({"pf": "../../x", "num_vfs": 2}, capsys=capsys)
+    result = run_module(ib_sriov, {"pf": "../../x", "num_vfs": 2}, capsys)
     assert result["failed"] and "neither an interface name nor a PCI address" in result["msg"]
-    result = run_module({"pf": "ib0", "num_vfs": 2, "guid_policy": "pool"}, capsys=capsys)
+    result = run_module(ib_sriov, {"pf": "ib0", "num_vfs": 2, "guid_policy": "pool"}, capsys)
     assert result["failed"] and "guid_pool_start" in result["msg"]
 
 
 def test_failed_guid_reports_state(node, capsys):
     _host, runner, _tmp = node
     runner.vf_guid_error = "RTNETLINK answers: Operation not supported"
-    result = run_module({"pf": "ib0", "num_vfs": 2, "guid_policy": "derived"}, capsys=capsys)
+    result = run_module(ib_sriov, {"pf": "ib0", "num_vfs": 2, "guid_policy": "derived"}, capsys)
     assert result["failed"] and "Operation not supported" in result["msg"]
     assert result["applied"][0].startswith(PF_PCI)
