@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from .sh import LabError
+from .sh import LabError, run
 
 LAB_SRC = Path(__file__).resolve().parents[1]      # .../lab
 PYTHON = sys.executable
@@ -120,13 +120,5 @@ def _links_in_process(profile: str, index: int) -> dict:
 
 def fabric(action: str, lab_dir: Path, *args: str, timeout: float = 90,
            check: bool = True) -> subprocess.CompletedProcess:
-    argv = [PYTHON, "-m", "hw.fabric", action, *args, "--lab-dir", str(lab_dir)]
-    try:
-        cp = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env(),
-                            cwd=LAB_SRC, check=False)
-    except subprocess.TimeoutExpired as exc:
-        raise LabError(f"hw.fabric {action} timed out after {timeout}s") from exc
-    if check and cp.returncode != 0:
-        raise LabError(f"hw.fabric {action} failed (rc {cp.returncode}): "
-                       f"{(cp.stderr or cp.stdout).strip()[-2000:]}")
-    return cp
+    return run([PYTHON, "-m", "hw.fabric", action, *args, "--lab-dir", str(lab_dir)], timeout=timeout,
+               check=check, env=env(), cwd=LAB_SRC)

@@ -15,10 +15,10 @@ class LabError(RuntimeError):
 
 
 def run(argv: list[str], timeout: float = 30, check: bool = True, input: str | None = None,
-        env: dict | None = None) -> subprocess.CompletedProcess:
+        env: dict | None = None, cwd: str | Path | None = None) -> subprocess.CompletedProcess:
     try:
         cp = subprocess.run(argv, input=input, capture_output=True, text=True, timeout=timeout,
-                            env=env, check=False)
+                            env=env, cwd=cwd, check=False)
     except subprocess.TimeoutExpired as exc:
         raise LabError(f"timed out after {timeout}s: {' '.join(argv)}") from exc
     if check and cp.returncode != 0:

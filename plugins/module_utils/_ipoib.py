@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 
+from ansible_collections.hpcnet.infiniband.plugins.module_utils import _facts  # the shared facts model
 from ansible_collections.hpcnet.infiniband.plugins.module_utils._host import (
     HostError,
     valid_ifname,
@@ -23,10 +24,6 @@ from ansible_collections.hpcnet.infiniband.plugins.module_utils._host import (
 )
 from ansible_collections.hpcnet.infiniband.plugins.module_utils._plan import Plan
 
-try:  # the shared facts model (docs/dev/contracts.md section 4)
-    from ansible_collections.hpcnet.infiniband.plugins.module_utils import _facts
-except ImportError:  # pragma: no cover - depends on the checkout
-    _facts = None
 
 __all__ = [
     "IpoibError",
@@ -136,8 +133,6 @@ def _pkey_table(host, ifname, ibdev, port):
 
 
 def _facts_of(host, ifname):
-    if _facts is None or not hasattr(_facts, "read_netdev"):
-        return None
     try:
         return _facts.read_netdev(host, ifname)
     except Exception:  # pylint: disable=broad-except  # facts help here, never block
@@ -363,27 +358,22 @@ def _plan_attributes(have, want, plan, iface, name):
             plan.add("set_umcast", "%s/umcast" % name, iface.get("umcast"), wanted, ifname=name)
 
 
+# create_child/delete_child: whether the child netdev exists afterwards, and what went wrong if not.
+_CHILD_ACTIONS = {"create_child": (True, "did not appear"), "delete_child": (False, "is still there")}
+
+
 def apply_ipoib(host, plan, timeout=30):
     """Make the changes; returns {"applied": [...]}. Raises IpoibApplyError saying what was done."""
     done = []
     for change in plan.changes:
         try:
-            if change.action == "create_child":
-                host.write("class/net/%s/create_child" % change.detail["parent"], change.detail["pkey"], timeout)
-                if not _wait_for(host, "class/net/%s" % change.detail["child"], True):
-                    raise IpoibApplyError(
-                        "wrote %s to %s but %s did not appear"
-                        % (change.detail["pkey"], change.target, change.detail["child"]),
-                        done,
-                    )
-            elif change.action == "delete_child":
-                host.write("class/net/%s/delete_child" % change.detail["parent"], change.detail["pkey"], timeout)
-                if not _wait_for(host, "class/net/%s" % change.detail["child"], False):
-                    raise IpoibApplyError(
-                        "wrote %s to %s but %s is still there"
-                        % (change.detail["pkey"], change.target, change.detail["child"]),
-                        done,
-                    )
+            if change.action in _CHILD_ACTIONS:
+                # The kernel adds/removes the child netdev after the write returns: wait for it.
+                present, failure = _CHILD_ACTIONS[change.action]
+                host.write("class/net/%s/%s" % (change.detail["parent"], change.action), change.detail["pkey"], timeout)
+                if not _wait_for(host, "class/net/%s" % change.detail["child"], present):
+                    raise IpoibApplyError("wrote %s to %s but %s %s" % (
+                        change.detail["pkey"], change.target, change.detail["child"], failure), done)
             elif change.action in ("set_mode", "set_mtu", "set_umcast"):
                 attr = change.action[len("set_") :]
                 rel = "class/net/%s/%s" % (change.detail["ifname"], attr)

@@ -23,6 +23,7 @@ import json
 import re
 
 from ansible_collections.hpcnet.infiniband.plugins.module_utils import _ids
+from ansible_collections.hpcnet.infiniband.plugins.module_utils import _modprobe  # OFED role's option model
 from ansible_collections.hpcnet.infiniband.plugins.module_utils._host import (
     HostError,
     valid_ifname,
@@ -36,10 +37,6 @@ try:  # the shared facts model (docs/dev/contracts.md section 4); optional until
 except ImportError:  # pragma: no cover - depends on the checkout
     _facts = None
 
-try:  # the shared modprobe option model (OFED role)
-    from ansible_collections.hpcnet.infiniband.plugins.module_utils import _modprobe
-except ImportError:  # pragma: no cover - depends on the checkout
-    _modprobe = None
 
 __all__ = [
     "SriovError",
@@ -467,33 +464,17 @@ MLX4_OPTIONS_HEADER = "# Managed by hpcnet.infiniband (ib_sriov): mlx4_core SR-I
 
 def _mlx4_vf_value(value):
     """Canonical tuple for a mlx4 VF option (N or [port1, port2, port1+2]); raises ValueError."""
-    if _modprobe is not None:
-        option = _modprobe.MODULES["mlx4_core"]["num_vfs"]
-        return _modprobe.coerce("mlx4_core", "num_vfs", option, value)
-    items = value if isinstance(value, (list, tuple)) else [value]
-    if not 1 <= len(items) <= 3 or any(isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in items):
-        raise ValueError("expected N or port1,port2,port1+2 (non-negative integers)")
-    return tuple(items)
+    option = _modprobe.MODULES["mlx4_core"]["num_vfs"]
+    return _modprobe.coerce("mlx4_core", "num_vfs", option, value)
 
 
 def _render_vf_value(value):
-    if _modprobe is not None:
-        return _modprobe.render_value(value)
-    return ",".join(str(v) for v in value)
+    return _modprobe.render_value(value)
 
 
 def _mlx4_options_from_text(text):
     """{option: raw value} of ``options mlx4_core`` lines in a modprobe.d file."""
-    if _modprobe is not None:
-        return {name: value for module, name, value in _modprobe.parse_modprobe_conf(text) if module == "mlx4_core"}
-    options = {}
-    for line in (text or "").splitlines():
-        words = line.split("#", 1)[0].split()
-        if len(words) >= 2 and words[0] == "options" and words[1] == "mlx4_core":
-            for word in words[2:]:
-                key, _sep, value = word.partition("=")
-                options[key] = value
-    return options
+    return {name: value for module, name, value in _modprobe.parse_modprobe_conf(text) if module == "mlx4_core"}
 
 
 def render_mlx4_options(values):
