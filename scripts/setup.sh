@@ -15,7 +15,7 @@ DEBIAN_PACKAGES=(
   openvswitch-switch
   ibsim-utils opensm infiniband-diags rdma-core ibverbs-utils ibverbs-providers mstflint
   fuse3 libfuse3-3 libfuse2 ethtool
-  chromium shellcheck
+  chromium shellcheck dpkg-dev
 )
 
 log() { printf '[setup] %s\n' "$*"; }
