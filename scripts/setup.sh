@@ -16,6 +16,7 @@ DEBIAN_PACKAGES=(
   ibsim-utils opensm infiniband-diags rdma-core ibverbs-utils ibverbs-providers mstflint
   fuse3 libfuse3-3 libfuse2 ethtool
   chromium shellcheck dpkg-dev
+  podman runc debootstrap
 )
 
 log() { printf '[setup] %s\n' "$*"; }
