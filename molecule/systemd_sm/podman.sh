@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # podman with this scenario's private storage, run directory and configuration: the machine's own
 # podman setup (/etc/containers, /var/lib/containers, ~/.config/containers) is never read or changed.
 #   HPCNET_SYSTEMD_SM_CACHE  image store (default /var/cache/hpcnet-infiniband/systemd_sm)

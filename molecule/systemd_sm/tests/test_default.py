@@ -76,12 +76,12 @@ def test_rendered_files(host, expected):
     listing = host.check_output("for f in %s; do stat -c '=== %%n %%a %%U' \"$f\"; cat \"$f\"; done" % " ".join(paths))
     files = {}
     for chunk in listing.split("=== ")[1:]:
-        head, _, content = chunk.partition("\n")
+        head, _sep, content = chunk.partition("\n")
         path, mode, owner = head.split()
         files[path] = (mode, owner, content.splitlines())
     assert sorted(files) == sorted(paths)
-    assert all(mode == "644" and owner == "root" for mode, owner, _ in files.values())
-    assert all(lines[0] == HEADER for _, _, lines in files.values())
+    assert all(mode == "644" and owner == "root" for mode, owner, _lines in files.values())
+    assert all(lines[0] == HEADER for _mode, _owner, lines in files.values())
     assert files["/etc/opensm/opensm.conf"][2][2:] == [
         "guid %s" % SM_PORT_GUID,
         "sm_priority %d" % expected["priority"],
