@@ -326,7 +326,7 @@ _PORT_ATTRS = ("state", "phys_state", "rate", "link_layer", "lid", "sm_lid", "sm
                "cap_mask")
 
 
-def _read_port(reader, ibdev_dir, device, port, pkeys=True):
+def _read_port(reader, ibdev_dir, device, port, read_table=True):
     label = "class/infiniband/%s/ports/%s" % (device, port)
     pdir = ibdev_dir.sub("ports/%s" % port) if ibdev_dir is not None else None
     if pdir is None:
@@ -344,9 +344,9 @@ def _read_port(reader, ibdev_dir, device, port, pkeys=True):
             gid0 = low
         else:
             reader.warn("%s/gids/0: not a GID: %r" % (label, gid_text[:60]))
-    # pkeys=False: the P_Key table is not read and reported as None (unknown).
-    table = pdir.sysdir.opendir("pkeys") if pkeys else None
-    pkeys = [] if pkeys else None
+    # read_table=False: the P_Key table is not read and reported as None (unknown).
+    table = pdir.sysdir.opendir("pkeys") if read_table else None
+    pkeys = [] if read_table else None
     if table is not None:
         for index, raw in _read_pkey_table(reader, table, label + "/pkeys"):
             value = _pkey(raw)
@@ -1040,11 +1040,15 @@ def gather(host, interfaces=None, pkeys=PKEYS_PHYSICAL):
 def complete_pkeys(host, nics, names):
     """Read the P_Key table of the ports behind ``names`` (netdevs of ``nics``) whose table a gather left
     out (``ib.pkeys`` None), in place: for checks that need the tables of a few interfaces only."""
+    tables = {}  # (device, port) -> pkeys: interfaces on one port (EIPoIB over IPoIB) read it once
     for name in names:
         ib = (nics.get(name) or {}).get("ib")
         if ib and ib.get("pkeys") is None and ib.get("device") and ib.get("port") is not None:
-            port = read_port(host, ib["device"], ib["port"])
-            ib["pkeys"] = port["pkeys"] if port else None
+            key = (ib["device"], ib["port"])
+            if key not in tables:
+                port = read_port(host, *key)
+                tables[key] = port["pkeys"] if port else None
+            ib["pkeys"] = tables[key]
 
 
 def _gather(host, interfaces, pkeys):

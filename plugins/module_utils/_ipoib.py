@@ -153,14 +153,16 @@ def read_ipoib(host, parent, pkey=None):
     }
     if have["parent"] is None:
         return have
-    ibdev, port = _port_of(host, parent)
-    have["rdma_device"], have["port"] = ibdev, port
-    have["pkeys"] = _pkey_table(host, parent, ibdev, port)
-    # The shared facts model places the netdev on its RDMA port the same way everywhere; prefer it.
+    # The shared facts model places the netdev on its RDMA port the same way everywhere; prefer it, and
+    # read the port and its P_Key table here only when it cannot.
     ib = (_facts_of(host, parent) or {}).get("ib") or {}
     if ib.get("device") and isinstance(ib.get("pkeys"), list):
         have["rdma_device"], have["port"] = ib["device"], str(ib.get("port"))
         have["pkeys"] = [v for v in (parse_pkey(p) for p in ib["pkeys"]) if v]
+    else:
+        ibdev, port = _port_of(host, parent)
+        have["rdma_device"], have["port"] = ibdev, port
+        have["pkeys"] = _pkey_table(host, parent, ibdev, port)
     if pkey is not None:
         name = child_name(parent, pkey)
         if valid_ifname(name):
