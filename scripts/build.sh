@@ -15,6 +15,18 @@ done
 for wanted in MANIFEST.json plugins/modules/ plugins/module_utils/_host.py meta/runtime.yml; do
   grep -q "^${wanted}" <<<"$listing" || { echo "artifact lacks $wanted" >&2; exit 1; }
 done
-# It must install cleanly into an empty collections path.
-.venv/bin/ansible-galaxy collection install --offline --no-deps -p "$out/install" "$artifact" >/dev/null 2>&1
-echo "built $(basename "$artifact"): $(wc -l <<<"$listing") entries, installs cleanly"
+# It must install cleanly into an empty collections path. --force: without it ansible-galaxy says
+# "Nothing to do" when the configured collections path (.collections) already has the checkout, and
+# the install path stays empty; so the installed files are checked, not the exit code.
+install="$out/install"
+.venv/bin/ansible-galaxy collection install --offline --no-deps --force -p "$install" "$artifact" >/dev/null 2>&1 || true
+installed="$install/ansible_collections/hpcnet/infiniband"
+for wanted in MANIFEST.json FILES.json meta/runtime.yml plugins/modules/ib_facts.py plugins/module_utils/_values.py; do
+  [ -f "$installed/$wanted" ] || { echo "installed collection lacks $wanted (in $installed)" >&2; exit 1; }
+done
+if [ -d schemas ]; then
+  for schema in schemas/*.json; do
+    [ -f "$installed/$schema" ] || { echo "installed collection lacks $schema" >&2; exit 1; }
+  done
+fi
+echo "built $(basename "$artifact"): $(wc -l <<<"$listing") entries, installs cleanly into $install"

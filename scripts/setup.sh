@@ -2,8 +2,7 @@
 # Install everything this checkout needs on a Debian 12 machine (run as root):
 #   Debian packages (sshd, Open vSwitch, ibsim + opensm + infiniband-diags, FUSE, chromium, gcc),
 #   a Python venv in .venv with the pinned requirements, and a local collections path in .collections
-#   (hpcnet.infiniband linked to this checkout, openvswitch.openvswitch taken from the ansible 10.7.0
-#   wheel on PyPI because later ansible packages dropped it and Galaxy is not reachable here).
+#   (hpcnet.infiniband linked to this checkout).
 # Idempotent: a second run only checks.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -49,23 +48,10 @@ if [ ! -x .venv/bin/python ] || ! cmp -s requirements.txt .venv/.requirements.tx
   cp requirements.txt .venv/.requirements.txt
 fi
 
-# Local collections path: our collection linked to the checkout, plus openvswitch.openvswitch.
+# Local collections path: our collection linked to the checkout (community.general, which the roles
+# use, comes with the `ansible` package in the venv).
 mkdir -p .collections/ansible_collections/hpcnet
 ln -sfn ../../.. .collections/ansible_collections/hpcnet/infiniband
-if [ ! -f .collections/ansible_collections/openvswitch/openvswitch/MANIFEST.json ]; then
-  log "extracting openvswitch.openvswitch from the ansible 10.7.0 wheel"
-  cache=.cache/wheels
-  mkdir -p "$cache"
-  ls "$cache"/ansible-10.7.0-*.whl >/dev/null 2>&1 || \
-    .venv/bin/pip download -q --disable-pip-version-check --no-deps ansible==10.7.0 -d "$cache" 2>&1 | grep -v '^WARNING: Location' || true
-  .venv/bin/python - "$cache" <<'PYEOF'
-import glob, sys, zipfile
-wheel = glob.glob(sys.argv[1] + "/ansible-10.7.0-*.whl")[0]
-with zipfile.ZipFile(wheel) as zf:
-    for name in zf.namelist():
-        if name.startswith("ansible_collections/openvswitch/openvswitch/"):
-            zf.extract(name, ".collections")
-PYEOF
-  rm -rf "$cache"
-fi
-log "ready: $(.venv/bin/ansible --version | head -n1), collections in .collections"
+# Capture first: "ansible --version | head -n1" ends in a BrokenPipe traceback when head exits early.
+version=$(.venv/bin/ansible --version 2>/dev/null)
+log "ready: ${version%%$'\n'*}, collections in .collections"
