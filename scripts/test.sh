@@ -58,14 +58,53 @@ cleanup_labs() {
   done
 }
 
-run_stage unit pytest_stage -q tests/unit
-run_stage build bash scripts/build.sh
-run_stage sanity bash scripts/sanity.sh
-run_stage ansible-lint .venv/bin/ansible-lint --profile production --offline
-run_stage integration pytest_stage -q -p no:cacheprovider tests/integration
-run_stage molecule molecule_all
-cleanup_labs
+# Two lanes run side by side (HPCNET_TEST_SERIAL=1 runs them one after the other): the static checks
+# then the Molecule scenarios in one, the integration tests in the other. Most of a lab test's time is
+# spent waiting (ssh, fabric sweeps, polls), so two lanes on two cores take about the longest lane,
+# not the sum. Each lane logs to its own file, printed whole when it ends, so the output stays readable.
+lane_dir=$(mktemp -d /tmp/hpcnet-test-lanes.XXXXXX)
 
+lane_static_molecule() {
+  run_stage build bash scripts/build.sh
+  run_stage sanity bash scripts/sanity.sh
+  run_stage ansible-lint .venv/bin/ansible-lint --profile production --offline
+  run_stage molecule molecule_all
+  printf '%s\n' "${report[@]}" > "$lane_dir/static.report"
+  [ $stages_failed -eq 0 ]
+}
+
+lane_integration() {
+  run_stage integration pytest_stage -q -p no:cacheprovider tests/integration
+  printf '%s\n' "${report[@]}" > "$lane_dir/integration.report"
+  [ $stages_failed -eq 0 ]
+}
+
+run_stage unit pytest_stage -q tests/unit
+if [ "${HPCNET_TEST_SERIAL:-0}" = 1 ]; then
+  (report=(); stages_passed=0; stages_failed=0; lane_static_molecule) >"$lane_dir/static.log" 2>&1
+  cat "$lane_dir/static.log"
+  (report=(); stages_passed=0; stages_failed=0; lane_integration) >"$lane_dir/integration.log" 2>&1
+  cat "$lane_dir/integration.log"
+else
+  (report=(); stages_passed=0; stages_failed=0; lane_static_molecule) >"$lane_dir/static.log" 2>&1 &
+  static_pid=$!
+  (report=(); stages_passed=0; stages_failed=0; lane_integration) >"$lane_dir/integration.log" 2>&1 &
+  integration_pid=$!
+  wait $static_pid; wait $integration_pid
+  printf '\n===== lane: build, sanity, ansible-lint, molecule\n'; cat "$lane_dir/static.log"
+  printf '\n===== lane: integration\n'; cat "$lane_dir/integration.log"
+fi
+# The lanes ran in subshells: their stage results come back through the report files.
+for lane in static integration; do
+  [ -f "$lane_dir/$lane.report" ] || { report+=("FAIL  lane $lane (no report)"); stages_failed=$((stages_failed + 1)); continue; }
+  while IFS= read -r line; do
+    [ -n "$line" ] || continue
+    report+=("$line")
+    case $line in PASS*) stages_passed=$((stages_passed + 1)) ;; *) stages_failed=$((stages_failed + 1)) ;; esac
+  done < "$lane_dir/$lane.report"
+done
+cleanup_labs
+rm -rf "$lane_dir"
 printf '\n===== summary\n'
 printf '%s\n' "${report[@]}"
 echo "stages: ${stages_passed} passed, ${stages_failed} failed"
