@@ -1,7 +1,7 @@
 """Helpers shared by the unit tests, the integration tests and the ib_facts benchmark.
 
-- the real sysfs captures (hwloc-gather-topology tarballs) that sit beside the checkout in
-  ``../shared/realdata/hwloc`` (see its README.md): where they are and how to unpack them;
+- the real sysfs captures (hwloc-gather-topology tarballs, BSD-3-Clause) kept in the test fixtures,
+  ``tests/unit/fixtures/realdata/hwloc`` (see its README.md): where they are and how to unpack them;
 - the hand-made sysfs tree builder, ``tests/unit/fixtures/sysfs/builder.py``;
 - ``run_module()``: an Ansible module's ``main()`` in-process, as ansible runs it (unit tests);
 - ``plain()``: values of ``ansible-inventory`` output without their unsafe markers.
@@ -23,20 +23,21 @@ from ansible.module_utils.testing import patch_module_args
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
-REALDATA = REPO.parent / "shared" / "realdata" / "hwloc"
+REALDATA = TESTS / "unit" / "fixtures" / "realdata" / "hwloc"
 
 
 # ------------------------------------------------------------------------------------------ real captures
 def capture_archives():
-    """Every capture tarball, sorted; [] when ../shared/realdata is not there."""
+    """Every capture tarball, sorted."""
     return sorted(REALDATA.glob("*.tar.bz2"))
 
 
 def capture_archive(prefix):
-    """The capture whose file name starts with ``prefix``; skips the calling test when there is none."""
+    """The capture whose file name starts with ``prefix``; fails the calling test when there is none
+    (the captures are part of the repository: a missing one is a broken checkout, not a reason to skip)."""
     matches = sorted(REALDATA.glob(prefix + "*.tar.bz2"))
     if not matches:
-        pytest.skip("real capture %s* not available in %s" % (prefix, REALDATA))
+        pytest.fail("real capture %s* missing from %s" % (prefix, REALDATA))
     return matches[0]
 
 

@@ -7,7 +7,8 @@ captures, the sysfs builder, ``run_module``), and ``tests/unit/plugins/module_ut
 (``fakehost``, ``fakekernel``, ``ofedtree``) and ``nodes_facts_fixtures``.
 
 Fixtures: ``mlx4_capture`` and ``qib_capture``, the sysfs roots of the two real captures (the parts
-ib_facts reads), unpacked once per session; tests using them skip, saying so, without ../shared/realdata.
+ib_facts reads), unpacked once per session from ``REALDATA`` (``tests/unit/fixtures/realdata/hwloc``, in
+the repository with its licence).
 """
 import os
 import sys
@@ -38,6 +39,8 @@ for _path in (_collection_path(), TESTS, FAKES):
 import pytest  # noqa: E402  (after the sys.path set-up above)
 
 import testlib  # noqa: E402
+
+REALDATA = testlib.REALDATA
 
 
 @pytest.fixture(scope="session")
