@@ -1,0 +1,200 @@
+# -*- coding: utf-8 -*-
+# Copyright: hpcnet.infiniband contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Benchmarks of the playbooks on lab nodes (a benchmark, not a test: it prints figures, asserts nothing).
+
+``reconverge``  site.yml's second run (changed=0) on N nodes against a floor play that makes the same
+                number of node-side module calls, each doing nothing (``ansible.builtin.command: true``).
+                The floor play is generated from the second run itself (``floor_play``): every task result
+                that ran on a node (not delegated to the controller, not a controller-only action) is one
+                call. Ratio = second run / floor (target <= 1.2).
+``discovery``   playbooks/discover.yml against ``ansible -m setup -a gather_subset=min`` on N nodes
+                (target <= 1.15).
+``verify``      playbooks/verify_network.yml on N nodes against ``ansible -m ping`` (its fixed cost).
+
+Each benchmark pairs its two runs in the same minute on the same lab (this shared machine's speed drifts)
+and takes the median of ``--repeats`` pairs. The last line printed is the ratio.
+
+Run as root from the repository root, e.g.:
+  .venv/bin/python tests/benchmarks/bench_site.py reconverge --nodes 3
+  .venv/bin/python tests/benchmarks/bench_site.py discovery --nodes 16
+  .venv/bin/python tests/benchmarks/bench_site.py verify --nodes 3,8,16
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+VENV_BIN = os.path.join(REPO, ".venv", "bin")
+LABCTL = os.path.join(REPO, "lab", "labctl")
+SITE_VARS = os.path.join(REPO, "docs", "examples", "lab-site-vars.yml")
+TIMEOUT = 1800  # seconds, any single ansible call
+
+# Actions that run on the controller even when a task targets a node.
+CONTROLLER_ACTIONS = {
+    "ansible.builtin.set_fact", "set_fact", "ansible.builtin.debug", "debug", "ansible.builtin.assert",
+    "assert", "ansible.builtin.fail", "fail", "ansible.builtin.include_role", "include_role",
+    "ansible.builtin.import_role", "ansible.builtin.include_tasks", "include_tasks", "ansible.builtin.meta",
+    "meta", "ansible.builtin.group_by", "group_by", "ansible.builtin.add_host", "ansible.builtin.validate_argument_spec",
+    "validate_argument_spec", "ansible.builtin.include_vars", "include_vars",
+}
+
+
+def env(json_output=False):
+    result = dict(os.environ)
+    result["PATH"] = "%s:%s" % (VENV_BIN, result.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"))
+    result["ANSIBLE_HOME"] = os.path.join(REPO, ".ansible")
+    result["ANSIBLE_NOCOLOR"] = "1"
+    if json_output:
+        result.update(ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
+                      ANSIBLE_CALLBACK_RESULT_FORMAT="json")
+    return result
+
+
+def timed(argv, json_output=False):
+    """(seconds, stdout) of one command from the repository root; exits on failure."""
+    start = time.monotonic()
+    proc = subprocess.run(argv, cwd=REPO, env=env(json_output), capture_output=True, text=True,
+                          timeout=TIMEOUT, check=False)
+    took = time.monotonic() - start
+    if proc.returncode != 0:
+        sys.exit("failed (rc %d): %s\n%s" % (proc.returncode, " ".join(argv), (proc.stdout + proc.stderr)[-3000:]))
+    return took, proc.stdout
+
+
+def lab_up(nodes):
+    name = "bench%d" % nodes
+    subprocess.run([LABCTL, "up", "--name", name, "--nodes", str(nodes)], check=True, timeout=600,
+                   capture_output=True)
+    return name, "/run/hpcnet-lab/%s/inventory.yml" % name
+
+
+def lab_down(name):
+    subprocess.run([LABCTL, "down", "--name", name], check=False, timeout=300, capture_output=True)
+
+
+def playbook(inventory, path, *extra):
+    return [os.path.join(VENV_BIN, "ansible-playbook"), "-i", inventory, path, *extra]
+
+
+def adhoc(inventory, module, args=None):
+    argv = [os.path.join(VENV_BIN, "ansible"), "-i", inventory, "all", "-m", module]
+    return argv + (["-a", args] if args else [])
+
+
+def node_calls(json_stdout):
+    """{host: number of module calls that ran on the node} from an ansible.posix.json run."""
+    calls = {}
+    for play in json.loads(json_stdout)["plays"]:
+        for task in play["tasks"]:
+            for host, result in task["hosts"].items():
+                action = result.get("action") or ""
+                if action in CONTROLLER_ACTIONS or result.get("skipped"):
+                    continue
+                if result.get("_ansible_delegated_vars", {}).get("ansible_host") in ("localhost", "127.0.0.1"):
+                    continue
+                calls[host] = calls.get(host, 0) + 1
+    return calls
+
+
+def floor_play(calls):
+    """A play with the given number of do-nothing node-side module calls per host."""
+    most = max(calls.values()) if calls else 0
+    lines = ["---", "# Generated by tests/benchmarks/bench_site.py: the node-side floor of a site.yml run.",
+             "- name: Floor", "  hosts: all", "  gather_facts: false", "  tasks:"]
+    for index in range(most):
+        lines += ["    - name: Call %d" % (index + 1),
+                  "      ansible.builtin.command: /bin/true",
+                  "      changed_when: false",
+                  "      when: __floor_calls[inventory_hostname] | default(0) > %d" % index]
+    lines += ["  vars:", "    __floor_calls: %s" % json.dumps(calls, sort_keys=True)]
+    return "\n".join(lines) + "\n"
+
+
+def pairs(repeats, first, second):
+    ratios, a_times, b_times = [], [], []
+    for _ in range(repeats):
+        a, b = first(), second()
+        a_times.append(a)
+        b_times.append(b)
+        ratios.append(a / b)
+    return statistics.median(a_times), statistics.median(b_times), statistics.median(ratios)
+
+
+def bench_reconverge(nodes, repeats):
+    name, inventory = lab_up(nodes)
+    try:
+        site = playbook(inventory, "playbooks/site.yml", "-e", "@" + SITE_VARS)
+        timed(site)  # converge
+        _, out = timed(site, json_output=True)
+        calls = node_calls(out)
+        with tempfile.NamedTemporaryFile("w", suffix=".yml", prefix="floor-", delete=False) as handle:
+            handle.write(floor_play(calls))
+            floor = handle.name
+        try:
+            site_s, floor_s, ratio = pairs(repeats, lambda: timed(site)[0], lambda: timed(playbook(inventory, floor))[0])
+        finally:
+            os.unlink(floor)
+        print("reconverge %d nodes: node-side calls per host %s" % (nodes, sorted(set(calls.values()))))
+        print("reconverge %d nodes: site.yml second run %.1f s, floor play %.1f s (medians of %d)"
+              % (nodes, site_s, floor_s, repeats))
+        return ratio
+    finally:
+        lab_down(name)
+
+
+def bench_discovery(nodes, repeats):
+    name, inventory = lab_up(nodes)
+    try:
+        discover = playbook(inventory, "playbooks/discover.yml", "-e", "discovery_output_dir=%s" % tempfile.mkdtemp())
+        timed(discover)  # first model write
+        disc_s, setup_s, ratio = pairs(repeats, lambda: timed(discover)[0],
+                                       lambda: timed(adhoc(inventory, "ansible.builtin.setup", "gather_subset=min"))[0])
+        print("discovery %d nodes: discover.yml %.1f s, setup gather_subset=min %.1f s (medians of %d)"
+              % (nodes, disc_s, setup_s, repeats))
+        return ratio
+    finally:
+        lab_down(name)
+
+
+def bench_verify(nodes, repeats):
+    name, inventory = lab_up(nodes)
+    try:
+        timed(playbook(inventory, "playbooks/site.yml", "-e", "@" + SITE_VARS))
+        verify = playbook(inventory, "playbooks/verify_network.yml")
+        verify_s, ping_s, ratio = pairs(repeats, lambda: timed(verify)[0],
+                                        lambda: timed(adhoc(inventory, "ansible.builtin.ping"))[0])
+        print("verify %d nodes: verify_network.yml %.1f s, ansible -m ping %.1f s (medians of %d)"
+              % (nodes, verify_s, ping_s, repeats))
+        return ratio
+    finally:
+        lab_down(name)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("benchmark", choices=["reconverge", "discovery", "verify"])
+    parser.add_argument("--nodes", default="3", help="comma-separated node counts (default 3)")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("needs root (the lab)")
+    run = {"reconverge": bench_reconverge, "discovery": bench_discovery, "verify": bench_verify}[args.benchmark]
+    print("%s benchmark: %d CPUs, load average %s" % (args.benchmark, os.cpu_count(), os.getloadavg()))
+    ratios = []
+    for count in [int(n) for n in args.nodes.split(",")]:
+        ratio = run(count, args.repeats)
+        ratios.append("%d nodes %.2f" % (count, ratio))
+    print("%s ratio: %s" % (args.benchmark, "; ".join(ratios)))
+
+
+if __name__ == "__main__":
+    main()
