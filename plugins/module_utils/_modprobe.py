@@ -7,8 +7,9 @@ What the kernel accepts for each option is known here (types, ranges, array leng
 ships the option), so that a wrong value is refused before anything is written, with one clear
 message, instead of a driver that silently ignores it or fails to probe at the next boot.
 
-Pure functions only: no host access. ``_ofed`` gathers the host view (cards, stack) that
-``validate`` checks against.
+Pure functions, except the initramfs probes at the end (``initramfs_contains``,
+``initramfs_rebuild_argv``), which read the host through the Host seam. ``_ofed`` gathers the host
+view (cards, stack) that ``validate`` checks against.
 
 Sources: the module_param declarations of drivers/net/ethernet/mellanox/mlx4/main.c
 (``num_vfs``/``probe_vf`` byte arrays ``port1,port2,port1+2``; ``port_type_array`` int[2], 1 = IB,
@@ -37,6 +38,9 @@ __all__ = [
     "MODPROBE_D",
     "MODULES_LOAD_FILE",
     "HEADER",
+    "initramfs_contains",
+    "initramfs_list_argv",
+    "initramfs_rebuild_argv",
 ]
 
 MODPROBE_D = "/etc/modprobe.d"
@@ -552,3 +556,82 @@ def running_value_matches(option, canonical, running):
         return int(text) == canonical
     except ValueError:
         return None
+
+
+# ---------------------------------------------------------------------- initramfs
+# The two functions below read the host (through the Host seam, argv only); everything above is pure.
+# A driver that the initramfs contains is loaded from it at boot with the modprobe.d options copied
+# into the image when it was built (initramfs-tools and dracut both copy /etc/modprobe.d), so a new
+# option in /etc/modprobe.d only applies at boot once the image is rebuilt.
+INITRAMFS_TIMEOUT = 120
+_RELEASE_RE = re.compile(r"^[A-Za-z0-9._+~-]{1,100}$")
+_KO_RE = re.compile(r"^(?P<name>[A-Za-z0-9_-]+)\.ko(?:\.(?:xz|gz|zst|bz2))?$")
+_DEBIAN_IDS = ("debian", "ubuntu")
+_REDHAT_IDS = ("rhel", "fedora", "centos", "rocky", "almalinux", "ol")
+
+
+def _os_family(host):
+    """``debian``, ``redhat`` or None, from os-release's ID and ID_LIKE."""
+    text = host.read_file("/etc/os-release") or host.read_file("/usr/lib/os-release") or ""
+    ids = []
+    for line in text.splitlines():
+        key, _sep, value = line.partition("=")
+        if key.strip() in ("ID", "ID_LIKE"):
+            ids += value.strip().strip("\"'").lower().split()
+    if any(i in _DEBIAN_IDS for i in ids):
+        return "debian"
+    if any(i in _REDHAT_IDS for i in ids):
+        return "redhat"
+    return None
+
+
+def _kernel_release(host):
+    rc, out, _err = host.run(["uname", "-r"], 10)
+    release = (out or "").strip()
+    return release if rc == 0 and _RELEASE_RE.match(release) else None
+
+
+def initramfs_list_argv(host):
+    """argv that lists the running kernel's initramfs (``lsinitramfs`` / ``lsinitrd``), or None."""
+    if not host.has_commands():
+        return None
+    family = _os_family(host)
+    release = _kernel_release(host) if family else None
+    if release is None:
+        return None
+    if family == "debian":
+        return ["lsinitramfs", "/boot/initrd.img-%s" % release]
+    return ["lsinitrd", "/boot/initramfs-%s.img" % release]
+
+
+def initramfs_contains(host, module_name):
+    """Does the running kernel's initramfs contain ``module_name`` (``<name>.ko[.xz|.gz|.zst]``)?
+
+    None when it cannot be told (no commands, unknown distribution, no image, lister missing or failing).
+    """
+    if not valid_module_name(module_name):
+        return None
+    argv = initramfs_list_argv(host)
+    if argv is None:
+        return None
+    rc, out, _err = host.run(argv, INITRAMFS_TIMEOUT)
+    if rc != 0:
+        return None
+    wanted = normalize_module_name(module_name)
+    for line in (out or "").splitlines():
+        words = line.split()
+        # lsinitramfs prints paths; lsinitrd prints ``ls -l`` lines whose last word is the path.
+        match = _KO_RE.match(words[-1].rsplit("/", 1)[-1]) if words else None
+        if match and normalize_module_name(match.group("name")) == wanted:
+            return True
+    return False
+
+
+def initramfs_rebuild_argv(host):
+    """argv that rebuilds the initramfs: Debian/Ubuntu ``update-initramfs -u -k all``, EL ``dracut -f``."""
+    family = _os_family(host)
+    if family == "debian":
+        return ["update-initramfs", "-u", "-k", "all"]
+    if family == "redhat":
+        return ["dracut", "-f"]
+    return None

@@ -202,3 +202,55 @@ def test_running_value_comparison():
     assert mp.running_value_matches(mp.MODULES["mlx4_core"]["enable_64b_cqe_eqe"], True, "Y") is True
     assert mp.running_value_matches(mp.MODULES["ib_ipoib"]["send_queue_size"], 512, "128") is False
     assert mp.running_value_matches(mp.MODULES["ib_ipoib"]["send_queue_size"], 512, None) is None
+
+
+# ------------------------------------------------------------------ initramfs probes (issue 12 item 3)
+LSINITRAMFS = """kernel
+usr/lib/modules/6.1.0-18-amd64/kernel/drivers/net/ethernet/mellanox/mlx4/mlx4_core.ko
+usr/lib/modules/6.1.0-18-amd64/kernel/drivers/net/ethernet/mellanox/mlx5/core/mlx5_core.ko.xz
+etc/modprobe.d/hpcnet-sriov-mlx4.conf
+"""
+LSINITRD = """Image: /boot/initramfs-5.14.0-362.el9.x86_64.img: 32M
+-rw-r--r--   1 root root 123456 Jan  1 00:00 usr/lib/modules/5.14.0-362.el9.x86_64/kernel/drivers/infiniband/ulp/ipoib/ib_ipoib.ko.xz
+lrwxrwxrwx   1 root root      7 Jan  1 00:00 lib -> usr/lib
+"""
+
+
+def _probe_host(tmp_path, os_release, listing, rc=0):
+    from ansible_collections.hpcnet.infiniband.plugins.module_utils._host import Host
+    from fakehost import FakeRunner
+
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    if os_release is not None:
+        (root / "etc/os-release").write_text(os_release)
+    runner = FakeRunner({"uname": (0, "6.1.0-18-amd64\n", ""), "lsinitramfs": (rc, listing, ""),
+                         "lsinitrd": (rc, listing, "")})
+    return Host(sysfs_root=str(tmp_path), fs_root=str(root), runner=runner, live=False), runner
+
+
+def test_initramfs_contains_debian(tmp_path):
+    host, runner = _probe_host(tmp_path, 'ID=debian\nVERSION_ID="12"\n', LSINITRAMFS)
+    assert mp.initramfs_contains(host, "mlx4_core") is True
+    assert mp.initramfs_contains(host, "mlx4-core") is True
+    assert mp.initramfs_contains(host, "mlx5_core") is True
+    assert mp.initramfs_contains(host, "ib_ipoib") is False
+    assert ["lsinitramfs", "/boot/initrd.img-6.1.0-18-amd64"] in runner.calls
+    assert mp.initramfs_rebuild_argv(host) == ["update-initramfs", "-u", "-k", "all"]
+
+
+def test_initramfs_contains_el_and_ubuntu_like(tmp_path):
+    host, runner = _probe_host(tmp_path, 'ID="rocky"\nID_LIKE="rhel centos fedora"\n', LSINITRD)
+    assert mp.initramfs_contains(host, "ib_ipoib") is True
+    assert mp.initramfs_contains(host, "mlx4_core") is False
+    assert runner.calls[-1] == ["lsinitrd", "/boot/initramfs-6.1.0-18-amd64.img"]
+    assert mp.initramfs_rebuild_argv(host) == ["dracut", "-f"]
+
+
+def test_initramfs_unknown_is_none(tmp_path):
+    host, _runner = _probe_host(tmp_path, "ID=arch\n", LSINITRAMFS)
+    assert mp.initramfs_contains(host, "mlx4_core") is None
+    assert mp.initramfs_rebuild_argv(host) is None
+    host, _runner = _probe_host(tmp_path / "x", "ID=ubuntu\nID_LIKE=debian\n", "", rc=1)  # no image
+    assert mp.initramfs_contains(host, "mlx4_core") is None
+    assert mp.initramfs_contains(host, "../../x") is None
