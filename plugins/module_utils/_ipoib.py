@@ -10,6 +10,11 @@ makes ``<parent>.<pkey as %04x>`` (so ``0x8002`` -> ``ib0.8002``); 0, 0x8000 and
 EINVAL, an existing legacy child with the same P_Key is ENOTUNIQ; ``delete_child`` takes the same P_Key.
 ``mode`` takes ``datagram``/``connected``; ``umcast`` 0/1. A datagram-mode MTU is bounded by the IB
 MTU minus the 4-byte IPoIB header (4092 for a 4096 IB MTU); connected mode allows 65520.
+mlx5 "enhanced IPoIB" (drivers/net/ethernet/mellanox/mlx5/core/ipoib, ethtool driver
+``mlx5_core[ib_ipoib]``, the default while ib_ipoib's ``ipoib_enhanced`` parameter is 1) has no connected
+mode: writing ``connected`` is EINVAL, on the parent and on its children alike.
+
+P_Keys are parsed and formatted by ``_values`` only (hex text, an int is its value).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import time
 
 from ansible_collections.hpcnet.infiniband.plugins.module_utils import _facts  # the shared facts model
+from ansible_collections.hpcnet.infiniband.plugins.module_utils import _values
 from ansible_collections.hpcnet.infiniband.plugins.module_utils._host import (
     HostError,
     valid_ifname,
@@ -27,38 +33,28 @@ from ansible_collections.hpcnet.infiniband.plugins.module_utils._plan import Pla
 
 __all__ = [
     "IpoibError",
-    "parse_pkey",
+    "IpoibApplyError",
     "child_name",
     "read_ipoib",
     "plan_ipoib",
     "apply_ipoib",
+    "prepare",
     "datagram_mtu_limit",
     "CONNECTED_MTU_MAX",
 ]
 
 ARPHRD_INFINIBAND = 32
-FULL_MEMBER = 0x8000
 CONNECTED_MTU_MAX = 65520
 IPOIB_HEADER = 4
 MIN_MTU = 68
 CHILD_WAIT_SECONDS = 5.0
+ENHANCED_DRIVER = "mlx5_core[ib_ipoib]"
+ENHANCED_PARAM = "module/ib_ipoib/parameters/ipoib_enhanced"
 
 
 class IpoibError(Exception):
     pass
 
-
-def parse_pkey(value):
-    """``"0x8002"``, ``32770``, ``"32770"`` -> int (hex needs the 0x prefix, as sysfs prints it); else None."""
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, int):
-        return value
-    text = str(value).strip().lower()
-    try:
-        return int(text, 16) if text.startswith("0x") else int(text, 10)
-    except ValueError:
-        return None
 
 
 def child_name(parent, pkey):
@@ -125,7 +121,7 @@ def _pkey_table(host, ifname, ibdev, port):
         if entries:
             table = []
             for entry in sorted(entries, key=_int_or_zero):
-                value = parse_pkey(host.read("%s/%s" % (base, entry)))
+                value = _values.pkey_or_none(host.read("%s/%s" % (base, entry)))
                 if value:
                     table.append(value)
             return table
@@ -133,16 +129,33 @@ def _pkey_table(host, ifname, ibdev, port):
 
 
 def _facts_of(host, ifname):
+    """The facts model's record of one netdev, without any P_Key table (None when it cannot place it)."""
     try:
-        return _facts.read_netdev(host, ifname)
+        return _facts.gather(host, interfaces=[ifname], pkeys="none")["nics"].get(ifname)
     except Exception:  # pylint: disable=broad-except  # facts help here, never block
         return None
 
 
-def read_ipoib(host, parent, pkey=None):
-    """The parent IPoIB netdev, its port's P_Key table, and the child for ``pkey`` (full P_Key int)."""
+def _is_enhanced(host, nic):
+    """Whether the netdev is mlx5 enhanced IPoIB (no connected mode). ethtool's driver name says so on a
+    live host; where the facts model infers it from the PCI driver, ib_ipoib's ``ipoib_enhanced=0``
+    (classic IPoIB on mlx5) overrides the inference."""
+    if (nic or {}).get("driver") != ENHANCED_DRIVER:
+        return False
+    if nic.get("driver_source") != "ethtool" and host.read(ENHANCED_PARAM) in ("0", "N"):
+        return False
+    return True
+
+
+def read_ipoib(host, parent, pkey=None, read_table=True):
+    """The parent IPoIB netdev, its port's P_Key table (only with ``read_table``), and the child for
+    ``pkey`` (full P_Key int). Reads the parent's own netdev, port and table only, not the whole host."""
     if not valid_ifname(parent):
         raise IpoibError("%r is not a valid interface name" % (parent,))
+    if not host.isdir("class/net"):
+        raise IpoibError(
+            "sysfs_root %s is not a sysfs tree (no class/net directory)" % getattr(host, "sysfs_root", "?")
+        )
     have = {
         "parent": _read_iface(host, parent),
         "child": None,
@@ -150,19 +163,26 @@ def read_ipoib(host, parent, pkey=None):
         "pkeys": None,
         "rdma_device": None,
         "port": None,
+        "enhanced": False,
     }
     if have["parent"] is None:
         return have
-    # The shared facts model places the netdev on its RDMA port the same way everywhere; prefer it, and
-    # read the port and its P_Key table here only when it cannot.
-    ib = (_facts_of(host, parent) or {}).get("ib") or {}
-    if ib.get("device") and isinstance(ib.get("pkeys"), list):
-        have["rdma_device"], have["port"] = ib["device"], str(ib.get("port"))
-        have["pkeys"] = [v for v in (parse_pkey(p) for p in ib["pkeys"]) if v]
+    # The shared facts model places the netdev on its RDMA port the same way everywhere and names its
+    # driver; prefer it, and place the port here only when it cannot.
+    nic = _facts_of(host, parent)
+    have["enhanced"] = _is_enhanced(host, nic)
+    ib = (nic or {}).get("ib") or {}
+    if ib.get("device") and ib.get("port") is not None:
+        have["rdma_device"], have["port"] = ib["device"], str(ib["port"])
+        if read_table:
+            _facts.complete_pkeys(host, {parent: nic}, [parent])
+            if isinstance(ib.get("pkeys"), list):
+                have["pkeys"] = [v for v in (_values.pkey_or_none(p) for p in ib["pkeys"]) if v]
     else:
         ibdev, port = _port_of(host, parent)
         have["rdma_device"], have["port"] = ibdev, port
-        have["pkeys"] = _pkey_table(host, parent, ibdev, port)
+        if read_table:
+            have["pkeys"] = _pkey_table(host, parent, ibdev, port)
     if pkey is not None:
         name = child_name(parent, pkey)
         if valid_ifname(name):
@@ -173,7 +193,7 @@ def read_ipoib(host, parent, pkey=None):
             if ifname == name or not valid_ifname(ifname) or not ifname.startswith(prefix):
                 continue
             other = _read_iface(host, ifname)
-            if other and parse_pkey(other.get("pkey")) == pkey:
+            if other and _values.pkey_or_none(other.get("pkey")) == pkey:
                 have["others"].append(ifname)
     return have
 
@@ -189,6 +209,17 @@ def plan_ipoib(have, want):
     parent_name = want["parent"]
     parent = have.get("parent")
     state = want.get("state") or "present"
+    timeout = want.get("timeout")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int) or timeout <= 0):
+        plan.refuse("timeout %r is not a positive number of seconds" % (timeout,))
+    if state == "absent":
+        # Removing a child takes its settings with it: asking for settings there is a mistake, say so.
+        given = [key for key in ("mode", "mtu", "umcast") if want.get(key) is not None]
+        if given:
+            plan.refuse("state=absent removes the child; %s cannot be set on it (drop %s)" % (
+                "/".join(given), ", ".join(given)))
+    if not plan.ok:
+        return plan
     if parent is None:
         plan.refuse("IPoIB parent %s does not exist" % parent_name)
         return plan
@@ -208,19 +239,27 @@ def plan_ipoib(have, want):
         plan.refuse("state=absent needs a pkey: the parent interface itself is not removed")
         return plan
 
+    if want.get("mode") == "connected" and have.get("enhanced"):
+        plan.refuse(
+            "%s is mlx5 enhanced IPoIB (driver %s), which has no connected mode (the kernel answers EINVAL), "
+            "nor have its P_Key children: use mode datagram, or load ib_ipoib with ipoib_enhanced=0 for "
+            "classic IPoIB" % (parent_name, ENHANCED_DRIVER)
+        )
+        return plan
+
     target = parent
     target_name = parent_name
     if pkey is not None:
         name = child_name(parent_name, pkey)
-        plan.info.update({"name": name, "pkey": "0x%04x" % pkey})
+        plan.info.update({"name": name, "pkey": _values.format_pkey(pkey)})
         if not valid_ifname(name):
             plan.refuse("child name %s is longer than 15 characters: use a shorter parent name" % name)
             return plan
         child = have.get("child")
         if have.get("others"):
             plan.refuse(
-                "P_Key 0x%04x already has a child on %s under another name: %s (made outside create_child)"
-                % (pkey, parent_name, ", ".join(have["others"]))
+                "P_Key %s already has a child on %s under another name: %s (made outside create_child)"
+                % (_values.format_pkey(pkey), parent_name, ", ".join(have["others"]))
             )
             return plan
         if state == "absent":
@@ -231,7 +270,7 @@ def plan_ipoib(have, want):
                     name,
                     None,
                     parent=parent_name,
-                    pkey="0x%04x" % pkey,
+                    pkey=_values.format_pkey(pkey),
                     child=name,
                 )
             return plan
@@ -248,7 +287,7 @@ def plan_ipoib(have, want):
                 None,
                 name,
                 parent=parent_name,
-                pkey="0x%04x" % pkey,
+                pkey=_values.format_pkey(pkey),
                 child=name,
             )
         target, target_name = child, name
@@ -260,30 +299,28 @@ def plan_ipoib(have, want):
 
 
 def _validate_pkey(want, plan, parent):
-    raw = want["pkey"]
-    pkey = parse_pkey(raw)
-    if pkey is None or pkey < 0 or pkey > 0xFFFF:
-        plan.refuse("pkey %r is not a 16-bit P_Key (give it as 0x8002 or 32770)" % (raw,))
+    fmt = _values.format_pkey
+    try:
+        pkey = _values.parse_pkey(want["pkey"])
+    except ValueError as exc:
+        plan.refuse(str(exc))
         return None
-    base = pkey & 0x7FFF
-    if base == 0:
-        plan.refuse("pkey 0x%04x is invalid: 0x0000 and 0x8000 are reserved (no partition)" % pkey)
-        return None
-    if base == 0x7FFF:
+    base = _values.partition(pkey)
+    if base == _values.PARTITION_MASK:
         plan.refuse(
-            "pkey 0x%04x is the default partition, which the parent %s already uses: not a child"
-            % (pkey, want["parent"])
+            "pkey %s is the default partition, which the parent %s already uses: not a child"
+            % (fmt(pkey), want["parent"])
         )
         return None
     membership = want.get("membership") or "full"
     if membership == "full":
-        pkey |= FULL_MEMBER
-    elif pkey & FULL_MEMBER:
-        plan.refuse("pkey 0x%04x has the full-membership bit set but membership=limited" % pkey)
+        pkey = _values.full_member(pkey)
+    elif pkey & _values.FULL_MEMBER:
+        plan.refuse("pkey %s has the full-membership bit set but membership=limited" % fmt(pkey))
         return None
-    parent_pkey = parse_pkey(parent.get("pkey"))
-    if parent_pkey is not None and parent_pkey & 0x7FFF == base:
-        plan.refuse("pkey 0x%04x is the parent's own P_Key (%s): not a child" % (pkey, parent.get("pkey")))
+    parent_pkey = _values.pkey_or_none(parent.get("pkey"))
+    if parent_pkey is not None and _values.partition(parent_pkey) == base:
+        plan.refuse("pkey %s is the parent's own P_Key (%s): not a child" % (fmt(pkey), parent.get("pkey")))
         return None
     return pkey
 
@@ -292,26 +329,28 @@ def _check_pkey_table(have, want, plan, pkey):
     check = want.get("pkey_check") or "warn"
     if check == "ignore":
         return
+    fmt = _values.format_pkey
     table = have.get("pkeys")
     if table is None:
         plan.warn(
-            "cannot read the P_Key table of %s (ports/N/pkeys): P_Key 0x%04x not checked" % (want["parent"], pkey)
+            "cannot read the P_Key table of %s (ports/N/pkeys): P_Key %s not checked" % (want["parent"], fmt(pkey))
         )
         return
-    bases = {entry & 0x7FFF: entry for entry in table}
+    bases = {_values.partition(entry): entry for entry in table}
+    base = _values.partition(pkey)
     where = "%s port %s" % (have.get("rdma_device"), have.get("port"))
     message = None
-    if pkey & 0x7FFF not in bases:
+    if base not in bases:
         message = (
-            "P_Key 0x%04x is not in the P_Key table of %s (%s): the subnet manager has not given this "
+            "P_Key %s is not in the P_Key table of %s (%s): the subnet manager has not given this "
             "partition to the port, the child will not pass traffic"
-            % (pkey, where, ", ".join("0x%04x" % v for v in table))
+            % (fmt(pkey), where, ", ".join(fmt(v) for v in table))
         )
-    elif pkey & FULL_MEMBER and not bases[pkey & 0x7FFF] & FULL_MEMBER:
-        message = "P_Key 0x%04x: the port %s is only a limited member (0x%04x) of this partition" % (
-            pkey,
+    elif pkey & _values.FULL_MEMBER and not bases[base] & _values.FULL_MEMBER:
+        message = "P_Key %s: the port %s is only a limited member (%s) of this partition" % (
+            fmt(pkey),
             where,
-            bases[pkey & 0x7FFF],
+            fmt(bases[base]),
         )
     if message:
         if check == "refuse":
@@ -365,17 +404,16 @@ _CHILD_ACTIONS = {"create_child": (True, "did not appear"), "delete_child": (Fal
 
 
 def apply_ipoib(host, plan, timeout=30):
-    """Make the changes; returns {"applied": [...]}. Raises IpoibApplyError saying what was done."""
+    """Make the changes; returns {"applied": [...]}. On failure, deletes the children this run created
+    and raises IpoibApplyError saying what was done and what was undone."""
     done = []
+    created = []  # changes that made a child, newest last: rolled back when a later step fails
     for change in plan.changes:
         try:
             if change.action in _CHILD_ACTIONS:
-                # The kernel adds/removes the child netdev after the write returns: wait for it.
-                present, failure = _CHILD_ACTIONS[change.action]
-                host.write("class/net/%s/%s" % (change.detail["parent"], change.action), change.detail["pkey"], timeout)
-                if not _wait_for(host, "class/net/%s" % change.detail["child"], present):
-                    raise IpoibApplyError("wrote %s to %s but %s %s" % (
-                        change.detail["pkey"], change.target, change.detail["child"], failure), done)
+                _child(host, change.detail, change.action, timeout, change.target)
+                if change.action == "create_child":
+                    created.append(change)
             elif change.action in ("set_mode", "set_mtu", "set_umcast"):
                 attr = change.action[len("set_") :]
                 rel = "class/net/%s/%s" % (change.detail["ifname"], attr)
@@ -384,11 +422,44 @@ def apply_ipoib(host, plan, timeout=30):
                     host.write(rel, str(change.after), timeout)
                     current = host.read(rel)
                 if current != str(change.after):
-                    raise IpoibApplyError("wrote %s to %s but it reads back %s" % (change.after, rel, current), done)
+                    raise HostError("wrote %s to %s but it reads back %s" % (change.after, rel, current))
             done.append(change.describe())
         except HostError as exc:
-            raise IpoibApplyError("%s failed: %s" % (change.describe(), exc), done)
+            message = "%s failed: %s" % (change.describe(), exc)
+            undone, gone = _roll_back(host, created, timeout)
+            # What remains changed: steps on interfaces other than the children deleted again.
+            kept = [c for c in plan.changes[: len(done)] if _ifname_of(c) not in gone]
+            raise IpoibApplyError(message, done, undone, changed=bool(kept))
     return {"applied": done}
+
+
+def _ifname_of(change):
+    return change.detail.get("child") or change.detail.get("ifname")
+
+
+def _child(host, detail, action, timeout, target):
+    """Write the P_Key to create_child/delete_child and wait for the child netdev to (dis)appear."""
+    # The kernel adds/removes the child netdev after the write returns: wait for it.
+    present, failure = _CHILD_ACTIONS[action]
+    host.write("class/net/%s/%s" % (detail["parent"], action), detail["pkey"], timeout)
+    if not _wait_for(host, "class/net/%s" % detail["child"], present):
+        raise HostError("wrote %s to %s but %s %s" % (detail["pkey"], target, detail["child"], failure))
+
+
+def _roll_back(host, created, timeout):
+    """Delete the children this run created (newest first); -> (what was undone or could not be,
+    names of the children deleted)."""
+    undone, gone = [], set()
+    for change in reversed(created):
+        detail = change.detail
+        what = "delete_child %s/delete_child: %s" % (detail["parent"], detail["child"])
+        try:
+            _child(host, detail, "delete_child", timeout, "%s/delete_child" % detail["parent"])
+            undone.append(what)
+            gone.add(detail["child"])
+        except HostError as exc:
+            undone.append("%s FAILED (%s): %s is left behind" % (what, exc, detail["child"]))
+    return undone, gone
 
 
 def _wait_for(host, rel, present):
@@ -404,37 +475,46 @@ def _wait_for(host, rel, present):
 
 
 class IpoibApplyError(Exception):
-    def __init__(self, message, done):
-        super().__init__(message)
+    """A failed apply: ``done`` (changes made), ``undone`` (roll-back steps), ``changed`` (anything left)."""
+
+    def __init__(self, message, done, undone=(), changed=None):
         self.done = list(done)
+        self.undone = list(undone)
+        if self.done:
+            message += "; done: %s" % "; ".join(self.done)
+        if self.undone:
+            message += "; rolled back: %s" % "; ".join(self.undone)
+        super().__init__(message)
+        self.changed = bool(self.done) if changed is None else changed
 
 
-def pkey_text(value):
-    pkey = parse_pkey(value)
-    return None if pkey is None else "0x%04x" % pkey
-
-
-def full_pkey(value, membership="full"):
-    """The P_Key the child will carry (membership bit applied), or None when not a valid value."""
-    pkey = parse_pkey(value)
-    if pkey is None or pkey < 0 or pkey > 0xFFFF:
+def _want_pkey(params):
+    """The P_Key the child will carry (membership bit applied), or None when not given or not valid
+    (the plan then refuses it, naming the value)."""
+    pkey = _values.pkey_or_none(params.get("pkey"))
+    if pkey is None:
         return None
-    return pkey | FULL_MEMBER if membership == "full" else pkey
+    return _values.full_member(pkey) if (params.get("membership") or "full") == "full" else pkey
 
 
 def prepare(host, params):
     """have + plan for the module: (plan, extra result). Raises IpoibError."""
-    pkey = full_pkey(params.get("pkey"), params.get("membership")) if params.get("pkey") is not None else None
-    have = read_ipoib(host, params["parent"], pkey)
+    pkey = _want_pkey(params)
+    read_table = (
+        pkey is not None and (params.get("state") or "present") == "present"
+        and (params.get("pkey_check") or "warn") != "ignore"
+    )
+    have = read_ipoib(host, params["parent"], pkey, read_table=read_table)
     plan = plan_ipoib(have, params)
     target = have.get("child") if pkey is not None else have.get("parent")
+    table = have.get("pkeys")
     extra = {
         "interface": plan.info.get("name"),
         "pkey": plan.info.get("pkey"),
         "parent": params["parent"],
         "rdma_device": have.get("rdma_device"),
         "port": have.get("port"),
-        "port_pkeys": ["0x%04x" % v for v in have.get("pkeys") or []],
+        "port_pkeys": None if table is None else [_values.format_pkey(v) for v in table],
         "before": {k: (target or {}).get(k) for k in ("mode", "mtu", "umcast", "pkey")} if target else None,
     }
     return plan, extra

@@ -105,8 +105,9 @@ class Plan:
         return diffs
 
     def result(self):
+        # A refused plan changed nothing, whatever it had planned before the refusal.
         return {
-            "changed": self.changed,
+            "changed": self.changed and self.ok,
             "plan": [change.as_dict() for change in self.changes],
             "reboot_required": self.reboot_required,
             "reload_required": self.reload_required,

@@ -15,12 +15,21 @@ description:
     C(create_child)/C(delete_child), so it gets the kernel's name C(<parent>.<pkey>) (for example
     V(ib0.8002) for P_Key 0x8002, full membership), then sets its transport mode, MTU and C(umcast).
   - Without O(pkey), sets the mode, MTU and C(umcast) of the parent interface itself.
-  - "P_Keys are validated: the partition number must be 0x0001-0x7ffe plus the membership bit;
+  - "P_Keys are hexadecimal, as every InfiniBand tool prints them: V(8002), V(0x8002) and V(0X8002) all
+    mean 0x8002 (child V(ib0.8002)); an integer is taken as its value (unquoted YAML C(0x8002) is 32770,
+    the same P_Key). The partition number must be 0x0001-0x7ffe plus the membership bit;
     0x0000/0x8000 (invalid) and 0x7fff/0xffff (the default partition the parent already uses) are refused."
   - When the P_Key is not in the port's P_Key table (C(ports/N/pkeys/*), filled by the subnet manager)
     the module warns or, with O(pkey_check=refuse), refuses.
   - The MTU is checked against the mode. Datagram allows at most the IB MTU minus the 4-byte IPoIB header
     (4092 with a 4096 IB MTU, see O(port_ib_mtu)); connected allows 65520.
+  - "mlx5 enhanced IPoIB (ethtool driver C(mlx5_core[ib_ipoib])) has no connected mode: O(mode=connected)
+    on such a parent or its children is refused before anything is changed."
+  - Every refusal is decided before anything is written, so a refused run reports C(changed=false).
+    When a step fails after a child was created in the same run, the child is deleted again and the
+    error lists what was done and what was rolled back.
+  - The module reads only the parent netdev, its port and (when a P_Key is checked) that port's P_Key
+    table, not the whole host.
   - Addresses are out of scope; configure them with the host's network manager.
 author:
   - hpcnet.infiniband developers (@hpcnet)
@@ -41,7 +50,8 @@ options:
     required: true
   pkey:
     description:
-      - P_Key of the child (V(0x8002), or V(0x0002) with O(membership=full) which sets the bit).
+      - P_Key of the child, hexadecimal with or without V(0x) (V(0x8002), V(8002)), or an integer taken as
+        its value (V(32770)). V(0x0002) with O(membership=full) sets the full-membership bit.
         Omit to configure the parent itself.
     type: raw
   membership:
@@ -51,7 +61,9 @@ options:
     choices: [full, limited]
     default: full
   state:
-    description: Whether the child exists. V(absent) requires O(pkey).
+    description:
+      - Whether the child exists. V(absent) requires O(pkey) and refuses O(mode), O(mtu) and O(umcast)
+        (the child and its settings go together).
     type: str
     choices: [present, absent]
     default: present
@@ -77,7 +89,7 @@ options:
     default: 4096
     choices: [256, 512, 1024, 2048, 4096]
   timeout:
-    description: Seconds each sysfs write may take.
+    description: Seconds each sysfs write may take (a positive number).
     type: int
     default: 30
 seealso:
@@ -146,7 +158,9 @@ port:
   returned: success
   type: str
 port_pkeys:
-  description: The port's P_Key table (non-zero entries).
+  description:
+    - The port's P_Key table (non-zero entries); null when it was not read (no O(pkey), O(state=absent)
+      or O(pkey_check=ignore)).
   returned: success
   type: list
   elements: str
@@ -157,6 +171,11 @@ before:
 applied:
   description: What was done, in order (also on failure).
   returned: when changes were applied
+  type: list
+  elements: str
+rolled_back:
+  description: On a failed apply, the children created in this run that were deleted again.
+  returned: failure after changes
   type: list
   elements: str
 diff:
@@ -200,7 +219,9 @@ def main():
         try:
             return _ipoib.apply_ipoib(host, the_plan, module.params["timeout"])
         except _ipoib.IpoibApplyError as exc:
-            module.fail_json(msg=str(exc), applied=exc.done, **dict(the_plan.result(), **extra))
+            result = dict(the_plan.result(), **extra)
+            result["changed"] = exc.changed
+            module.fail_json(msg=str(exc), applied=exc.done, rolled_back=exc.undone, **result)
 
     run_plan(module, plan, apply, extra)
 
