@@ -24,9 +24,18 @@ import re
 
 from ansible_collections.hpcnet.infiniband.plugins.module_utils import _ids
 from ansible_collections.hpcnet.infiniband.plugins.module_utils._host import (
+    ATTR_MAX_BYTES,
     PCI_ADDRESS_RE,
+    oversized,
     valid_ifname,
     valid_rdma_device,
+)
+from ansible_collections.hpcnet.infiniband.plugins.module_utils._values import (
+    PARTITION_MASK,
+    format_guid,
+    format_pkey,
+    guid_or_none,
+    pkey_or_none,
 )
 
 __all__ = [
@@ -71,10 +80,14 @@ ARPHRD_LOOPBACK = 772
 
 # Port attributes as the kernel prints them: "4: ACTIVE", "5: LinkUp".
 _CODE_NAME_RE = re.compile(r"^\s*(\d+)\s*:\s*(\S.*?)\s*$")
-_GUID_RE = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{4}:[0-9a-f]{4}:[0-9a-f]{4}$")
 _GID_RE = re.compile(r"^([0-9a-f]{4}:){7}[0-9a-f]{4}$")
-_RATE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*Gb/sec")
-_PKEY_RE = re.compile(r"^0x[0-9a-f]{1,4}$")
+# "56 Gb/sec (4X FDR)": a few digits; a rate that needs more is garbage, not a fast link.
+_RATE_RE = re.compile(r"^\s*(\d{1,5}(?:\.\d{1,3})?)\s*Gb/sec")
+MAX_RATE_GBPS = 100000
+# A link-layer address is at most MAX_ADDR_LEN (32) bytes; the longest in use is IPoIB's 20 bytes.
+_MAC_RE = re.compile(r"^[0-9a-f]{2}(?::[0-9a-f]{2}){0,19}$")
+# Free-text attributes (IB node_desc is 64 bytes; fw_ver, board_id, hca_type... are short strings).
+TEXT_MAX_CHARS = 64
 _HEX_ID_RE = re.compile(r"^0x[0-9a-f]{1,8}$")
 _IPOIB_CHILD_RE = re.compile(r"^(.+)\.([0-9a-f]{4})$")
 _EIPOIB_LINE_RE = re.compile(r"^\s*(\S+)\s+over\s+IB\s+port:\s*(\S+)\s*$")
@@ -142,6 +155,9 @@ class _Reader:
 
     def decode(self, data, label, name):
         if not data:
+            return None
+        if oversized(data):
+            self.warn("%s/%s: larger than a sysfs attribute (%d bytes); ignored" % (label, name, ATTR_MAX_BYTES))
             return None
         try:
             text = data.decode("utf-8")
@@ -215,6 +231,37 @@ class _Dir:
         self.reader.warn("%s/%s: cannot parse %r as an integer" % (self.label, name, text[:40]))
         return None
 
+    def read_text(self, name, limit=TEXT_MAX_CHARS):
+        """Free-text attribute of at most ``limit`` characters; longer -> None + warning."""
+        text = self.read(name)
+        if text is not None and len(text) > limit:
+            self.reader.warn("%s/%s: longer than %d characters; ignored" % (self.label, name, limit))
+            return None
+        return text
+
+    def read_mac(self, name="address"):
+        """Link-layer address: hex pairs, at most 20 bytes (IPoIB); anything else -> None + warning."""
+        text = self.read(name)
+        if text is None:
+            return None
+        low = text.lower()
+        if not _MAC_RE.match(low):
+            self.reader.warn("%s/%s: not a link-layer address (hex pairs, 20 bytes at most): %r" % (
+                self.label, name, text[:40]))
+            return None
+        return low
+
+    def read_guid(self, name):
+        """GUID attribute -> kernel sysfs format ``0002:c903:00a1:b2c1`` (through _values)."""
+        text = self.read(name)
+        if text is None:
+            return None
+        number = guid_or_none(text)
+        if number is None:
+            self.reader.warn("%s/%s: not a GUID: %r" % (self.label, name, text[:40]))
+            return None
+        return format_guid(number)
+
     def read_hex(self, name):
         """Hex attribute ('0x3a4') -> int."""
         text = self.read(name)
@@ -272,24 +319,15 @@ class _Dir:
 # ---------------------------------------------------------------------------------------------------
 # Value helpers
 # ---------------------------------------------------------------------------------------------------
-def _guid(text, reader=None, label=None):
-    if text is None:
-        return None
-    low = text.strip().lower()
-    if _GUID_RE.match(low):
-        return low
-    if reader is not None:
-        reader.warn("%s: not a GUID: %r" % (label, text[:40]))
-    return None
-
-
-def _rate_gbps(rate):
+def _rate_gbps(rate, reader, label):
+    """'56 Gb/sec (4X FDR)' -> 56; a value no link has (or no number) -> None + warning."""
     if not rate:
         return None
     match = _RATE_RE.match(rate)
-    if not match:
+    value = float(match.group(1)) if match else None
+    if value is None or value > MAX_RATE_GBPS:
+        reader.warn("%s: not a link rate: %r" % (label, rate[:40]))
         return None
-    value = float(match.group(1))
     return int(value) if value.is_integer() else value
 
 
@@ -297,15 +335,6 @@ def _port_guid_from_gid(gid):
     if not gid or not _GID_RE.match(gid):
         return None
     return gid[20:]
-
-
-def _pkey(text):
-    if text is None:
-        return None
-    low = text.strip().lower()
-    if _PKEY_RE.match(low):
-        return "0x%04x" % int(low, 16)
-    return None
 
 
 def _numeric_key(name):
@@ -335,7 +364,7 @@ def _read_port(reader, ibdev_dir, device, port, read_table=True):
     pdir.prefetch(_PORT_ATTRS)
     state_code, state = pdir.read_code_name("state")
     phys_code, phys_state = pdir.read_code_name("phys_state")
-    rate = pdir.read("rate")
+    rate = pdir.read_text("rate")
     gid0 = None
     gid_text = pdir.read("gids/0")
     if gid_text is not None:
@@ -344,17 +373,16 @@ def _read_port(reader, ibdev_dir, device, port, read_table=True):
             gid0 = low
         else:
             reader.warn("%s/gids/0: not a GID: %r" % (label, gid_text[:60]))
-    # read_table=False: the P_Key table is not read and reported as None (unknown).
+    # None (unknown) when the table is not read (read_table=False) or the port has no pkeys/ directory.
     table = pdir.sysdir.opendir("pkeys") if read_table else None
-    pkeys = [] if read_table else None
+    pkeys = [] if table is not None else None
     if table is not None:
         for index, raw in _read_pkey_table(reader, table, label + "/pkeys"):
-            value = _pkey(raw)
-            if value is None:
+            number = pkey_or_none(raw)
+            if number is not None:
+                pkeys.append(format_pkey(number))
+            elif not _empty_pkey_slot(raw):
                 reader.warn("%s/pkeys/%s: not a P_Key: %r" % (label, index, raw[:40]))
-                continue
-            if int(value, 16) & 0x7FFF:
-                pkeys.append(value)
     link_layer = pdir.read("link_layer")
     # Kernels before link_layer existed (2.6.3x) only had InfiniBand ports.
     if link_layer is None and state is not None:
@@ -370,12 +398,12 @@ def _read_port(reader, ibdev_dir, device, port, read_table=True):
         "phys_state": phys_state,
         "phys_state_code": phys_code,
         "rate": rate,
-        "rate_gbps": _rate_gbps(rate),
+        "rate_gbps": _rate_gbps(rate, reader, label + "/rate"),
         "lid": lid,
         "sm_lid": sm_lid,
         "sm_sl": pdir.read_int("sm_sl"),
         "lid_mask_count": pdir.read_int("lid_mask_count"),
-        "cap_mask": pdir.read("cap_mask"),
+        "cap_mask": pdir.read_text("cap_mask"),
         "port_guid": _port_guid_from_gid(gid0),
         "gid0": gid0,
         "pkeys": pkeys,
@@ -383,6 +411,14 @@ def _read_port(reader, ibdev_dir, device, port, read_table=True):
         # RoCE: the netdev the kernel bound to GID 0 (Ethernet link layer only).
         "_ndev0": _gid_ndev(pdir) if link_layer == "Ethernet" else None,
     }
+
+
+def _empty_pkey_slot(raw):
+    """0x0000 / 0x8000: a slot that names no partition (left out silently, as the kernel shows them)."""
+    try:
+        return int(raw, 16) & PARTITION_MASK == 0
+    except ValueError:
+        return False
 
 
 def _read_pkey_table(reader, table, label):
@@ -435,10 +471,10 @@ def _read_device(reader, ctx, device, pkeys=PKEYS_ALL):
     ddir.label = label
     ddir.prefetch(("node_guid", "sys_image_guid", "fw_ver", "board_id", "hca_type", "hw_rev", "node_desc",
                    "node_type"))
-    info["node_guid"] = _guid(ddir.read("node_guid"), reader, label + "/node_guid")
-    info["sys_image_guid"] = _guid(ddir.read("sys_image_guid"), reader, label + "/sys_image_guid")
+    info["node_guid"] = ddir.read_guid("node_guid")
+    info["sys_image_guid"] = ddir.read_guid("sys_image_guid")
     for key in ("fw_ver", "board_id", "hca_type", "hw_rev", "node_desc"):
-        info[key] = ddir.read(key)
+        info[key] = ddir.read_text(key)
     info["node_type_code"], info["node_type"] = ddir.read_code_name("node_type")
     pci = ctx.pci_info(ddir, label + "/device") if ctx is not None else _PciContext(reader).pci_info(
         ddir, label + "/device")
@@ -684,7 +720,7 @@ def _netdev(ctx, name):
     if ndir is not None:
         ndir.prefetch(_NETDEV_ATTRS)
         nic["ifindex"] = ndir.read_int("ifindex")
-        nic["mac"] = ndir.read("address")
+        nic["mac"] = ndir.read_mac("address")
         nic["type"] = ndir.read_int("type")
         nic["mtu"] = ndir.read_int("mtu")
         nic["operstate"] = ndir.read("operstate")
@@ -722,7 +758,8 @@ def _ipoib_attrs(ndir):
     pkey_raw = ndir.read("pkey")
     if mode is None and pkey_raw is None and not ndir.exists("create_child"):
         return None
-    pkey = _pkey(pkey_raw)
+    number = pkey_or_none(pkey_raw) if pkey_raw is not None else None
+    pkey = format_pkey(number) if number is not None else None
     if pkey_raw is not None and pkey is None:
         ndir.reader.warn("%s/pkey: not a P_Key: %r" % (ndir.label, pkey_raw[:40]))
     umcast = ndir.read("umcast")

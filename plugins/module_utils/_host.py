@@ -24,6 +24,8 @@ import stat
 import tempfile
 
 __all__ = [
+    "ATTR_MAX_BYTES",
+    "oversized",
     "Host",
     "HostError",
     "SysDir",
@@ -42,7 +44,15 @@ PCI_ADDRESS_RE = re.compile(r"^[0-9a-f]{4,8}:[0-9a-f]{2}:[0-1][0-9a-f]\.[0-7]$")
 RDMADEV_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,63}$")
 
 MAX_LINK_DEPTH = 40
-MAX_READ_BYTES = 64 * 1024
+# A sysfs attribute fits one page (the kernel's show() buffer). Reads take one byte more, so that a
+# larger file (a hostile or broken capture) is recognised and refused instead of being cut to a page.
+ATTR_MAX_BYTES = 4096
+MAX_READ_BYTES = ATTR_MAX_BYTES + 1
+
+
+def oversized(data):
+    """True when raw attribute bytes are larger than a sysfs attribute can be (refuse, do not cut)."""
+    return isinstance(data, bytes) and len(data) > ATTR_MAX_BYTES
 
 
 def valid_ifname(name):
@@ -192,7 +202,11 @@ class Host:
         found = self._found(relpath)
         if found is None or found[2]:
             return None
-        return _decode_attr(_read_attr(found[0].full(found[1]), None, MAX_READ_BYTES))
+        data = _read_attr(found[0].full(found[1]), None, MAX_READ_BYTES)
+        if oversized(data):
+            self.warn("%s: larger than a sysfs attribute (%d bytes); ignored" % (relpath, ATTR_MAX_BYTES))
+            return None
+        return _decode_attr(data)
 
     def read_int(self, relpath, base=0):
         """Integer value of an attribute (``0x1b``, ``42``, ``4: ACTIVE`` -> 4), or None."""
@@ -504,7 +518,8 @@ class SysDir:
 
     def read_bytes(self, names, limit=MAX_READ_BYTES):
         """{name: raw bytes or None} of attributes ``names``, read with one directory open. None when
-        missing, unreadable, a directory, or a link that loops or leaves the root."""
+        missing, unreadable, a directory, or a link that loops or leaves the root. At most ``limit``
+        bytes each: with the default, ``oversized(data)`` tells a file larger than a page."""
         names = list(names)
         try:
             joined = "/".join(names)  # checks every name at once: this reads whole P_Key tables
@@ -553,8 +568,9 @@ class SysDir:
 
     def read(self, name):
         """Stripped text of attribute ``name``, or None (missing, unreadable, not a regular file,
-        empty, a link that loops or leaves the root)."""
-        return _decode_attr(self.read_bytes((name,))[name])
+        empty, larger than a page, a link that loops or leaves the root)."""
+        data = self.read_bytes((name,))[name]
+        return None if oversized(data) else _decode_attr(data)
 
     def read_int(self, name, base=0):
         """Integer value of attribute ``name`` (``0x1b``, ``42``, ``4: ACTIVE`` -> 4), or None."""
