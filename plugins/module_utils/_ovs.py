@@ -1,13 +1,21 @@
 # -*- coding: utf-8 -*-
 # Copyright: hpcnet.infiniband contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Open vSwitch bridges over EIPoIB: validation rules, plan and ovs-vsctl argv (pure except ``read_ovs``).
+"""Open vSwitch bridges over EIPoIB: validation rules, plan and ovs-vsctl argv (pure except ``read_ovs``
+and ``read_port_nics``).
 
 Why OVS needs EIPoIB: an OVS port forwards Ethernet frames. A raw IPoIB netdev (``type`` 32, link type
 ``infiniband``) carries IPoIB frames with 20-byte hardware addresses, so OVS cannot switch it. MLNX_OFED's
 ``eth_ipoib`` driver exposes an Ethernet netdev (``eth*``) over one or more IPoIB interfaces; that is the
 interface to put in the bridge. The VLAN tag of a network is derived from its P_Key: the low 15 bits
 (``pkey & 0x7fff``; the top bit is the full-membership flag), and it must fit a 802.1Q VID (1..4094).
+P_Keys are parsed and formatted by ``_values`` only: hex text (0x optional), an int is its value.
+
+ovs-vsctl commits its transaction to ovsdb first and then waits for ovs-vswitchd to apply it (``cur_cfg``
+catching up with ``next_cfg``); it exits 0 even when vswitchd could not set a bridge up (the interface's
+``error`` column, no ``ofport``), and when vswitchd is down the wait times out after the commit. So the
+database state is read back after every transaction: what was written is reported as a change, and a
+datapath vswitchd has not set up is a failure, on this run and on the next.
 
 ``nics`` everywhere below is ``ib_facts.nics`` (docs/dev/contracts.md section 4).
 """
@@ -16,46 +24,27 @@ from __future__ import annotations
 
 import json
 
+from ansible_collections.hpcnet.infiniband.plugins.module_utils import _facts, _values
 from ansible_collections.hpcnet.infiniband.plugins.module_utils._host import valid_ifname
 from ansible_collections.hpcnet.infiniband.plugins.module_utils._plan import Plan
 
 DATAPATH_TYPES = ("system", "netdev")
 VLAN_MIN, VLAN_MAX = 1, 4094
+# An OVS port's MTU: Linux's minimum for IPv4 and the largest IPoIB MTU (connected mode), since every
+# EIPoIB frame crosses an IPoIB interface.
+MTU_MIN, MTU_MAX = 68, 65520
 
 
 # --------------------------------------------------------------------------- P_Key -> VLAN
-def parse_pkey(value):
-    """P_Key as an int from ``0x8002``, ``"8002"`` (hex, like the kernel prints it) or an int."""
-    if isinstance(value, bool):
-        raise ValueError("P_Key must be a number, not %r" % value)
-    if isinstance(value, int):
-        pkey = value
-    else:
-        text = str(value).strip().lower()
-        try:
-            pkey = int(text, 16)
-        except ValueError:
-            raise ValueError("P_Key %r is not a hexadecimal number such as 0x8002" % value)
-    if not 0 <= pkey <= 0xFFFF:
-        raise ValueError("P_Key %r is outside 0x0000-0xffff" % value)
-    if pkey & 0x7FFF == 0:
-        raise ValueError("P_Key %s is invalid (0x0000 and 0x8000 are reserved)" % format_pkey(pkey))
-    return pkey
-
-
-def format_pkey(pkey):
-    return "0x%04x" % pkey
-
-
 def vlan_from_pkey(value):
     """802.1Q VLAN id for a P_Key: ``pkey & 0x7fff``; refuses ids a VLAN tag cannot carry."""
-    pkey = parse_pkey(value)
-    vlan = pkey & 0x7FFF
+    pkey = _values.parse_pkey(value)
+    vlan = _values.partition(pkey)
     if not VLAN_MIN <= vlan <= VLAN_MAX:
         raise ValueError(
             "P_Key %s gives VLAN %d (pkey & 0x7fff), outside the 802.1Q range %d-%d; "
             "the default partition 0x7fff/0xffff cannot be a VLAN tag: leave the port untagged"
-            % (format_pkey(pkey), vlan, VLAN_MIN, VLAN_MAX)
+            % (_values.format_pkey(pkey), vlan, VLAN_MIN, VLAN_MAX)
         )
     return vlan
 
@@ -162,12 +151,15 @@ def parse_ovsdb_tables(text):
     return tables
 
 
-def ovs_state_from_tables(bridges, ports, interfaces):
+def ovs_state_from_tables(bridges, ports, interfaces, root=()):
     """{bridges: {name: {datapath_type, ports}}, ports: {name: {bridge, tag, interfaces}},
-    interfaces: {name: {type, error, ofport, mtu, mtu_request}}} from three ``list`` tables."""
+    interfaces: {name: {type, error, ofport, mtu, mtu_request}}, vswitchd: {next_cfg, cur_cfg}} from the
+    ``list`` tables Bridge, Port, Interface and Open_vSwitch."""
     port_by_uuid = {p["_uuid"]: p for p in ports}
     iface_by_uuid = {i["_uuid"]: i for i in interfaces}
-    state = {"bridges": {}, "ports": {}, "interfaces": {}}
+    top = root[0] if root else {}
+    state = {"bridges": {}, "ports": {}, "interfaces": {},
+             "vswitchd": {"next_cfg": _scalar(top.get("next_cfg")), "cur_cfg": _scalar(top.get("cur_cfg"))}}
     for iface in interfaces:
         state["interfaces"][iface["name"]] = {
             "type": iface.get("type") or "",
@@ -214,13 +206,14 @@ def read_ovs(host, database=None, timeout=5):
         "--", "--columns=name,datapath_type,ports", "list", "Bridge",
         "--", "--columns=_uuid,name,tag,interfaces", "list", "Port",
         "--", "--columns=_uuid,name,type,error,ofport,mtu,mtu_request", "list", "Interface",
+        "--", "--columns=next_cfg,cur_cfg", "list", "Open_vSwitch",
     ]
     rc, out, err = host.run(argv, timeout=timeout + 5)
     if rc != 0:
         raise OvsError("ovs-vsctl cannot read the Open vSwitch database (rc %s): %s" % (
             rc, (err or out or "").strip() or "no output"))
     tables = parse_ovsdb_tables(out)
-    if len(tables) != 3:
+    if len(tables) != 4:
         raise OvsError("unexpected ovs-vsctl output: %d tables" % len(tables))
     return ovs_state_from_tables(*tables)
 
@@ -231,7 +224,11 @@ class OvsError(Exception):
 
 # --------------------------------------------------------------------------- status after apply
 def bridge_problems(ovs, bridge, port_names=()):
-    """What ovs-vswitchd could not set up (ovs-vsctl exits 0 even then): interface errors, no ofport."""
+    """What ovs-vswitchd could not set up (ovs-vsctl exits 0 even then): a database vswitchd has not
+    applied (``cur_cfg`` behind ``next_cfg``: vswitchd down or stuck), interface errors, no ofport."""
+    cfg = ovs.get("vswitchd") or {}
+    lagging = (isinstance(cfg.get("next_cfg"), int) and isinstance(cfg.get("cur_cfg"), int)
+               and cfg["cur_cfg"] < cfg["next_cfg"])
     problems = []
     for name in [bridge] + list(port_names):
         port = ovs["ports"].get(name)
@@ -245,10 +242,20 @@ def bridge_problems(ovs, bridge, port_names=()):
             elif iface.get("ofport") in (None, -1):
                 problems.append("interface %s has no OpenFlow port (ovs-vswitchd did not set it up)" %
                                 iface_name)
-    if problems and (ovs["bridges"].get(bridge) or {}).get("datapath_type") == "system":
+    if lagging:
+        # vswitchd is not running (or stuck): that, not the datapath type, is why nothing is set up.
+        problems.insert(0, "ovs-vswitchd has not applied the database (cur_cfg %d, next_cfg %d): is "
+                           "ovs-vswitchd running?" % (cfg["cur_cfg"], cfg["next_cfg"]))
+    elif problems and (ovs["bridges"].get(bridge) or {}).get("datapath_type") == "system":
         problems.append("bridge %s uses datapath_type system, which needs the openvswitch kernel "
                         "datapath; without it use datapath_type netdev (userspace)" % bridge)
     return problems
+
+
+def config_view(ovs):
+    """What a transaction of this module writes (bridges, ports, tags, mtu_request), to tell whether
+    ovsdb changed even when ovs-vsctl failed after committing."""
+    return (ovs["bridges"], ovs["ports"], {n: i.get("mtu_request") for n, i in ovs["interfaces"].items()})
 
 
 # --------------------------------------------------------------------------- plan
@@ -274,18 +281,77 @@ def normalize_ports(ports):
         result.append({
             "name": name,
             "vlan": int(vlan) if vlan is not None else None,
-            "pkey": format_pkey(parse_pkey(pkey)) if pkey is not None else None,
+            "pkey": _values.format_pkey(_values.parse_pkey(pkey)) if pkey is not None else None,
             "move": bool(entry.get("move", False)),
         })
     return result
 
 
+def check_params(want):
+    """Refusals of the arguments alone, before anything is read: [] when they are usable."""
+    problems = []
+    if not valid_ifname(want.get("bridge")):
+        problems.append("%r is not a valid bridge name (it becomes a netdev name)" % (want.get("bridge"),))
+    timeout = want.get("timeout")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int) or timeout <= 0):
+        problems.append("timeout %r is not a positive number of seconds" % (timeout,))
+    mtu = want.get("mtu")
+    if mtu is not None and not MTU_MIN <= mtu <= MTU_MAX:
+        problems.append("mtu %d is out of range %d..%d (the largest IPoIB MTU is %d)" % (
+            mtu, MTU_MIN, MTU_MAX, MTU_MAX))
+    if want.get("state") == "absent":
+        given = [key for key in ("ports", "mtu") if want.get(key)]
+        if given:
+            problems.append("state=absent removes bridge %s with its ports; %s cannot be set on it (drop %s)" % (
+                want.get("bridge"), "/".join(given), ", ".join(given)))
+    return problems
+
+
+def port_names(want):
+    """Names of the wanted ports (strings or dicts), as given."""
+    return [p if isinstance(p, str) else (p or {}).get("name") for p in want.get("ports") or []]
+
+
+def read_port_nics(host, names):
+    """``ib_facts.nics`` for the wanted port netdevs and the IPoIB interfaces under them (their MTU
+    bounds the port's), without P_Key tables: not the whole host. A raw IPoIB interface given as a port
+    is refused, and the refusal names the EIPoIB interface over it: only then is every netdev read.
+    Raises ``_facts.FactsError`` (naming the root) when sysfs_root is not a sysfs tree."""
+    if not host.isdir("class/net"):
+        raise _facts.FactsError("sysfs_root %s is not a sysfs tree (no class/net directory)" % getattr(
+            host, "sysfs_root", "?"))
+    present = [n for n in names if isinstance(n, str) and valid_ifname(n) and host.exists("class/net/" + n)]
+    if not present:
+        return {}
+    nics = _facts.gather(host, interfaces=present, pkeys="none")["nics"]
+    if any(n.get("link_type") == "infiniband" or n.get("kind") in ("ipoib", "ipoib_child") for n in nics.values()):
+        return _facts.gather(host, pkeys="none")["nics"]
+    parents = sorted({p for name in present for p in _ipoib_names_under(nics.get(name))} - set(nics))
+    parents = [p for p in parents if valid_ifname(p) and host.exists("class/net/" + p)]
+    if parents:
+        nics.update(_facts.gather(host, interfaces=parents, pkeys="none")["nics"])
+    return nics
+
+
+def _ipoib_names_under(nic):
+    """Names of the IPoIB interfaces an EIPoIB netdev runs over, as its own record gives them."""
+    nic = nic or {}
+    names = list(((nic.get("eipoib") or {}).get("slaves")) or [])
+    over = (nic.get("eipoib") or {}).get("ipoib_interface")
+    if over:
+        names.append(over)
+    if nic.get("kind") == "eipoib" and nic.get("bus_info"):
+        names.append(nic["bus_info"])
+    return [n for n in names if isinstance(n, str)]
+
+
 def plan_bridge(want, nics, ovs):
-    """Plan for one bridge. ``want``: bridge, state, datapath_type, mtu, ports, purge_ports, move."""
+    """Plan for one bridge. ``want``: bridge, state, datapath_type, mtu, ports, purge_ports, move, timeout."""
     plan = Plan()
     bridge = want["bridge"]
-    if not valid_ifname(bridge):
-        plan.refuse("%r is not a valid bridge name (it becomes a netdev name)" % (bridge,))
+    for problem in check_params(want):
+        plan.refuse(problem)
+    if not plan.ok:
         return plan
     have_bridge = ovs["bridges"].get(bridge)
     if want.get("state", "present") == "absent":
@@ -325,10 +391,6 @@ def plan_bridge(want, nics, ovs):
         plan.add("add_bridge", bridge, before=None, after={"datapath_type": datapath_type})
     elif have_bridge["datapath_type"] != datapath_type:
         plan.add("set_datapath_type", bridge, before=have_bridge["datapath_type"], after=datapath_type)
-    else:
-        problems = bridge_problems(ovs, bridge)
-        if problems:
-            plan.warn("bridge %s exists but ovs-vswitchd reports: %s" % (bridge, "; ".join(problems)))
 
     for port in ports:
         name = port["name"]

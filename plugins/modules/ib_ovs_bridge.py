@@ -28,7 +28,11 @@ description:
     MTU of the EIPoIB interface's IPoIB parent.
   - The VLAN tag of a port can be derived from a P_Key (C(pkey & 0x7fff)).
   - After applying, checks that ovs-vswitchd really set the bridge and ports up (C(ovs-vsctl) exits 0
-    even when it could not, for example a C(system) datapath without the kernel module).
+    even when it could not, for example a C(system) datapath without the kernel module) and fails if not.
+    When ovs-vswitchd is down, the change written to ovsdb is reported (C(changed=true)) and the run fails;
+    a later run fails too, with nothing to change, as long as ovs-vswitchd has not set the bridge up.
+  - Reads only the listed ports' netdevs and the IPoIB interfaces under them (no P_Key tables), not the
+    whole host.
 author:
   - hpcnet.infiniband developers (@hpcnet)
 extends_documentation_fragment:
@@ -52,7 +56,9 @@ options:
     choices: [system, netdev]
     default: system
   ports:
-    description: Ports the bridge must have. Ports not listed are kept unless O(purge_ports=true).
+    description:
+      - Ports the bridge must have. Ports not listed are kept unless O(purge_ports=true).
+      - Not with O(state=absent) (the bridge is removed with its ports).
     type: list
     elements: dict
     default: []
@@ -65,16 +71,20 @@ options:
         description: VLAN tag (1-4094). Omit both O(ports[].vlan) and O(ports[].pkey) for an untagged port.
         type: int
       pkey:
-        description: P_Key (for example C(0x8002)); the VLAN tag becomes C(pkey & 0x7fff).
-        type: str
+        description:
+          - P_Key, hexadecimal as every InfiniBand tool prints it, C(0x) optional (V(0x8002), V(8002)), or an
+            integer taken as its value (V(32770), which unquoted YAML C(0x8002) also gives). The VLAN tag
+            becomes C(pkey & 0x7fff).
+        type: raw
       move:
         description: Move the interface from the bridge it is in now.
         type: bool
         default: false
   mtu:
     description:
-      - MTU requested for the bridge's internal interface and every listed port (C(mtu_request)). Must not
-        exceed the MTU of the IPoIB parent of any EIPoIB port.
+      - MTU requested for the bridge's internal interface and every listed port (C(mtu_request)), 68..65520
+        (the largest IPoIB MTU). Must not exceed the MTU of the IPoIB parent of any EIPoIB port.
+      - Not with O(state=absent).
     type: int
   move:
     description: Move every listed interface that is a port of another bridge now.
@@ -88,7 +98,7 @@ options:
     description: ovsdb-server to talk to (C(unix:/path/db.sock)); the ovs-vsctl default when omitted.
     type: str
   timeout:
-    description: Seconds C(ovs-vsctl) may wait for ovs-vswitchd.
+    description: Seconds C(ovs-vsctl) may wait for ovs-vswitchd (a positive number).
     type: int
     default: 10
 attributes:
@@ -112,7 +122,7 @@ EXAMPLES = r"""
     bridge: br-storage
     ports:
       - name: eth2
-        pkey: "0x8002"
+        pkey: 0x8002  # or "8002", "0x8002", 32770: the same P_Key, VLAN 2
 
 - name: Userspace datapath (no openvswitch kernel module), move eth3 from br-old
   hpcnet.infiniband.ib_ovs_bridge:
@@ -131,7 +141,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 changed:
-  description: Whether ovsdb was (or in check mode would be) changed.
+  description: Whether ovsdb was (or in check mode would be) changed, also when the run then failed.
   returned: always
   type: bool
 plan:
@@ -156,7 +166,7 @@ bridge:
            "ports": [{"name": "eth2", "vlan": 2, "pkey": "0x8002", "move": false}]}
 ovs_status:
   description: Problems ovs-vswitchd reports for the bridge and its ports after the run ([] when healthy).
-  returned: success
+  returned: when ovsdb was read
   type: list
   elements: str
 commands:
@@ -169,7 +179,7 @@ commands:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.hpcnet.infiniband.plugins.module_utils import _ovs
-from ansible_collections.hpcnet.infiniband.plugins.module_utils._facts import FactsError, gather
+from ansible_collections.hpcnet.infiniband.plugins.module_utils._facts import FactsError
 from ansible_collections.hpcnet.infiniband.plugins.module_utils._host import Host, HostError
 from ansible_collections.hpcnet.infiniband.plugins.module_utils._plan import run_plan
 
@@ -183,7 +193,7 @@ def main():
             ports=dict(type="list", elements="dict", default=[], options=dict(
                 name=dict(type="str", required=True),
                 vlan=dict(type="int"),
-                pkey=dict(type="str", no_log=False),
+                pkey=dict(type="raw", no_log=False),
                 move=dict(type="bool", default=False),
             ), mutually_exclusive=[("vlan", "pkey")]),
             mtu=dict(type="int"),
@@ -196,38 +206,46 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
+    problems = _ovs.check_params(params)
+    if problems:
+        module.fail_json(msg="; ".join(problems), changed=False)
     host = Host.from_module(module, sysfs_root=params["sysfs_root"])
     try:
         ovs = _ovs.read_ovs(host, params["database"], params["timeout"])
-    except (_ovs.OvsError, HostError, ValueError) as exc:
-        module.fail_json(msg=str(exc))
-    nics = {}
-    if params["state"] == "present":
-        try:
-            nics = gather(host).get("nics") or {}
-        except FactsError as exc:
-            module.fail_json(msg=str(exc))
+        nics = _ovs.read_port_nics(host, _ovs.port_names(params)) if params["state"] == "present" else {}
+    except (_ovs.OvsError, FactsError, HostError, ValueError) as exc:
+        module.fail_json(msg=str(exc), changed=False)
     plan = _ovs.plan_bridge(params, nics, ovs)
     argv = _ovs.vsctl_argv(plan, params["bridge"], params["database"], params["timeout"])
     port_names = [p["name"] for p in plan.info.get("ports", [])]
-    status_now = []
-    if params["bridge"] in ovs["bridges"] and not plan.changed:
-        status_now = _ovs.bridge_problems(ovs, params["bridge"], port_names)
     extra = {"bridge": {"name": params["bridge"], "datapath_type": params["datapath_type"], "mtu": params["mtu"],
                         "ports": plan.info.get("ports", [])},
-             "ovs_status": status_now}
+             "ovs_status": []}
     if plan.changed:
         extra["commands"] = argv
+    elif plan.ok and params["state"] == "present" and params["bridge"] in ovs["bridges"]:
+        # Nothing to write, but a bridge ovs-vswitchd never set up is not "ok" (vswitchd down when it
+        # was added, or a datapath it cannot create).
+        extra["ovs_status"] = _ovs.bridge_problems(ovs, params["bridge"], port_names)
+        if extra["ovs_status"]:
+            module.fail_json(msg="bridge %s is in ovsdb but ovs-vswitchd has not set it up: %s" % (
+                params["bridge"], "; ".join(extra["ovs_status"])), **dict(plan.result(), **extra))
 
     def apply(_plan):
         rc, out, err = host.run(argv, timeout=params["timeout"] + 5)
         after = _ovs.read_ovs(host, params["database"], params["timeout"])
-        problems = [] if params["state"] == "absent" else _ovs.bridge_problems(after, params["bridge"], port_names)
-        if rc != 0 or problems:
-            module.fail_json(msg="ovs-vsctl %s: %s" % (
-                "failed (rc %s)" % rc if rc else "exited 0 but ovs-vswitchd could not set the bridge up",
-                "; ".join(problems) or (err or out).strip()), changed=rc == 0, commands=argv, ovs_status=problems)
-        return {"ovs_status": problems}
+        # ovs-vsctl commits before it waits for vswitchd: what ovsdb holds now is what was changed.
+        written = rc == 0 or _ovs.config_view(after) != _ovs.config_view(ovs)
+        # After a removal only vswitchd's lag can be reported: the bridge's interfaces are gone from ovsdb.
+        status = _ovs.bridge_problems(after, params["bridge"], port_names)
+        if rc != 0 or status:
+            if rc == 0:
+                why = "exited 0 but ovs-vswitchd could not set the bridge up"
+            else:
+                why = "failed (rc %s%s)" % (rc, ", after writing ovsdb" if written else "")
+            module.fail_json(msg="ovs-vsctl %s: %s" % (why, "; ".join(status) or (err or out).strip()),
+                             **dict(plan.result(), **dict(extra, changed=written, ovs_status=status)))
+        return {"ovs_status": status}
 
     run_plan(module, plan, apply, extra)
 

@@ -53,9 +53,9 @@ def test_vlan_from_pkey(pkey, vlan):
     assert _ovs.vlan_from_pkey(pkey) == vlan
 
 
-@pytest.mark.parametrize("pkey,words", [("0x0000", "reserved"), ("0x8000", "reserved"), ("0xffff", "802.1Q"),
+@pytest.mark.parametrize("pkey,words", [("0x0000", "no partition"), ("0x8000", "no partition"), ("0xffff", "802.1Q"),
                                         ("0x7fff", "802.1Q"), ("0x9000", "802.1Q"), ("zz", "hexadecimal"),
-                                        ("0x10000", "outside"), (True, "number")])
+                                        ("0x10000", "four hex digits"), (0x10000, "outside"), (True, "number")])
 def test_vlan_from_pkey_refuses(pkey, words):
     with pytest.raises(ValueError, match=words):
         _ovs.vlan_from_pkey(pkey)
@@ -190,6 +190,7 @@ OVSDB_OUTPUT = "\n".join(json.dumps(doc) for doc in [
               [["uuid", "i2"], "eth2", "", ["set", []], 1, 1500, 2044],
               [["uuid", "i3"], "br-sys", "internal", ["set", []], ["set", []], ["set", []], ["set", []]]],
      "headings": ["_uuid", "name", "type", "error", "ofport", "mtu", "mtu_request"]},
+    {"data": [[3, 3]], "headings": ["next_cfg", "cur_cfg"]},
 ]) + "\n"
 
 
@@ -222,3 +223,80 @@ def test_read_ovs_argv_and_errors():
     assert "br-a" in state["bridges"]
     with pytest.raises(_ovs.OvsError, match="database.*rc 1.*no such socket"):
         _ovs.read_ovs(FakeHost(1, "", "no such socket"))
+    assert host.calls[0][-3:] == ["--columns=next_cfg,cur_cfg", "list", "Open_vSwitch"]
+    assert _ovs.read_ovs(FakeHost())["vswitchd"] == {"next_cfg": 3, "cur_cfg": 3}
+
+
+# ------------------------------------------------------------------ regressions (issue 10)
+@pytest.mark.parametrize("given", ["8002", "0x8002", "0X8002", 32770, "0002", 2])
+def test_pkey_hex_text_and_integer_values_give_one_vlan(given):
+    # "0x8002" unquoted in YAML reaches the module as 32770: it is the same P_Key, VLAN 2.
+    assert _ovs.vlan_from_pkey(given) == 2
+    ports = _ovs.normalize_ports([{"name": "eth2", "pkey": given}])
+    assert ports[0]["vlan"] == 2 and ports[0]["pkey"] in ("0x8002", "0x0002")
+
+
+def test_old_parsers_are_gone():
+    assert not hasattr(_ovs, "parse_pkey") and not hasattr(_ovs, "format_pkey")
+
+
+@pytest.mark.parametrize("args,words", [
+    ({"mtu": 100000}, "mtu 100000 is out of range 68..65520"),
+    ({"mtu": 0}, "mtu 0 is out of range"),
+    ({"timeout": 0}, "timeout 0 is not a positive number"),
+    ({"timeout": -5}, "timeout -5 is not a positive number"),
+    ({"state": "absent", "mtu": 2044}, "state=absent removes bridge br-storage with its ports; mtu cannot be set"),
+    ({"state": "absent", "ports": [{"name": "eth2"}]}, "ports cannot be set"),
+])
+def test_bad_arguments_refused_naming_the_value(args, words):
+    assert any(words in p for p in _ovs.check_params(want(**args)))
+    plan = _ovs.plan_bridge(want(**args), eipoib_nics(), empty_ovs())
+    assert not plan.ok and not plan.changes and words in plan.error_message()
+
+
+def test_vswitchd_behind_the_database_is_a_problem():
+    state = ovs_with("br-storage", ["eth2"])
+    for name in state["interfaces"]:
+        state["interfaces"][name]["ofport"] = None
+    state["vswitchd"] = {"next_cfg": 5, "cur_cfg": 4}
+    problems = _ovs.bridge_problems(state, "br-storage", ["eth2"])
+    assert "ovs-vswitchd has not applied the database (cur_cfg 4, next_cfg 5)" in problems[0]
+    assert not any("datapath_type" in p for p in problems)
+
+
+def test_port_nics_read_without_whole_host_or_pkey_tables(monkeypatch):
+    calls = []
+    nics = eipoib_nics()
+
+    def gather(host, interfaces=None, pkeys="physical"):
+        calls.append((sorted(interfaces or []), pkeys))
+        return {"nics": {n: nics[n] for n in (interfaces or nics)}}
+
+    class Tree:
+        sysfs_root = "/x"
+
+        def isdir(self, rel):
+            return rel == "class/net"
+
+        def exists(self, rel):
+            return rel[len("class/net/"):] in nics
+
+    monkeypatch.setattr(_ovs._facts, "gather", gather)
+    got = _ovs.read_port_nics(Tree(), ["eth2", "eth9"])
+    assert calls == [(["eth2"], "none"), (["ib0"], "none")]
+    assert sorted(got) == ["eth2", "ib0"]
+    assert _ovs.check_port_mtu("eth2", got, 4092)  # the IPoIB parent's MTU is known
+    calls[:] = []
+    _ovs.read_port_nics(Tree(), ["ib0"])  # refused later: read all to name the EIPoIB interface
+    assert calls == [(["ib0"], "none"), ([], "none")]
+
+
+def test_wrong_sysfs_root_named():
+    class Empty:
+        sysfs_root = "/nowhere"
+
+        def isdir(self, rel):
+            return False
+
+    with pytest.raises(_ovs._facts.FactsError, match="sysfs_root /nowhere is not a sysfs tree"):
+        _ovs.read_port_nics(Empty(), ["eth2"])
