@@ -229,7 +229,7 @@ def systemd_booted(host):
 
 def read_have(host, paths):
     """{"files": {path: text or None} (``paths`` plus the copies already in the library folder),
-    "systemd": whether systemd is PID 1, "enabled": the unit's enablement (None without systemd)}."""
+    "systemd": whether systemd is PID 1, "systemctl": whether systemctl is there, "enabled"}."""
     files = {path: host.read_file(path) for path in paths}
     folder = host.file_path(LIB_PACKAGE_DIR)
     if os.path.isdir(folder):
@@ -237,17 +237,16 @@ def read_have(host, paths):
             path = "%s/%s" % (LIB_PACKAGE_DIR, name)
             if name.endswith(".py") and path not in files:
                 files[path] = host.read_file(path)
-    booted = systemd_booted(host)
-    enabled = None
-    if booted:
-        rc, out, _err = host.run(["systemctl", "is-enabled", UNIT_NAME], 30)
-        enabled = rc == 0 and out.strip() == "enabled"
-    return {"files": files, "systemd": booted, "enabled": enabled}
+    # is-enabled and enable work without a running systemd too (they read and make the [Install]
+    # symlinks): an image built in a chroot or container then boots with the unit enabled.
+    rc, out, _err = host.run(["systemctl", "is-enabled", UNIT_NAME], 30)
+    return {"files": files, "systemd": systemd_booted(host), "systemctl": rc != 127,
+            "enabled": rc == 0 and out.strip() == "enabled"}
 
 
 def plan_boot(have, want, state="present", enable=True):
-    """Pure. ``want``: {path: text}. Refuses (naming it) any file without the marker. With systemd as
-    PID 1: daemon-reload when the unit file changes, enable/disable when the enablement differs."""
+    """Pure. ``want``: {path: text}. Refuses (naming it) any file without the marker. Enables/disables
+    the unit where systemctl exists; daemon-reload only when systemd is PID 1 and the unit file changes."""
     plan = Plan()
     current = have["files"]
     targets = sorted(set(current) | set(want))
@@ -256,7 +255,8 @@ def plan_boot(have, want, state="present", enable=True):
             plan.refuse("%s exists and was not written by hpcnet.infiniband (no %r line): move it away" % (path, MARKER))
     if plan.errors:
         return plan
-    if have["systemd"] and have["enabled"] and (state == "absent" or not enable):
+    wanted_enabled = have["systemctl"] and enable and state == "present"
+    if have["enabled"] and not wanted_enabled:
         plan.add("systemctl", "disable %s" % UNIT_NAME, "enabled", "disabled", argv=["disable", UNIT_NAME])
     for path in targets:
         wanted = want.get(path) if state == "present" else None
@@ -268,8 +268,9 @@ def plan_boot(have, want, state="present", enable=True):
             plan.add("write_file", path, current.get(path), wanted, mode=FILE_MODES.get(path, "0644"))
     if have["systemd"] and any(c.target == UNIT_PATH for c in plan.changes):
         plan.add("systemctl", "daemon-reload", None, None, argv=["daemon-reload"])
-    if have["systemd"] and not have["enabled"] and state == "present" and enable:
+    if wanted_enabled and not have["enabled"]:
         plan.add("systemctl", "enable %s" % UNIT_NAME, "disabled", "enabled", argv=["enable", UNIT_NAME])
+    plan.info["enabled"] = wanted_enabled if have["systemctl"] else None
     return plan
 
 

@@ -19,9 +19,10 @@ description:
     udev rule.
   - Every file carries a C(Managed by hpcnet.infiniband) marker line; a file at one of these paths without it
     is never overwritten (the module refuses, naming it).
-  - When systemd is PID 1, runs C(systemctl daemon-reload) when the unit file changed and enables the unit
-    when it is not enabled. Without systemd as PID 1 (containers, chroots, the lab's nodes) it writes the files
-    only and returns RV(systemd=false).
+  - Enables the unit when it is not enabled, with C(systemctl enable), which also works without a running
+    systemd (it makes the C([Install]) symlinks: an image built in a chroot or container boots with the unit
+    enabled); runs C(systemctl daemon-reload) only when systemd is PID 1 and the unit file changed. Without
+    C(systemctl) on the host it writes the files only and returns RV(enabled=null).
   - At boot, entries whose PF or parent interface is absent are logged and skipped (exit 0); the boot path
     never writes files and never queries the firmware.
 author:
@@ -57,7 +58,7 @@ options:
     choices: [present, absent]
     default: present
   enable:
-    description: Enable the unit (only when systemd is PID 1).
+    description: Enable the unit (where C(systemctl) exists).
     type: bool
     default: true
   python:
@@ -113,11 +114,11 @@ unit:
   type: str
   sample: hpcnet-ib-boot.service
 systemd:
-  description: Whether systemd is PID 1 on the host (else the unit is installed but not enabled by systemd).
+  description: Whether systemd is PID 1 on the host (only then is the unit run by this boot's systemd after a daemon-reload).
   returned: always
   type: bool
 enabled:
-  description: Whether the unit is enabled after the run; null without systemd as PID 1.
+  description: Whether the unit is enabled after the run; null when the host has no C(systemctl).
   returned: always
   type: bool
 files:
@@ -167,7 +168,7 @@ def main():
         "state_path": _boot.STATE_PATH,
         "unit": _boot.UNIT_NAME,
         "systemd": have["systemd"],
-        "enabled": None if not have["systemd"] else (params["enable"] and params["state"] == "present"),
+        "enabled": plan.info.get("enabled"),
         "files": sorted(want),
     }
 

@@ -75,24 +75,27 @@ def test_library_is_the_import_closure_and_runs_from_a_copy(tmp_path):
     assert "does not exist: nothing to apply" in proc.stdout
 
 
-def _have(files=None, systemd=False, enabled=None):
-    return {"files": dict(files or {}), "systemd": systemd, "enabled": enabled}
+def _have(files=None, systemd=False, enabled=False, systemctl=True):
+    return {"files": dict(files or {}), "systemd": systemd, "systemctl": systemctl, "enabled": enabled}
 
 
 def test_plan_writes_then_nothing_and_refuses_foreign_files():
     want = {_boot.STATE_PATH: _boot.render_state([SRIOV], []), _boot.UNIT_PATH: _boot.render_unit(),
             _boot.SCRIPT_PATH: _boot.render_script()}
-    plan = _boot.plan_boot(_have({p: None for p in want}), want)
-    assert [c.action for c in plan.changes] == ["write_file"] * 3
+    plan = _boot.plan_boot(_have({p: None for p in want}, systemctl=False), want)
+    assert [c.action for c in plan.changes] == ["write_file"] * 3 and plan.info["enabled"] is None
     assert {c.target: c.detail["mode"] for c in plan.changes}[_boot.SCRIPT_PATH] == "0755"
-    assert not _boot.plan_boot(_have(want), want).changes
+    assert not _boot.plan_boot(_have(want, enabled=True), want).changes
+    # systemctl without systemd running (chroot, container, lab node): enable, no daemon-reload.
+    assert [c.target for c in _boot.plan_boot(_have(want), want).changes] == ["enable " + _boot.UNIT_NAME]
     foreign = dict(want, **{_boot.UNIT_PATH: "[Unit]\nDescription=mine\n"})
     plan = _boot.plan_boot(_have(foreign), want)
     assert not plan.ok and not plan.changes and _boot.UNIT_PATH in plan.error_message()
     stale = dict(want, **{_boot.LIB_PACKAGE_DIR + "/_old.py": "# Managed by hpcnet.infiniband (ib_boot_state)\n"})
-    assert [(c.action, c.target) for c in _boot.plan_boot(_have(stale), want).changes] == [
+    assert [(c.action, c.target) for c in _boot.plan_boot(_have(stale, enabled=True), want).changes] == [
         ("remove_file", _boot.LIB_PACKAGE_DIR + "/_old.py")]
-    assert {c.action for c in _boot.plan_boot(_have(want), want, state="absent").changes} == {"remove_file"}
+    plan = _boot.plan_boot(_have(want, enabled=True), want, state="absent")
+    assert [c.action for c in plan.changes] == ["systemctl"] + ["remove_file"] * 3
 
 
 def test_plan_under_systemd_reloads_only_for_the_unit_and_enables_once():

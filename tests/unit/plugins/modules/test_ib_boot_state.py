@@ -18,8 +18,11 @@ class SystemctlRunner(FakeRunner):
     def __init__(self):
         super().__init__()
         self.enabled = False
+        self.installed = True
 
     def answer(self, argv):
+        if not self.installed:
+            return 127, "", "systemctl: command not found"
         if argv[:2] == ["systemctl", "is-enabled"]:
             return (0, "enabled\n", "") if self.enabled else (1, "disabled\n", "")
         if argv[:2] == ["systemctl", "enable"]:
@@ -37,6 +40,7 @@ def root(tmp_path, monkeypatch):
 
 def test_check_diff_apply_idempotent_without_systemd(root, capsys):
     tmp_path, runner = root
+    runner.installed = False
     args = {"sriov": SRIOV, "ipoib": IPOIB, "fs_root": str(tmp_path)}
     result = run_module(ib_boot_state, args, capsys, check=True, diff=True)
     assert result["changed"] and result["diff"] and not result["systemd"] and result["enabled"] is None
@@ -47,7 +51,7 @@ def test_check_diff_apply_idempotent_without_systemd(root, capsys):
     assert _boot.parse_state(state.read_text())["ipoib"][0]["mtu"] == 2044
     assert oct(os.stat(str(tmp_path / _boot.SCRIPT_PATH.lstrip("/"))).st_mode & 0o777) == "0o755"
     assert oct(state.stat().st_mode & 0o777) == "0o644"
-    assert runner.calls == []
+    assert [c[1] for c in runner.calls] == ["is-enabled", "is-enabled"]
     before = snapshot(tmp_path)
     result = run_module(ib_boot_state, args, capsys)
     assert not result["changed"] and snapshot(tmp_path) == before
@@ -72,6 +76,13 @@ def test_bad_entry_is_one_clear_error(root, capsys):
     tmp_path, _runner = root
     result = run_module(ib_boot_state, {"ipoib": [{"pkey": "0x8002"}], "fs_root": str(tmp_path)}, capsys)
     assert result["failed"] and "has no parent" in result["msg"]
+
+
+def test_enabled_without_systemd_running(root, capsys):
+    tmp_path, runner = root
+    result = run_module(ib_boot_state, {"sriov": SRIOV, "fs_root": str(tmp_path)}, capsys)
+    assert result["changed"] and not result["systemd"] and result["enabled"]
+    assert [c for c in runner.calls if c[1] != "is-enabled"] == [["systemctl", "enable", _boot.UNIT_NAME]]
 
 
 def test_systemd_reload_and_enable_only_when_needed(root, capsys):
