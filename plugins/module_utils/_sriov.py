@@ -6,6 +6,9 @@
 have (``read_pf``: sysfs + ``ip -j`` through the Host seam) -> plan (``plan_sriov``: pure, every refusal
 decided here) -> apply (``apply_sriov``: the only writer).
 
+``prepare(host, params)`` -> (plan, have, extra) and ``apply_for_module(host, plan, have, timeout)`` are
+the whole module and need no AnsibleModule: the boot path replays a PF's desired state through them.
+
 Kernel rules this follows (drivers/pci/iov.c ``sriov_numvfs_store``):
 - writing N to ``sriov_numvfs`` while it is non-zero and N != 0 fails with EBUSY, so a resize is
   ``0`` then ``N``; N > ``sriov_totalvfs`` fails with ERANGE;
@@ -31,6 +34,12 @@ from ansible_collections.hpcnet.infiniband.plugins.module_utils._host import (
     valid_rdma_device,
 )
 from ansible_collections.hpcnet.infiniband.plugins.module_utils._plan import Plan
+from ansible_collections.hpcnet.infiniband.plugins.module_utils._values import (
+    format_guid,
+    format_guid_octets,
+    guid_or_none,
+    parse_guid,
+)
 
 try:  # the shared facts model (docs/dev/contracts.md section 4); optional until it lands everywhere
     from ansible_collections.hpcnet.infiniband.plugins.module_utils import _facts
@@ -47,12 +56,11 @@ __all__ = [
     "plan_sriov",
     "files_to_read",
     "apply_sriov",
-    "parse_guid",
-    "format_guid",
-    "format_guid_ip",
+    "prepare",
+    "apply_for_module",
+    "PARAM_DEFAULTS",
     "derived_guids",
     "pool_guids",
-    "render_udev_rule",
     "render_mlx4_options",
 ]
 
@@ -74,10 +82,25 @@ IFF_UP = 0x1
 IP_TIMEOUT = 15
 MSTCONFIG_TIMEOUT = 30
 MLX4_OPTIONS_PATH = "/etc/modprobe.d/hpcnet-sriov-mlx4.conf"
+# The only files mlx4_options_path may name: modprobe.d reads *.conf only, and nothing else is ours to write.
+MLX4_OPTIONS_PATH_RE = re.compile(r"^/etc/modprobe\.d/[A-Za-z0-9_][A-Za-z0-9_.-]{0,100}\.conf$")
+# Earlier versions wrote a udev rule keyed on the PF's netdev name (never fires on renamed interfaces);
+# the boot service replaces it, and we remove the rule where we wrote it.
 UDEV_RULES_DIR = "/etc/udev/rules.d"
-GUID_RE = re.compile(r"^[0-9a-f]{4}(:[0-9a-f]{4}){3}$")
-GUID_IP_RE = re.compile(r"^[0-9a-f]{1,2}(:[0-9a-f]{1,2}){7}$")
-GUID_HEX_RE = re.compile(r"^(0x)?[0-9a-f]{1,16}$")
+LEGACY_UDEV_MARKER = "# Managed by hpcnet.infiniband.ib_sriov"
+DRIVER_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# What ``prepare`` assumes for a parameter its caller leaves out (the module's argument_spec defaults).
+PARAM_DEFAULTS = {
+    "force": False,
+    "guid_policy": "none",
+    "guid_pool_start": None,
+    "guids": None,
+    "persist": False,
+    "mlx4_num_vfs_per_port": None,
+    "mlx4_probe_vf": None,
+    "mlx4_options_path": MLX4_OPTIONS_PATH,
+    "firmware_info": False,
+}
 
 
 class SriovError(Exception):
@@ -85,34 +108,6 @@ class SriovError(Exception):
 
 
 # ---------------------------------------------------------------------- GUIDs
-def parse_guid(value):
-    """``0002:c903:00a1:b2c1`` / ``00:02:c9:03:00:a1:b2:c1`` / ``0x0002c90300a1b2c1`` -> int, else None."""
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, int):
-        return value if 0 <= value < 1 << 64 else None
-    text = str(value).strip().lower()
-    if GUID_RE.match(text):
-        return int(text.replace(":", ""), 16)
-    if GUID_IP_RE.match(text):
-        return int("".join(part.zfill(2) for part in text.split(":")), 16)
-    if GUID_HEX_RE.match(text) and (text.startswith("0x") or len(text) == 16):
-        return int(text, 16)
-    return None
-
-
-def format_guid(value):
-    """int -> kernel sysfs format ``xxxx:xxxx:xxxx:xxxx``."""
-    text = "%016x" % value
-    return ":".join(text[i : i + 4] for i in range(0, 16, 4))
-
-
-def format_guid_ip(value):
-    """int -> the format ``ip link set ... node_guid`` takes (``00:02:c9:03:00:a1:b2:c1``)."""
-    text = "%016x" % value
-    return ":".join(text[i : i + 2] for i in range(0, 16, 2))
-
-
 def _locally_administered(digest):
     # EUI-64 first octet: bit 1 = locally administered (so it never equals a vendor-burnt GUID),
     # bit 0 = group; keep it clear. The set bit also makes the GUID never zero.
@@ -152,6 +147,8 @@ def _pci_rel(host, name):
         if not host.isdir(rel):
             raise SriovError("PCI function %s not found in %s" % (name, host.sysfs_root))
         netdevs = host.listdir(rel + "/net")
+        for netdev in netdevs:
+            _check_host_name("interface", netdev, valid_ifname, "PCI function %s" % name)
         return name, rel, (netdevs[0] if netdevs else None)
     if not valid_ifname(name):
         raise SriovError("%r is neither an interface name nor a PCI address (dddd:bb:ss.f)" % (name,))
@@ -164,12 +161,26 @@ def _pci_rel(host, name):
     return address, "bus/pci/devices/%s" % address, name
 
 
+def _check_host_name(kind, value, check, where):
+    """A name read from the host becomes a path, an argv word or a file line only when valid."""
+    if value is not None and not check(value):
+        raise SriovError(
+            "%s has a %s named %r, which is not a valid %s name: refusing to use it" % (where, kind, value, kind)
+        )
+    return value
+
+
+def _valid_driver(name):
+    return isinstance(name, str) and bool(DRIVER_NAME_RE.match(name))
+
+
 def _netdev_state(host, ifname):
     flags = host.read_int("class/net/%s/flags" % ifname, 16)
     return {
         "name": ifname,
         "operstate": host.read("class/net/%s/operstate" % ifname),
         "up": bool(flags is not None and flags & IFF_UP),
+        "master": host.readlink_name("class/net/%s/master" % ifname),
         "addresses": [],
     }
 
@@ -216,8 +227,8 @@ def read_vf_guids(host, pf_netdev):
             index = entry.get("vf")
             if not isinstance(index, int):
                 continue
-            node = parse_guid(entry.get("node guid", entry.get("node_guid")))
-            port = parse_guid(entry.get("port guid", entry.get("port_guid")))
+            node = guid_or_none(entry.get("node guid", entry.get("node_guid")))
+            port = guid_or_none(entry.get("port guid", entry.get("port_guid")))
             result[index] = {
                 "node_guid": format_guid(node) if node is not None else None,
                 "port_guid": format_guid(port) if port is not None else None,
@@ -236,10 +247,10 @@ def _port_guids(host, pci_rel):
             gid = host.read("%s/infiniband/%s/ports/%s/gids/0" % (pci_rel, ibdev, port))
             guid = None
             if gid and gid.count(":") == 7:
-                guid = parse_guid(":".join(gid.split(":")[4:]))
+                guid = guid_or_none(":".join(gid.split(":")[4:]))
             if guid:
                 guids.append(format_guid(guid))
-        node = parse_guid(host.read("%s/infiniband/%s/node_guid" % (pci_rel, ibdev)))
+        node = guid_or_none(host.read("%s/infiniband/%s/node_guid" % (pci_rel, ibdev)))
         layers = {}
         for port in host.listdir("%s/infiniband/%s/ports" % (pci_rel, ibdev)):
             layers[port] = host.read("%s/infiniband/%s/ports/%s/link_layer" % (pci_rel, ibdev, port))
@@ -277,6 +288,7 @@ def read_pf(host, name, with_addresses=True):
     device_id = facts.get("device_id") or _hex_id(host.read(pci_rel + "/device"))
     known = _ids.lookup(vendor_id, device_id) or {}
     driver = facts.get("pci_driver") or host.readlink_name(pci_rel + "/driver")
+    _check_host_name("driver", driver, _valid_driver, "PCI function %s" % pci_address)
     family = "generic"
     if known.get("family") == "mlx4" or (
         _ids.normalize_id(vendor_id) == _ids.VENDOR_MELLANOX and _ids.normalize_id(device_id) in MLX4_PF_DEVICE_IDS
@@ -316,13 +328,14 @@ def read_pf(host, name, with_addresses=True):
     for index in vf_indexes:
         vf_rel = host.relpath("%s/virtfn%d" % (pci_rel, index))
         vf_address = vf_rel.rsplit("/", 1)[-1] if vf_rel else None
+        where = "VF %d of %s" % (index, pci_address)
+        _check_host_name("PCI address", vf_address, valid_pci_address, where)
         vf = {"index": index, "pci_address": vf_address, "driver": None, "netdevs": [], "rdma": []}
         if vf_rel:
-            vf["driver"] = host.readlink_name(vf_rel + "/driver")
+            vf["driver"] = _check_host_name("driver", host.readlink_name(vf_rel + "/driver"), _valid_driver, where)
             vf["rdma"] = [d for d in host.listdir(vf_rel + "/infiniband") if valid_rdma_device(d)]
             for ifname in host.listdir(vf_rel + "/net"):
-                if not valid_ifname(ifname):
-                    continue
+                _check_host_name("interface", ifname, valid_ifname, where)
                 state = _netdev_state(host, ifname)
                 if with_addresses and state["up"]:
                     state["addresses"] = _read_addresses(host, ifname)
@@ -332,8 +345,8 @@ def read_pf(host, name, with_addresses=True):
         have["vf_guids"] = read_vf_guids(host, netdev) if netdev else None
         # mlx5's per-VF sysfs (device/sriov/<N>/node|port, MLNX_OFED and the lab) when the PF has it.
         for index in vf_indexes:
-            node = parse_guid(host.read("%s/sriov/%d/node" % (pci_rel, index)))
-            port = parse_guid(host.read("%s/sriov/%d/port" % (pci_rel, index)))
+            node = guid_or_none(host.read("%s/sriov/%d/node" % (pci_rel, index)))
+            port = guid_or_none(host.read("%s/sriov/%d/port" % (pci_rel, index)))
             if node is not None and port is not None:
                 have["vf_guids"] = have["vf_guids"] or {}
                 have["vf_guids"][index] = {"node_guid": format_guid(node), "port_guid": format_guid(port)}
@@ -429,8 +442,12 @@ def _firmware_hint(pci_address, want_vfs, firmware):
 
 
 # ---------------------------------------------------------------------- in-use guard
-def vfs_in_use(have):
-    """[{"index", "pci_address", "holders": [...]}] for VFs something else is using."""
+def vfs_in_use(have, up_counts=False):
+    """[{"index", "pci_address", "holders": [...]}] for VFs something else is using.
+
+    ``up_counts``: a netdev that is up counts as in use even without addresses (rebinding a VF for its
+    GUIDs takes its netdev down and back; a resize only cares about what would be lost).
+    """
     expected = VF_DRIVER_OF.get(have.get("driver") or "")
     # A VF bound to the PF's VF driver has a netdev in the namespace it lives in. When its siblings
     # show theirs here and it does not, it was moved (ip link set .. netns): a container holds it.
@@ -445,6 +462,10 @@ def vfs_in_use(have):
         for netdev in vf.get("netdevs", []):
             if netdev.get("up") and netdev.get("addresses"):
                 holders.append("netdev %s is up with addresses %s" % (netdev["name"], ", ".join(netdev["addresses"])))
+            elif netdev.get("up") and up_counts:
+                holders.append("netdev %s is up" % netdev["name"])
+            if netdev.get("master"):
+                holders.append("netdev %s is enslaved to %s" % (netdev["name"], netdev["master"]))
         if driver and expected and driver == expected and siblings_visible and not vf.get("netdevs"):
             holders.append(
                 "bound to %s but its netdev is not in this network namespace (moved to a container or another netns)"
@@ -459,7 +480,8 @@ def vfs_in_use(have):
 # mlx4_core reads num_vfs/probe_vf once, at probe time, for every ConnectX-3 on the host (upstream
 # form: N, or port1,port2,port1+2). The values go through the OFED role's option model (_modprobe)
 # so both agree on what the kernel accepts; our own file keeps the two owners apart.
-MLX4_OPTIONS_HEADER = "# Managed by hpcnet.infiniband (ib_sriov): mlx4_core SR-IOV, read when mlx4_core loads.\n"
+MLX4_OPTIONS_HEADER_MARKER = "# Managed by hpcnet.infiniband (ib_sriov)"
+MLX4_OPTIONS_HEADER = MLX4_OPTIONS_HEADER_MARKER + ": mlx4_core SR-IOV, read when mlx4_core loads.\n"
 
 
 def _mlx4_vf_value(value):
@@ -502,31 +524,9 @@ def _mlx4_card(have):
     }
 
 
-# ---------------------------------------------------------------------- persistence
-def render_udev_rule(have, num_vfs, guids):
-    """udev rule that re-creates the VFs and their GUIDs when the PF's netdev appears at boot."""
-    pf = have["name"]
-    lines = [
-        "# Managed by hpcnet.infiniband.ib_sriov: SR-IOV of PF %s (%s)" % (have["pci_address"], pf),
-        "# VFs are re-created when the PF's netdev appears; GUIDs set right after.",
-    ]
-    match = 'ACTION=="add", SUBSYSTEM=="net", KERNEL=="%s", KERNELS=="%s"' % (pf, have["pci_address"])
-    lines.append('%s, ATTR{device/sriov_numvfs}="%d"' % (match, num_vfs))
-    for entry in guids:
-        lines.append(
-            '%s, RUN+="/sbin/ip link set dev %s vf %d node_guid %s port_guid %s"'
-            % (
-                match,
-                pf,
-                entry["index"],
-                format_guid_ip(parse_guid(entry["node_guid"])),
-                format_guid_ip(parse_guid(entry["port_guid"])),
-            )
-        )
-    return "\n".join(lines) + "\n"
-
-
+# ---------------------------------------------------------------------- legacy persistence
 def udev_rule_path(have):
+    """Where earlier versions wrote the PF's udev rule (removed when it carries our marker)."""
     return "%s/70-hpcnet-sriov-%s.rules" % (UDEV_RULES_DIR, have["pci_address"].replace(":", "-"))
 
 
@@ -534,11 +534,11 @@ def udev_rule_path(have):
 def files_to_read(have, want):
     """Paths of the files ``plan_sriov`` compares (read them with Host.read_file into ``files``)."""
     if have["family"] == "mlx4":
-        paths = [want.get("mlx4_options_path") or MLX4_OPTIONS_PATH]
-        if _modprobe is not None:
-            paths.append(_modprobe.options_file_path("mlx4_core"))
-        return paths
-    return [udev_rule_path(have)] if want.get("persist") else []
+        path = want.get("mlx4_options_path") or MLX4_OPTIONS_PATH
+        # Only a path the plan accepts is ever read (the plan refuses the others, naming them).
+        paths = [path] if MLX4_OPTIONS_PATH_RE.match(path) else []
+        return paths + [_modprobe.options_file_path("mlx4_core")]
+    return [udev_rule_path(have)]
 
 
 def _want_guids(have, want, plan):
@@ -549,7 +549,7 @@ def _want_guids(have, want, plan):
         return []
     result = []
     if policy == "derived":
-        base = parse_guid(have.get("port_guid"))
+        base = guid_or_none(have.get("port_guid"))
         if not base:
             plan.refuse(
                 "guid_policy=derived needs the PF's port GUID, and %s has no InfiniBand port GUID "
@@ -561,7 +561,11 @@ def _want_guids(have, want, plan):
             node, port = derived_guids(base, index)
             result.append({"index": index, "node_guid": format_guid(node), "port_guid": format_guid(port)})
     elif policy == "pool":
-        start = parse_guid(want.get("guid_pool_start"))
+        try:
+            start = parse_guid(want.get("guid_pool_start"))
+        except ValueError as exc:
+            plan.refuse("guid_pool_start: %s" % exc)
+            return []
         if not start:
             plan.refuse("guid_policy=pool needs guid_pool_start, a non-zero GUID (xxxx:xxxx:xxxx:xxxx)")
             return []
@@ -577,10 +581,11 @@ def _want_guids(have, want, plan):
             plan.refuse("guid_policy=explicit needs one entry per VF: %d given for num_vfs=%d" % (len(given), count))
             return []
         for index, entry in enumerate(given):
-            node = parse_guid((entry or {}).get("node_guid"))
-            port = parse_guid((entry or {}).get("port_guid"))
-            if node is None or port is None:
-                plan.refuse("guids[%d]: node_guid and port_guid must be GUIDs like 0002:c903:00a1:b2c1" % index)
+            try:
+                node = parse_guid((entry or {}).get("node_guid"))
+                port = parse_guid((entry or {}).get("port_guid"))
+            except ValueError as exc:
+                plan.refuse("guids[%d]: %s" % (index, exc))
                 return []
             result.append({"index": index, "node_guid": format_guid(node), "port_guid": format_guid(port)})
     else:
@@ -590,7 +595,7 @@ def _want_guids(have, want, plan):
     for entry in result:
         for key in ("node_guid", "port_guid"):
             value = entry[key]
-            if parse_guid(value) == 0 or value in ("ffff:ffff:ffff:ffff",):
+            if value in ("0000:0000:0000:0000", "ffff:ffff:ffff:ffff"):
                 plan.refuse("VF %d %s %s is not a usable GUID" % (entry["index"], key, value))
             # A VF's node GUID may equal its own port GUID only if the operator said so explicitly.
             if value in seen and not (policy == "explicit" and seen[value][0] == entry["index"]):
@@ -612,9 +617,18 @@ def plan_sriov(have, want, firmware=None, files=None):
     """Pure: what to change on PF ``have`` to reach ``want``. Returns a ``Plan``.
 
     ``want``: num_vfs, force, guid_policy (none|derived|pool|explicit), guid_pool_start, guids,
-    persist, mlx4_num_vfs_per_port ([p1, p2, dual]), mlx4_probe_vf (int or [p1, p2, dual]),
+    mlx4_num_vfs_per_port ([p1, p2, dual]), mlx4_probe_vf (int or [p1, p2, dual]),
     mlx4_options_path. ``files``: {path: current text or None} of the files the plan may write.
+    A refused plan has no changes: nothing is applied, and the run says ``changed: false``.
     """
+    plan = _plan_sriov(have, want, firmware, files)
+    if plan.errors:
+        plan.changes = []
+        plan.reboot_required = False
+    return plan
+
+
+def _plan_sriov(have, want, firmware, files):
     plan = Plan()
     files = files or {}
     num_vfs = want["num_vfs"]
@@ -690,32 +704,57 @@ def plan_sriov(have, want, firmware=None, files=None):
     if guids and have.get("link_layer") == "Ethernet":
         plan.refuse("%s is an Ethernet port: VF node/port GUIDs apply to InfiniBand only" % pci)
         guids = []
-    have_guids = have.get("vf_guids") or {}
-    for entry in guids:
-        now = None if resize else have_guids.get(entry["index"])
-        wanted = {"node_guid": entry["node_guid"], "port_guid": entry["port_guid"]}
-        if now != wanted:
-            plan.add(
-                "set_vf_guid",
-                "%s vf %d" % (have["name"], entry["index"]),
-                _guid_text(now),
-                _guid_text(wanted),
-                pf=have["name"],
-                vf=entry["index"],
-                pci_path=have["pci_path"],
-                **wanted,
-            )
+    _plan_vf_guids(have, want, plan, guids, resize)
     plan.info["vf_guids"] = guids
 
-    if want.get("persist"):
-        path = udev_rule_path(have)
-        text = render_udev_rule(have, num_vfs, guids) if num_vfs > 0 else None
-        if not have.get("name") and text is not None:
-            plan.warn("%s has no netdev: no udev rule written (it keys on the PF's netdev)" % pci)
-        elif files.get(path) != text:
-            action = "write_file" if text is not None else "remove_file"
-            plan.add(action, path, files.get(path), text, mode="0644")
+    path = udev_rule_path(have)
+    if (files.get(path) or "").startswith(LEGACY_UDEV_MARKER):
+        plan.add("remove_file", path, files.get(path), None)
     return plan
+
+
+def _plan_vf_guids(have, want, plan, guids, resize):
+    """Per VF whose GUIDs change: unbind it from its driver, set node/port GUID, bind it again.
+
+    A VF picks up new GUIDs only when its driver probes it again (what the SR-IOV network operator
+    does), so a VF something uses is refused before any write unless ``force``. After a resize the
+    VFs are new: bound by autoprobe to the PF's VF driver, at addresses known only once they exist.
+    """
+    have_guids = {} if resize else (have.get("vf_guids") or {})
+    vfs = {} if resize else {vf["index"]: vf for vf in have.get("vfs", [])}
+    busy = {} if resize else {b["index"]: b for b in vfs_in_use(have, up_counts=True)}
+    expected = VF_DRIVER_OF.get(have.get("driver") or "")
+    refused = []
+    for entry in guids:
+        index = entry["index"]
+        now = have_guids.get(index)
+        wanted = {"node_guid": entry["node_guid"], "port_guid": entry["port_guid"]}
+        if now == wanted:
+            continue
+        if index in busy:
+            if not want.get("force"):
+                refused.append(busy[index])
+                continue
+            plan.warn("force: rebinding VF %d of %s, which is in use" % (index, have["pci_address"]))
+        vf = vfs.get(index) or {}
+        driver = vf.get("driver") if vf else expected
+        target = "%s vf %d" % (have["name"], index)
+        common = {"pf": have["name"], "vf": index, "pci_path": have["pci_path"], "vf_pci": vf.get("pci_address")}
+        if driver:
+            plan.add("unbind_vf", target, driver, None, driver=driver, **common)
+        before = dict(now or {})
+        plan.add("set_vf_guid", target, _guid_text(now), _guid_text(wanted), previous=before, **dict(common, **wanted))
+        if driver:
+            plan.add("bind_vf", target, None, driver, driver=driver, **common)
+    if refused:
+        plan.refuse(
+            "%s: setting VF GUIDs unbinds and rebinds each VF, and %d in use: %s. Free them first or set force: true"
+            % (
+                have["pci_address"],
+                len(refused),
+                "; ".join("VF %d (%s): %s" % (b["index"], b["pci_address"], ", ".join(b["holders"])) for b in refused),
+            )
+        )
 
 
 def _guid_text(entry):
@@ -727,6 +766,11 @@ def _guid_text(entry):
 def _plan_mlx4(have, want, plan, files, firmware=None):
     pci = have["pci_address"]
     path = want.get("mlx4_options_path") or MLX4_OPTIONS_PATH
+    if not MLX4_OPTIONS_PATH_RE.match(path):
+        plan.refuse(
+            "mlx4_options_path %r is not a file /etc/modprobe.d/<name>.conf: the module writes nowhere else" % (path,)
+        )
+        return plan
     num_vfs = want["num_vfs"]
     per_port = want.get("mlx4_num_vfs_per_port")
     probe = want.get("mlx4_probe_vf")
@@ -744,11 +788,9 @@ def _plan_mlx4(have, want, plan, files, firmware=None):
     except ValueError as exc:
         plan.refuse("mlx4 VF options: %s" % exc)
         return plan
-    if _modprobe is not None and values:
+    if values:
         for message in _modprobe.validate({"mlx4_core": values}, [_mlx4_card(have)], "inbox"):
             plan.refuse(message)
-    elif values.get("probe_vf") and sum(values["probe_vf"]) > num_vfs:
-        plan.refuse("mlx4_core probe_vf asks for more VFs than num_vfs=%d creates" % num_vfs)
     total = have.get("totalvfs")
     if total is not None and num_vfs > total:
         plan.refuse(
@@ -760,20 +802,35 @@ def _plan_mlx4(have, want, plan, files, firmware=None):
     if want.get("guid_policy") not in (None, "none"):
         plan.warn("mlx4 VF GUIDs come from the SM's alias GUID table (iov/ports/N/admin_guids): not set by this module")
     # The OFED role's file may carry num_vfs/probe_vf too: two owners of one setting is refused.
-    if _modprobe is not None:
-        other_path = _modprobe.options_file_path("mlx4_core")
-        other = _mlx4_options_from_text(files.get(other_path))
-        clash = sorted(k for k in ("num_vfs", "probe_vf") if k in other)
-        if clash and other_path != path:
+    other_path = _modprobe.options_file_path("mlx4_core")
+    if path == other_path:
+        plan.refuse("mlx4_options_path %s is the file of ib_kernel_modules (ofed role): choose another" % path)
+        return plan
+    other = _mlx4_options_from_text(files.get(other_path))
+    clash = sorted(k for k in ("num_vfs", "probe_vf") if k in other)
+    if clash:
+        plan.refuse(
+            "%s already sets mlx4_core %s (ib_kernel_modules / ofed role): set the VF count in one "
+            "place only" % (other_path, ", ".join(clash))
+        )
+        return plan
+    current_text = files.get(path)
+    if current_text is not None and not current_text.startswith(MLX4_OPTIONS_HEADER_MARKER):
+        # Not ours (no marker): never rewritten nor removed. Refused when it matters, naming the file.
+        theirs = sorted(k for k in ("num_vfs", "probe_vf") if k in _mlx4_options_from_text(current_text))
+        if values or theirs:
             plan.refuse(
-                "%s already sets mlx4_core %s (ib_kernel_modules / ofed role): set the VF count in one "
-                "place only" % (other_path, ", ".join(clash))
+                "%s was not written by hpcnet.infiniband (no '%s' header line)%s: it is left as it is. Remove "
+                "the mlx4_core num_vfs/probe_vf options from it, or set mlx4_options_path to another file"
+                % (path, MLX4_OPTIONS_HEADER_MARKER, " and sets mlx4_core %s" % ", ".join(theirs) if theirs else "")
             )
             return plan
-    current_text = files.get(path)
-    text = render_mlx4_options(values) if values else None
+        current_text = text = None
+    else:
+        text = render_mlx4_options(values) if values else None
     if text != current_text:
         plan.add("write_file" if text else "remove_file", path, current_text, text, mode="0644")
+        plan.info["modprobe_changed"] = path
     plan.info["mlx4_options"] = {k: _render_vf_value(v) for k, v in values.items()}
     running = have.get("numvfs")
     param = have.get("mlx4_param_num_vfs")
@@ -810,12 +867,20 @@ def _write_numvfs(host, path, value, timeout):
 def apply_sriov(host, plan, timeout=60):
     """Make the changes of ``plan``; returns a result dict. Raises SriovApplyError with the exact state."""
     done = []
+    unbound = {}  # VF index -> (driver, VF PCI address) while this run holds it unbound
     for change in plan.changes:
         if change.action == "set_numvfs":
             _apply_numvfs(host, change, timeout, done)
+        elif change.action == "unbind_vf":
+            _apply_unbind(host, change, timeout, done, unbound)
         elif change.action == "set_vf_guid":
-            _apply_vf_guid(host, change, timeout, done)
+            try:
+                _apply_vf_guid(host, change, timeout, done)
+            except SriovApplyError as exc:
+                raise _rolled_back(host, change, exc, timeout, done, unbound)
             done.append(change.describe())
+        elif change.action == "bind_vf":
+            _apply_bind(host, change, timeout, done, unbound)
         elif change.action == "write_file":
             host.write_file(change.target, change.after, int(change.detail.get("mode", "0644"), 8))
             done.append(change.describe())
@@ -825,11 +890,90 @@ def apply_sriov(host, plan, timeout=60):
     return {"applied": done}
 
 
+def _vf_function(host, change):
+    """(VF PCI address, driver bound now) of the change's VF, read now (after a resize it is new)."""
+    vf_rel = host.relpath("%s/virtfn%d" % (change.detail["pci_path"], change.detail["vf"]))
+    address = vf_rel.rsplit("/", 1)[-1] if vf_rel else None
+    if not valid_pci_address(address):
+        raise SriovApplyError("VF %d of %s: no valid PCI function (%r)" % (change.detail["vf"], change.detail["pf"], address), [])
+    driver = host.readlink_name(vf_rel + "/driver")
+    if driver is not None and not _valid_driver(driver):
+        raise SriovApplyError("VF %d (%s) is bound to a driver named %r: refusing to use it" % (change.detail["vf"], address, driver), [])
+    return address, driver
+
+
+def _apply_unbind(host, change, timeout, done, unbound):
+    vf = change.detail["vf"]
+    try:
+        address, driver = _vf_function(host, change)
+    except SriovApplyError as exc:
+        raise SriovApplyError(str(exc), done)
+    if driver is None:
+        unbound[vf] = None
+        done.append("%s: not bound to a driver, nothing to unbind" % change.target)
+        return
+    try:
+        host.write("bus/pci/drivers/%s/unbind" % driver, address, timeout=timeout)
+    except HostError as exc:
+        raise SriovApplyError("unbinding VF %d (%s) from %s failed: %s" % (vf, address, driver, exc), done)
+    unbound[vf] = (driver, address)
+    done.append("%s: unbound %s from %s" % (change.target, address, driver))
+
+
+def _bind(host, held, timeout):
+    driver, address = held
+    host.write("bus/pci/drivers/%s/bind" % driver, address, timeout=timeout)
+
+
+def _apply_bind(host, change, timeout, done, unbound):
+    vf = change.detail["vf"]
+    held = unbound.pop(vf, None)
+    if held is None:
+        return
+    try:
+        _bind(host, held, timeout)
+    except HostError as exc:
+        raise SriovApplyError(
+            "VF %d (%s) has its new GUIDs but binding it to %s failed: %s; the VF is unbound (bind it with "
+            "'echo %s > /sys/bus/pci/drivers/%s/bind')" % (vf, held[1], held[0], exc, held[1], held[0]),
+            done,
+            {"vf": vf, "pci_address": held[1], "driver": None},
+        )
+    done.append("%s: bound %s to %s" % (change.target, held[1], held[0]))
+
+
+def _rolled_back(host, change, error, timeout, done, unbound):
+    """After a failed GUID write: put the old GUIDs back where known, rebind the VF; say what happened."""
+    vf = change.detail["vf"]
+    notes = []
+    previous = change.detail.get("previous") or {}
+    if previous.get("node_guid") and previous.get("port_guid"):
+        try:
+            _apply_vf_guid(host, _with_guids(change, previous), timeout, done)
+            notes.append("its previous GUIDs were put back")
+        except SriovApplyError as exc:
+            notes.append("putting its previous GUIDs back failed: %s" % exc)
+    held = unbound.pop(vf, None)
+    if held:
+        try:
+            _bind(host, held, timeout)
+            notes.append("it was bound to %s again" % held[0])
+        except HostError as exc:
+            notes.append("binding it to %s again failed: %s" % (held[0], exc))
+    message = str(error) + ("; VF %d: %s" % (vf, ", ".join(notes)) if notes else "")
+    return SriovApplyError(message, done, {"vf": vf, "rollback": notes})
+
+
+def _with_guids(change, guids):
+    detail = dict(change.detail, node_guid=guids["node_guid"], port_guid=guids["port_guid"])
+    return type(change)(change.action, change.target, None, None, **detail)
+
+
 def _apply_vf_guid(host, change, timeout, done):
     """Set one VF's GUIDs: mlx5's per-VF sysfs when the PF has it, else ``ip link set .. vf N``."""
     vf = change.detail["vf"]
-    node = format_guid_ip(parse_guid(change.detail["node_guid"]))
-    port = format_guid_ip(parse_guid(change.detail["port_guid"]))
+    wanted = (parse_guid(change.detail["node_guid"]), parse_guid(change.detail["port_guid"]))
+    node, port = format_guid_octets(wanted[0]), format_guid_octets(wanted[1])
     base = "%s/sriov/%d" % (change.detail["pci_path"], vf)
     if host.exists(base + "/node") and host.exists(base + "/port"):
         try:
@@ -837,8 +981,8 @@ def _apply_vf_guid(host, change, timeout, done):
             host.write(base + "/port", port, timeout=timeout)
         except HostError as exc:
             raise SriovApplyError("setting GUIDs of VF %d through %s failed: %s" % (vf, base, exc), done)
-        got = (parse_guid(host.read(base + "/node")), parse_guid(host.read(base + "/port")))
-        if got != (parse_guid(node), parse_guid(port)):
+        got = (guid_or_none(host.read(base + "/node")), guid_or_none(host.read(base + "/port")))
+        if got != wanted:
             raise SriovApplyError(
                 "VF %d GUIDs read back as %s/%s after writing %s/%s"
                 % (vf, host.read(base + "/node"), host.read(base + "/port"), node, port),
@@ -906,7 +1050,12 @@ def _recover(host, path, previous, failed_step, timeout):
 
 # ---------------------------------------------------------------------- module glue
 def prepare(host, params):
-    """have + plan for the module: returns (plan, have, extra result dict). Raises SriovError."""
+    """have + plan: returns (plan, have, extra result dict). Raises SriovError.
+
+    ``params``: ``pf`` and ``num_vfs`` (required) and any of ``PARAM_DEFAULTS``; what is left out takes
+    the default there (no firmware query). Needs no AnsibleModule: the boot path calls it as the module does.
+    """
+    params = dict(PARAM_DEFAULTS, **{k: v for k, v in params.items() if v is not None})
     have = read_pf(host, params["pf"])
     firmware = None
     mellanox = _ids.normalize_id(have.get("vendor_id")) == _ids.VENDOR_MELLANOX
@@ -916,6 +1065,7 @@ def prepare(host, params):
     for path in files_to_read(have, params):
         files[path] = host.read_file(path)
     plan = plan_sriov(have, params, firmware=firmware, files=files)
+    initramfs = _initramfs(host, plan)
     busy = vfs_in_use(have)
     extra = {
         "pf": {k: have.get(k) for k in ("name", "pci_address", "model", "driver", "family", "totalvfs", "port_guid")},
@@ -926,7 +1076,33 @@ def prepare(host, params):
         "firmware": firmware,
         "mlx4_options": plan.info.get("mlx4_options"),
     }
+    extra.update(initramfs)
     return plan, have, extra
+
+
+def _initramfs(host, plan):
+    """Whether the mlx4_core options change needs an initramfs rebuild: only when the image holds mlx4_core."""
+    result = {"initramfs_rebuild": False, "initramfs_reason": None, "initramfs_rebuild_argv": None}
+    path = plan.info.get("modprobe_changed")
+    if not path or not plan.ok:
+        return result
+    contains = _modprobe.initramfs_contains(host, "mlx4_core")
+    if contains is None:
+        if host.has_commands():
+            plan.warn(
+                "cannot tell whether the initramfs contains mlx4_core (%s): if it does, rebuild it for %s to "
+                "apply at boot" % (" ".join(_modprobe.initramfs_list_argv(host) or ["no lsinitramfs/lsinitrd"]), path)
+            )
+        return result
+    if contains:
+        plan.reboot_required = True
+        result.update(
+            initramfs_rebuild=True,
+            initramfs_reason="mlx4_core is in the initramfs, which loads it at boot with the modprobe.d options "
+            "copied into the image: %s changed, so the image must be rebuilt" % path,
+            initramfs_rebuild_argv=_modprobe.initramfs_rebuild_argv(host),
+        )
+    return result
 
 
 def apply_for_module(host, plan, have, timeout):

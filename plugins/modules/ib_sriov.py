@@ -26,10 +26,19 @@ description:
     module writes the C(mlx4_core) options C(num_vfs)/C(probe_vf) (validated by the same option model as
     M(hpcnet.infiniband.ib_kernel_modules)) to its own C(/etc/modprobe.d) file, reports
     RV(reboot_required), and never writes C(sriov_numvfs).
-  - InfiniBand VF GUIDs (node and port GUID of each VF) follow O(guid_policy) and are applied with
-    C(ip link set dev <pf> vf N node_guid X port_guid Y). They are never zero and never repeated on
-    this PF; the C(sriov) role checks uniqueness across the inventory.
-  - With O(persist=true) a udev rule re-creates the VFs and their GUIDs when the PF's netdev appears at boot.
+  - The module owns only files it wrote (first line C(# Managed by hpcnet.infiniband (ib_sriov))). A file
+    at O(mlx4_options_path) without that line is never rewritten nor removed; the module refuses, naming
+    it, when it would have to change it.
+  - When the C(mlx4_core) options change and the initramfs of the running kernel contains C(mlx4_core)
+    (C(lsinitramfs) on Debian/Ubuntu, C(lsinitrd) on EL), RV(initramfs_rebuild) is true with
+    RV(initramfs_reason) and RV(initramfs_rebuild_argv); the C(sriov) role then rebuilds the image.
+  - InfiniBand VF GUIDs (node and port GUID of each VF) follow O(guid_policy). Each VF whose GUIDs change
+    is unbound from its driver, gets its GUIDs (mlx5's per-VF sysfs, else
+    C(ip link set dev <pf> vf N node_guid X port_guid Y)) and is bound again, so they take effect at once.
+    A VF in use (bound to another driver, its netdev up, holding addresses or enslaved) is refused before
+    any write unless O(force=true). They are never zero and never repeated on this PF; the C(sriov) role
+    checks uniqueness across the inventory.
+  - A refused run changes nothing and reports C(changed=false).
   - Everything is read through the facts model and the host seam; every refusal happens before any change.
 author:
   - hpcnet.infiniband developers (@hpcnet)
@@ -73,8 +82,10 @@ options:
     default: none
   guid_pool_start:
     description:
-      - First GUID of this PF's pool (V(xxxx:xxxx:xxxx:xxxx)), with O(guid_policy=pool). Non-zero.
-    type: str
+      - First GUID of this PF's pool, with O(guid_policy=pool). Non-zero.
+      - Any GUID spelling (V(0x0200000000001000), V(0200:0000:0000:1000), V(02:00:00:00:00:00:10:00));
+        an integer is taken as its value.
+    type: raw
   guids:
     description:
       - Node and port GUID of each VF in index order, with O(guid_policy=explicit).
@@ -82,18 +93,20 @@ options:
     elements: dict
     suboptions:
       node_guid:
-        description: Node GUID of the VF.
-        type: str
+        description: Node GUID of the VF (any GUID spelling, or an integer).
+        type: raw
         required: true
       port_guid:
-        description: Port GUID of the VF.
-        type: str
+        description: Port GUID of the VF (any GUID spelling, or an integer).
+        type: raw
         required: true
   persist:
     description:
-      - Install a udev rule (C(/etc/udev/rules.d/70-hpcnet-sriov-<pci>.rules)) that sets the VF count
-        and GUIDs again when the PF's netdev appears. Removed when O(num_vfs=0). Not used for mlx4,
-        whose modprobe options persist by themselves.
+      - Kept for compatibility; the module itself writes nothing for it. VF counts and GUIDs come back at
+        boot through the boot service (C(hpcnet-ib-boot.service)), which replays the desired state the
+        C(sriov) role records with this module's code. mlx4 options persist in their modprobe.d file.
+      - The udev rule earlier versions wrote (C(/etc/udev/rules.d/70-hpcnet-sriov-<pci>.rules), keyed on
+        the netdev name, which never matches renamed interfaces) is removed when it carries our marker.
     type: bool
     default: false
   mlx4_num_vfs_per_port:
@@ -107,7 +120,10 @@ options:
       - mlx4 only, VFs the PF driver probes itself (C(probe_vf)), N or [port 1, port 2, dual-port].
     type: raw
   mlx4_options_path:
-    description: For mlx4, the modprobe.d file this module owns.
+    description:
+      - For mlx4, the modprobe.d file this module owns. Must be C(/etc/modprobe.d/<name>.conf); any
+        other path is refused before anything is written.
+      - An existing file there without our marker line is the operator's and is never changed.
     type: path
     default: /etc/modprobe.d/hpcnet-sriov-mlx4.conf
   firmware_info:
@@ -133,7 +149,6 @@ EXAMPLES = r"""
     pf: ib0
     num_vfs: 8
     guid_policy: derived
-    persist: true
 
 - name: Shrink to four VFs even though a guest still holds one
   hpcnet.infiniband.ib_sriov:
@@ -155,15 +170,30 @@ changed:
   returned: always
   type: bool
 plan:
-  description: The changes, each with action (V(set_numvfs), V(set_vf_guid), V(write_file), V(remove_file)), target, before, after.
+  description:
+    - The changes, each with action (V(set_numvfs), V(unbind_vf), V(set_vf_guid), V(bind_vf), V(write_file),
+      V(remove_file)), target, before, after. Empty when the run is refused.
   returned: always
   type: list
   elements: dict
   sample: [{"action": "set_numvfs", "target": "0000:82:00.0/sriov_numvfs", "before": 0, "after": 8}]
 reboot_required:
-  description: True for mlx4 when the wanted VF count is not yet the running one.
+  description: True for mlx4 when the wanted VF count is not yet the running one, or the initramfs must be rebuilt.
   returned: always
   type: bool
+initramfs_rebuild:
+  description: True when the C(mlx4_core) options change and the initramfs contains C(mlx4_core).
+  returned: success
+  type: bool
+initramfs_reason:
+  description: Why the initramfs must be rebuilt (null when it need not).
+  returned: success
+  type: str
+initramfs_rebuild_argv:
+  description: The command that rebuilds it on this host (C(update-initramfs -u -k all), C(dracut -f)), or null.
+  returned: success
+  type: list
+  elements: str
 reload_required:
   description: Always false (kept for the shared result shape).
   returned: always
@@ -229,11 +259,11 @@ def main():
             num_vfs=dict(type="int", required=True),
             force=dict(type="bool", default=False),
             guid_policy=dict(type="str", choices=["none", "derived", "pool", "explicit"], default="none"),
-            guid_pool_start=dict(type="str"),
+            guid_pool_start=dict(type="raw"),
             guids=dict(
                 type="list",
                 elements="dict",
-                options=dict(node_guid=dict(type="str", required=True), port_guid=dict(type="str", required=True)),
+                options=dict(node_guid=dict(type="raw", required=True), port_guid=dict(type="raw", required=True)),
             ),
             persist=dict(type="bool", default=False),
             mlx4_num_vfs_per_port=dict(type="list", elements="int"),

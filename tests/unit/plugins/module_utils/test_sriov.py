@@ -5,9 +5,10 @@ import os
 
 import pytest
 
-from ansible_collections.hpcnet.infiniband.plugins.module_utils import _sriov
+from ansible_collections.hpcnet.infiniband.plugins.module_utils import _sriov, _values
 from fakehost import snapshot
-from fakekernel import PF_PCI, FakeRunner, KernelHost, bind_vf, make_tree
+from fakekernel import PF_PCI, FakeRunner, add_netdev, bind_vf, make_tree
+from fakesriov import SriovKernelHost as KernelHost
 
 MSTCONFIG_OLD = """
 Device #1:
@@ -58,15 +59,22 @@ def run(host, wanted, firmware=None, files=None):
     return have, plan
 
 
-def test_guid_formats_round_trip():
-    value = _sriov.parse_guid("0002:c903:00a1:b2c1")
-    assert value == 0x0002C90300A1B2C1
-    assert _sriov.parse_guid("00:02:c9:03:00:a1:b2:c1") == value
-    assert _sriov.parse_guid("0x0002c90300a1b2c1") == value
-    assert _sriov.format_guid(value) == "0002:c903:00a1:b2c1"
-    assert _sriov.format_guid_ip(value) == "00:02:c9:03:00:a1:b2:c1"
-    assert _sriov.parse_guid("zz") is None
-    assert _sriov.parse_guid("0002:c903") is None
+def test_guids_only_through_values(node):
+    """Issue 10 item 10: one GUID parser; _sriov has none of its own, and takes every spelling _values does."""
+    for name in ("parse_guid", "format_guid", "format_guid_ip"):
+        assert name not in _sriov.__all__
+    assert "GUID_RE" not in vars(_sriov) and "format_guid_ip" not in vars(_sriov)
+    host = node[0]
+    start = 0x0200000000000010
+    for spelling in (start, "0x0200000000000010", "0200:0000:0000:0010", "02:00:00:00:00:00:00:10"):
+        _have, plan = run(host, want(1, guid_policy="pool", guid_pool_start=spelling))
+        assert plan.ok, (spelling, plan.errors)
+        assert plan.info["vf_guids"][0]["node_guid"] == "0200:0000:0000:0010"
+    _have, plan = run(host, want(1, guid_policy="pool", guid_pool_start="zz-not-a-guid"))
+    assert "guid_pool_start" in plan.error_message() and "'zz-not-a-guid'" in plan.error_message()
+    bad = [{"node_guid": "0200:0000:0000:0001", "port_guid": "xyz"}]
+    _have, plan = run(host, want(1, guid_policy="explicit", guids=bad))
+    assert "guids[0]" in plan.error_message() and "'xyz'" in plan.error_message()
 
 
 def test_derived_guids_are_deterministic_unique_nonzero_local():
@@ -224,7 +232,7 @@ def test_vf_guids_through_mlx5_sysfs_without_ip(tmp_path):
     _sriov.apply_sriov(host, plan)
     assert not [c for c in runner.calls if c[:3] == ["ip", "link", "set"]]
     node0 = host.read("bus/pci/devices/%s/sriov/0/node" % PF_PCI)
-    assert _sriov.parse_guid(node0) == _sriov.parse_guid(plan.info["vf_guids"][0]["node_guid"])
+    assert _values.parse_guid(node0) == _values.parse_guid(plan.info["vf_guids"][0]["node_guid"])
     have, plan = run(host, want(3, guid_policy="derived"))
     assert not plan.changed and have["vf_guids"][2]["port_guid"] == plan.info["vf_guids"][2]["port_guid"]
     assert any("cannot be detected" in w for w in plan.warnings) is False  # no resize, no guard
@@ -261,17 +269,146 @@ def test_vf_guid_failure_is_reported_honestly(node):
     assert info.value.done[0].startswith("0000:82:00.0/sriov_numvfs")
 
 
-def test_persist_udev_rule(node, tmp_path):
+LEGACY_RULE = (
+    "# Managed by hpcnet.infiniband.ib_sriov: SR-IOV of PF 0000:82:00.0 (ib0)\n"
+    'ACTION=="add", SUBSYSTEM=="net", KERNEL=="ib0", KERNELS=="0000:82:00.0", ATTR{device/sriov_numvfs}="2"\n'
+)
+RULE_PATH = "/etc/udev/rules.d/70-hpcnet-sriov-0000-82-00.0.rules"
+
+
+@pytest.mark.parametrize("name", ["ibp94s0", "enp94s0f0"])
+def test_persist_writes_no_kernel_name_udev_rule(tmp_path, name):
+    """Issue 12 item 4: a KERNEL=="<name>" rule never fires on renamed interfaces; the boot service replaces it."""
+    make_tree(tmp_path / "sys", pf=name)
+    os.makedirs(str(tmp_path / "root"))
+    host = KernelHost(tmp_path / "sys", fs_root=tmp_path / "root", runner=FakeRunner())
+    plan, have, _extra = _sriov.prepare(host, {"pf": PF_PCI, "num_vfs": 2, "guid_policy": "derived", "persist": True})
+    assert have["name"] == name and plan.ok
+    assert [c.action for c in plan.changes if c.action in ("write_file", "remove_file")] == []
+    assert not any("KERNEL==" in str(c.after) for c in plan.changes)
+    assert "render_udev_rule" not in vars(_sriov)
+
+
+def test_legacy_udev_rule_removed_only_when_ours(node, tmp_path):
     host = node[0]
-    have, plan = run(host, want(2, guid_policy="derived", persist=True))
-    files = [c for c in plan.changes if c.action == "write_file"]
-    assert files[0].target == "/etc/udev/rules.d/70-hpcnet-sriov-0000-82-00.0.rules"
-    assert 'ATTR{device/sriov_numvfs}="2"' in files[0].after
-    assert "vf 1 node_guid" in files[0].after
-    _sriov.apply_sriov(host, plan)
-    text = host.read_file(files[0].target)
-    _have, plan = run(host, want(2, guid_policy="derived", persist=True), files={files[0].target: text})
+    _have, plan = run(host, want(2, persist=True), files={RULE_PATH: LEGACY_RULE})
+    assert [(c.action, c.target) for c in plan.changes][-1] == ("remove_file", RULE_PATH)
+    operator = 'SUBSYSTEM=="net", KERNEL=="ib0", RUN+="/usr/local/bin/x"\n'
+    _have, plan = run(host, want(2, persist=True), files={RULE_PATH: operator})
+    assert "remove_file" not in [c.action for c in plan.changes]
+
+
+def test_pf_by_pci_address_validates_the_netdev_name_read_from_sysfs(tmp_path):
+    """Issue 10 item 11: a netdev name from sysfs with '"' never reaches a path, argv or file line."""
+    dev = make_tree(tmp_path, ipoib=False)
+    add_netdev(str(tmp_path), 'ib"0', dev)
+    host = KernelHost(tmp_path)
+    with pytest.raises(_sriov.SriovError) as info:
+        _sriov.read_pf(host, PF_PCI)
+    assert "'ib\"0'" in str(info.value) and "not a valid interface name" in str(info.value)
+
+
+def test_vf_driver_name_from_sysfs_is_validated(node):
+    host, _runner, sysfs = node
+    _sriov.apply_sriov(host, run(host, want(2))[1])
+    bind_vf(sysfs, PF_PCI, 1, "bad driver")
+    with pytest.raises(_sriov.SriovError) as info:
+        _sriov.read_pf(host, "ib0")
+    assert "'bad driver'" in str(info.value) and "VF 1" in str(info.value)
+
+
+def test_refusal_after_a_planned_change_drops_the_plan(node):
+    """Issue 10 item 12: the VF count change was planned before the bad pool was found: nothing is planned."""
+    host = node[0]
+    _have, plan = run(host, want(4, guid_policy="pool", guid_pool_start="0000:0000:0000:0000"))
+    assert not plan.ok and plan.changes == [] and not plan.changed
+    _have, plan = run(host, want(4, guid_policy="pool", guid_pool_start="ffff:ffff:ffff:fffe"))
+    assert not plan.ok and plan.changes == []
+
+
+def _vfs_with_zero_guids(host):
+    _sriov.apply_sriov(host, run(host, want(2))[1])
+    assert host.numvfs("ib0") == 2
+
+
+def test_vf_guids_unbind_set_rebind(node):
+    """Issue 12 item 2: a VF takes new GUIDs when its driver probes it again: unbind, set, bind."""
+    host, runner, _sysfs = node
+    _vfs_with_zero_guids(host)
+    have, plan = run(host, want(2, guid_policy="derived"))
+    assert [c.action for c in plan.changes] == ["unbind_vf", "set_vf_guid", "bind_vf"] * 2
+    vf0 = have["vfs"][0]["pci_address"]
+    assert plan.changes[0].detail["vf_pci"] == vf0 and plan.changes[0].before == "mlx5_core"
+    runner.calls.clear()
+    host.ops.clear()
+    result = _sriov.apply_sriov(host, plan)
+    assert host.ops[:2] == [("unbind", "mlx5_core", vf0), ("bind", "mlx5_core", vf0)]
+    order = [w[0] for w in host.writes if "/bind" in w[0] or "/unbind" in w[0]]
+    assert order == ["bus/pci/drivers/mlx5_core/unbind", "bus/pci/drivers/mlx5_core/bind"] * 2
+    assert [c for c in runner.calls if c[:3] == ["ip", "link", "set"]][0][6] == "0"
+    assert "unbound %s from mlx5_core" % vf0 in result["applied"][0]
+    assert host.readlink_name("bus/pci/devices/%s/virtfn0/driver" % PF_PCI) == "mlx5_core"
+    _have, plan = run(host, want(2, guid_policy="derived"))
     assert not plan.changed
+
+
+def test_vf_guids_after_a_resize_rebind_the_new_vfs(node):
+    host = node[0]
+    _have, plan = run(host, want(2, guid_policy="derived"))
+    assert [c.action for c in plan.changes] == ["set_numvfs"] + ["unbind_vf", "set_vf_guid", "bind_vf"] * 2
+    assert plan.changes[1].detail["vf_pci"] is None  # the VF does not exist yet
+    _sriov.apply_sriov(host, plan)
+    assert [op for op, _d, _a in host.ops] == ["unbind", "bind", "unbind", "bind"]
+
+
+@pytest.mark.parametrize("holder", ["addresses", "up", "enslaved", "vfio"])
+def test_vf_guids_refused_before_any_write_when_the_vf_is_in_use(node, holder):
+    host, runner, sysfs = node
+    _vfs_with_zero_guids(host)
+    netdev = os.path.join(str(sysfs), "class/net/ib0_vf1")
+    if holder in ("addresses", "up"):
+        with open(os.path.join(netdev, "flags"), "w") as handle:
+            handle.write("0x1003\n")
+        if holder == "addresses":
+            runner.addresses["ib0_vf1"] = ["192.0.2.9/24"]
+    elif holder == "enslaved":
+        os.makedirs(os.path.join(str(sysfs), "devices/virtual/net/bond0"))
+        os.symlink(os.path.join(str(sysfs), "devices/virtual/net/bond0"), os.path.join(os.path.realpath(netdev), "master"))
+    else:
+        bind_vf(sysfs, PF_PCI, 1, "vfio-pci")
+    before = snapshot(sysfs)
+    _have, plan = run(host, want(2, guid_policy="derived"))
+    assert not plan.ok and plan.changes == []
+    message = plan.error_message()
+    assert "VF 1 (" in message and "unbinds and rebinds" in message and "force: true" in message
+    assert {"addresses": "192.0.2.9/24", "up": "ib0_vf1 is up", "enslaved": "enslaved to bond0",
+            "vfio": "vfio-pci"}[holder] in message
+    assert snapshot(sysfs) == before
+    _have, plan = run(host, want(2, guid_policy="derived", force=True))
+    assert plan.ok and any("force" in w for w in plan.warnings)
+
+
+def test_vf_guid_failure_rebinds_the_vf(node):
+    host, runner, _sysfs = node
+    _vfs_with_zero_guids(host)
+    _have, plan = run(host, want(2, guid_policy="derived"))
+    runner.vf_guid_error = "RTNETLINK answers: Invalid argument"
+    with pytest.raises(_sriov.SriovApplyError) as info:
+        _sriov.apply_sriov(host, plan)
+    assert "bound to mlx5_core again" in str(info.value)
+    assert [op for op, _d, _a in host.ops] == ["unbind", "bind"]
+    assert host.readlink_name("bus/pci/devices/%s/virtfn0/driver" % PF_PCI) == "mlx5_core"
+
+
+def test_vf_rebind_failure_names_the_unbound_vf(node):
+    host, _runner, _sysfs = node
+    _vfs_with_zero_guids(host)
+    _have, plan = run(host, want(2, guid_policy="derived"))
+    host.fail_bind = errno.ENOMEM
+    with pytest.raises(_sriov.SriovApplyError) as info:
+        _sriov.apply_sriov(host, plan)
+    assert "has its new GUIDs but binding it to mlx5_core failed" in str(info.value)
+    assert info.value.state["driver"] is None and info.value.done
 
 
 def test_mstconfig_parsing():
@@ -341,3 +478,100 @@ def test_vf_itself_is_refused(tmp_path):
     host = KernelHost(tmp_path)
     _have, plan = run(host, want(2))
     assert "itself a virtual function" in plan.error_message()
+
+
+# ------------------------------------------------------------------ mlx4 file ownership (issue 10 item 2)
+def _cx3(tmp_path, runner=None):
+    make_tree(tmp_path / "sys", device="0x1003", driver="mlx4_core", ibdev="mlx4_0", totalvfs=16)
+    root = tmp_path / "root"
+    os.makedirs(str(root / "etc/modprobe.d"))
+    return KernelHost(tmp_path / "sys", fs_root=root, runner=runner), root
+
+
+@pytest.mark.parametrize(
+    "path", ["/etc/hostname", "/etc/modprobe.d/../hostname.conf", "/etc/modprobe.d/x.txt", "/etc/modprobe.d/a/b.conf",
+             "/tmp/x.conf", "/etc/modprobe.d/.conf"]
+)
+def test_mlx4_options_path_outside_modprobe_d_is_refused(tmp_path, path):
+    host, root = _cx3(tmp_path)
+    (root / "etc/hostname").write_text("node1\n")
+    before = snapshot(tmp_path)
+    for num_vfs in (4, 0):
+        plan, _have, _extra = _sriov.prepare(host, {"pf": "ib0", "num_vfs": num_vfs, "mlx4_options_path": path})
+        assert not plan.ok and plan.changes == []
+        assert repr(path) in plan.error_message() and "/etc/modprobe.d/<name>.conf" in plan.error_message()
+    assert snapshot(tmp_path) == before
+
+
+def test_mlx4_operator_file_is_never_overwritten_nor_removed(tmp_path):
+    host, root = _cx3(tmp_path)
+    theirs = root / "etc/modprobe.d/mlx4.conf"
+    theirs.write_text("# site tuning\noptions mlx4_core num_vfs=2 log_num_mgm_entry_size=-1\n")
+    before = snapshot(tmp_path)
+    for num_vfs in (8, 0):
+        plan, _have, _extra = _sriov.prepare(
+            host, {"pf": "ib0", "num_vfs": num_vfs, "mlx4_options_path": "/etc/modprobe.d/mlx4.conf"}
+        )
+        assert not plan.ok and plan.changes == []
+        message = plan.error_message()
+        assert "/etc/modprobe.d/mlx4.conf was not written by hpcnet.infiniband" in message and "num_vfs" in message
+    assert snapshot(tmp_path) == before
+    # A file of the operator's without mlx4 VF options and nothing wanted: left alone, nothing to do.
+    theirs.write_text("options mlx4_core log_num_mgm_entry_size=-1\n")
+    plan, _have, _extra = _sriov.prepare(host, {"pf": "ib0", "num_vfs": 0, "mlx4_options_path": "/etc/modprobe.d/mlx4.conf"})
+    assert plan.ok and not plan.changes
+
+
+def test_mlx4_own_file_written_with_marker_and_removed_at_zero(tmp_path):
+    host, root = _cx3(tmp_path)
+    plan, _have, _extra = _sriov.prepare(host, {"pf": "ib0", "num_vfs": 4})
+    _sriov.apply_sriov(host, plan)
+    ours = root / _sriov.MLX4_OPTIONS_PATH.lstrip("/")
+    assert ours.read_text().startswith("# Managed by hpcnet.infiniband (ib_sriov)")
+    plan, _have, _extra = _sriov.prepare(host, {"pf": "ib0", "num_vfs": 0})
+    assert [(c.action, c.target) for c in plan.changes] == [("remove_file", _sriov.MLX4_OPTIONS_PATH)]
+    _sriov.apply_sriov(host, plan)
+    assert not ours.exists()
+    plan, _have, _extra = _sriov.prepare(host, {"pf": "ib0", "num_vfs": 4, "mlx4_options_path": "/etc/modprobe.d/hpcnet-mlx4_core.conf"})
+    assert "file of ib_kernel_modules" in plan.error_message()
+
+
+# ------------------------------------------------------------------ initramfs (issue 12 item 3)
+class _ListingRunner(FakeRunner):
+    def __init__(self, listing):
+        super().__init__()
+        self.listing = listing
+
+    def answer(self, argv):
+        if argv == ["uname", "-r"]:
+            return 0, "6.1.0-18-amd64\n", ""
+        if argv[0] == "lsinitramfs":
+            return (0, self.listing, "") if self.listing is not None else (1, "", "no such file")
+        if argv[0] == "update-initramfs":
+            return 0, "", ""
+        return super().answer(argv)
+
+
+@pytest.mark.parametrize("in_image", [True, False, None])
+def test_mlx4_options_change_reports_initramfs_rebuild_only_when_the_image_holds_mlx4_core(tmp_path, in_image):
+    listing = {True: "usr/lib/modules/6.1.0-18-amd64/kernel/drivers/net/ethernet/mellanox/mlx4/mlx4_core.ko\n",
+               False: "usr/lib/modules/6.1.0-18-amd64/kernel/drivers/ata/ahci.ko\n", None: None}[in_image]
+    runner = _ListingRunner(listing)
+    host, root = _cx3(tmp_path, runner)
+    (root / "etc/os-release").write_text("ID=debian\n")
+    plan, _have, extra = _sriov.prepare(host, {"pf": "ib0", "num_vfs": 4})
+    assert plan.changed and plan.reboot_required
+    assert extra["initramfs_rebuild"] is bool(in_image)
+    if in_image:
+        assert "mlx4_core is in the initramfs" in extra["initramfs_reason"]
+        assert extra["initramfs_rebuild_argv"] == ["update-initramfs", "-u", "-k", "all"]
+    else:
+        assert extra["initramfs_reason"] is None and extra["initramfs_rebuild_argv"] is None
+    assert any("cannot tell whether the initramfs" in w for w in plan.warnings) is (in_image is None)
+    assert ["lsinitramfs", "/boot/initrd.img-6.1.0-18-amd64"] in runner.calls
+    # Nothing changes in the file: no rebuild asked, no image listed.
+    _sriov.apply_sriov(host, plan)
+    runner.calls.clear()
+    plan, _have, extra = _sriov.prepare(host, {"pf": "ib0", "num_vfs": 4})
+    assert not plan.changed and extra["initramfs_rebuild"] is False
+    assert not [c for c in runner.calls if c[0] == "lsinitramfs"]

@@ -3,11 +3,13 @@
 import os
 
 import pytest
+import yaml
 
 from ansible_collections.hpcnet.infiniband.plugins.module_utils._host import Host
 from ansible_collections.hpcnet.infiniband.plugins.modules import ib_sriov
 from fakehost import snapshot
-from fakekernel import PF_PCI, FakeRunner, KernelHost, bind_vf, make_tree
+from fakekernel import PF_PCI, FakeRunner, bind_vf, make_tree
+from fakesriov import SriovKernelHost as KernelHost
 from testlib import run_module
 
 
@@ -72,3 +74,36 @@ def test_failed_guid_reports_state(node, capsys):
     result = run_module(ib_sriov, {"pf": "ib0", "num_vfs": 2, "guid_policy": "derived"}, capsys)
     assert result["failed"] and "Operation not supported" in result["msg"]
     assert result["applied"][0].startswith(PF_PCI)
+
+
+def test_refusal_after_a_planned_change_reports_changed_false(node, capsys):
+    """Issue 10 item 12: the VF count change is planned, then the GUID pool is refused: nothing changed."""
+    _host, _runner, tmp_path = node
+    before = snapshot(tmp_path)
+    args = {"pf": "ib0", "num_vfs": 4, "guid_policy": "pool", "guid_pool_start": "0000:0000:0000:0000"}
+    for check in (True, False):
+        result = run_module(ib_sriov, args, capsys, check=check)
+        assert result["failed"] and result["changed"] is False and result["plan"] == []
+    assert snapshot(tmp_path) == before
+
+
+def test_guid_options_are_raw(node, capsys):
+    """Issue 10 item 10: an unquoted YAML GUID reaches the module as an int and means that value."""
+    options = yaml.safe_load(ib_sriov.DOCUMENTATION)["options"]
+    assert options["guid_pool_start"]["type"] == "raw"
+    assert {o["type"] for o in options["guids"]["suboptions"].values()} == {"raw"}
+    result = run_module(ib_sriov, {"pf": "ib0", "num_vfs": 1, "guid_policy": "pool",
+                                   "guid_pool_start": 0x0200000000000010}, capsys, check=True)
+    assert result["vf_guids"][0]["node_guid"] == "0200:0000:0000:0010", result
+    explicit = [{"node_guid": 0x0200000000000001, "port_guid": "02:00:00:00:00:00:00:02"}]
+    result = run_module(ib_sriov, {"pf": "ib0", "num_vfs": 1, "guid_policy": "explicit", "guids": explicit},
+                        capsys, check=True)
+    assert result["vf_guids"][0] == {"index": 0, "node_guid": "0200:0000:0000:0001", "port_guid": "0200:0000:0000:0002"}
+
+
+def test_persist_writes_no_udev_rule(node, capsys):
+    _host, _runner, tmp_path = node
+    result = run_module(ib_sriov, {"pf": PF_PCI, "num_vfs": 2, "guid_policy": "derived", "persist": True}, capsys)
+    assert result["changed"] and not result.get("failed"), result
+    assert not os.path.exists(str(tmp_path / "root/etc/udev"))
+    assert "unbind_vf" in [c["action"] for c in result["plan"]]
