@@ -14,14 +14,21 @@ description:
     C(hpcnet.infiniband.ib_nodes_model) module wrote, and yields one host per node.
   - 'Host vars: C(ansible_host) (the address discovery used, when known), C(ib_node_status),
     C(ib_network_mode), C(ib_network_mode_reasons), C(ib_interfaces) (list, Fuel REST fields plus IB
-    fields), C(ib_devices), C(ib_subnet_manager), C(ib_networks) (role -> interface),
-    C(ib_unassigned_networks), C(ib_sm_present), C(ib_sm_local), C(ib_node_errors), C(ib_node_warnings),
-    C(ib_facts_source).'
+    fields), C(ib_devices), C(ib_subnet_manager), C(ib_networks), C(ib_unassigned_networks),
+    C(ib_sm_present), C(ib_sm_local), C(ib_node_errors), C(ib_node_warnings), C(ib_facts_source),
+    C(ib_last_seen).'
+  - 'C(ib_networks) maps each network role of the node to C(interface) (the allocated interface),
+    C(device) (the netdev carrying the address: IPoIB P_Key child, EIPoIB bridge, VLAN device or the
+    interface), C(kind), C(address) (without prefix), C(prefix), C(cidr), C(gateway), C(pkey), C(vlan),
+    C(mtu), C(mode); the address fields are null for roles that C(discovery_networks) does not define.'
   - 'Groups: C(ib_mode_infiniband), C(ib_mode_ethernet), C(ib_mode_mixed), C(ib_mode_none) after the
     node network mode; C(driver_<name>) per interface driver and C(hca_<model>) per RDMA device model
     (names lower-cased, every run of other characters than letters and digits made one C(_), e.g.
     C(driver_mlx5_core_ib_ipoib), C(hca_connectx_3)); C(sm_local) for nodes running the subnet manager
-    of their fabric; C(unreachable), C(discovery_failed) and C(discovery_refused) by status.'
+    of their fabric; C(unreachable), C(discovery_failed) and C(discovery_refused) by status;
+    C(ib_network_<role>) for the nodes that carry a network role.'
+  - Reads nodes model schemas 1 and 2; a schema 1 model has no addresses (a warning says to re-run
+    discovery).
   - The file name of the configuration must end in C(.ib_nodes.yml) or C(.ib_nodes.yaml).
   - Supports C(compose), C(groups) and C(keyed_groups) like other constructed inventories.
 author:
@@ -78,7 +85,8 @@ except ImportError:  # pragma: no cover - ansible-core requires PyYAML
     yaml = None
 
 MODEL_KIND = "hpcnet.infiniband.nodes"
-MODEL_SCHEMA = 1
+MODEL_SCHEMA = 2
+READABLE_SCHEMAS = (1, 2)
 
 _NON_WORD = re.compile(r"[^a-z0-9]+")
 
@@ -116,10 +124,36 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
             raise AnsibleParserError("the nodes model %s is not valid YAML: %s" % (model_path, to_native(exc)))
         if not isinstance(model, dict) or model.get("kind") != MODEL_KIND or not isinstance(model.get("nodes"), list):
             raise AnsibleParserError("%s is not a nodes model (kind %s with a nodes list)" % (model_path, MODEL_KIND))
-        if model.get("schema") != MODEL_SCHEMA:
-            raise AnsibleParserError("%s has nodes model schema %r; this plugin reads schema %d"
-                                     % (model_path, model.get("schema"), MODEL_SCHEMA))
+        if model.get("schema") not in READABLE_SCHEMAS:
+            raise AnsibleParserError("%s has nodes model schema %r; this plugin reads schemas 1 and 2"
+                                     % (model_path, model.get("schema")))
+        if model.get("schema") == 1:
+            self.display.warning("%s is a nodes model of schema 1, without network addresses: re-run "
+                                 "playbooks/discover.yml to write schema 2" % model_path)
         return model
+
+    @staticmethod
+    def host_networks(node, definitions):
+        """The ib_networks host var of a node: per role its interface, device and address fields."""
+        out = {}
+        for role, chosen in (node.get("networks") or {}).items():
+            if not isinstance(chosen, dict):
+                continue
+            definition = definitions.get(role) if isinstance(definitions.get(role), dict) else {}
+            address, _sep, prefix = (chosen.get("address") or "").partition("/")
+            kind = chosen.get("kind")
+            out[role] = dict(chosen, **{
+                "device": chosen.get("device") or chosen.get("interface"),
+                "address": address or None,
+                "prefix": int(prefix) if prefix.isdigit() else None,
+                "cidr": definition.get("cidr"),
+                "gateway": definition.get("gateway"),
+                "pkey": definition.get("pkey"),
+                "vlan": chosen.get("vlan"),
+                "mtu": definition.get("mtu"),
+                "mode": definition.get("mode") if kind in ("ipoib", "ipoib_child") else None,
+            })
+        return out
 
     def _add_group(self, group, host):
         name = self.inventory.add_group(group)
@@ -133,6 +167,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
             model_path = os.path.join(os.path.dirname(os.path.abspath(path)), model_path)
         model = self._load_model(model_path)
         include_unreachable = self.get_option("include_unreachable")
+        definitions = (model.get("networks") or {}).get("definitions") or {}
         strict = self.get_option("strict")
 
         for node in model["nodes"]:
@@ -150,12 +185,13 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
                 "ib_interfaces": node.get("interfaces") or [],
                 "ib_devices": node.get("devices") or {},
                 "ib_subnet_manager": node.get("subnet_manager") or {},
-                "ib_networks": node.get("networks") or {},
+                "ib_networks": self.host_networks(node, definitions if isinstance(definitions, dict) else {}),
                 "ib_unassigned_networks": node.get("unassigned_networks") or [],
                 "ib_sm_present": node.get("sm_present"),
                 "ib_sm_local": node.get("sm_local"),
                 "ib_node_errors": node.get("errors") or [],
                 "ib_node_warnings": node.get("warnings") or [],
+                "ib_last_seen": node.get("last_seen"),
             }
             if node.get("address"):
                 hostvars["ansible_host"] = node["address"]
@@ -182,6 +218,10 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
                     self._add_group("hca_%s" % suffix, host)
             if node.get("sm_local") is True:
                 self._add_group("sm_local", host)
+            for role in hostvars["ib_networks"]:
+                suffix = group_suffix(role)
+                if suffix:
+                    self._add_group("ib_network_%s" % suffix, host)
 
             # constructed: compose / groups / keyed_groups over the host vars above.
             self._set_composite_vars(self.get_option("compose"), hostvars, host, strict=strict)

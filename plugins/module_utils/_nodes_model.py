@@ -5,8 +5,14 @@
 
 Pure code (no host access, no Ansible imports). Input: per host the result of the ``ib_facts`` task
 (``ansible_facts.ib_facts``, schema 1, see docs/facts.md), or the marks Ansible left on it
-(``unreachable``, ``failed``). Output: a dict that is written as JSON and YAML and read back by the
+(``unreachable``, ``failed``), and the model already written. Output: a dict (schema 2,
+``schemas/nodes_model.schema.json``) that is written as JSON and YAML and read back by the
 ``hpcnet.infiniband.nodes`` inventory plugin and the report.
+
+The model is the inventory's source of truth: a run updates the nodes it covers and keeps every other
+node as it was; a node that fails this run keeps its last good data with the status and error of this
+run. Only ``remove_nodes`` takes a node out. Each node's facts are checked first (types, finite numbers,
+bounded strings): one node's bad facts fail that node, never the model.
 
 It mirrors what Fuel kept per node: every interface carries Fuel's REST fields (``name``, ``mac``,
 ``driver``, ``bus_info``, ``current_speed``, ``max_speed``, ``state``, ``assigned_networks``) plus
@@ -18,7 +24,10 @@ from __future__ import annotations
 
 import copy
 import fnmatch
+import math
 import re
+
+from ansible_collections.hpcnet.infiniband.plugins.module_utils import _networks
 
 __all__ = [
     "MODEL_SCHEMA",
@@ -28,12 +37,16 @@ __all__ = [
     "RuleError",
     "validate_rules",
     "build_model",
+    "merge_model",
+    "check_facts",
+    "host_networks",
     "interface_view",
     "node_network_mode_problem",
     "comparable",
 ]
 
-MODEL_SCHEMA = 1
+MODEL_SCHEMA = 2
+READABLE_SCHEMAS = (1, 2)
 MODEL_KIND = "hpcnet.infiniband.nodes"
 
 # Fuel's network roles; "management" is the admin/PXE network of a bootstrap node.
@@ -81,10 +94,92 @@ MAX_SPEED_BY_MODEL = (
 )
 
 NODE_STATUSES = ("discovered", "refused", "failed", "unreachable")
+# Statuses of a run that read the node (its data is this run's).
+READ_STATUSES = ("discovered", "refused")
 
 
 class RuleError(ValueError):
     """The operator's allocation rules are malformed."""
+
+
+class ModelError(ValueError):
+    """The model file already written cannot be merged (not a nodes model, or a newer schema)."""
+
+
+# ---------------------------------------------------------------------------------------- facts checks
+# A sysfs attribute fits a page; a MAC is at most 20 bytes of hex pairs (IPoIB).
+MAX_TEXT = 4096
+MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){0,19}$")
+MAX_DEPTH = 12
+# Sections of ib_facts and the type each must have (None allowed where the facts say "not read").
+_NIC_SECTIONS = ("ib", "ipoib", "eipoib", "sriov")
+
+
+class FactsError(ValueError):
+    """One node's facts are malformed; the node is marked failed with this reason."""
+
+
+def _clean(value, path, warnings, depth=0):
+    """A copy of a JSON-like value: over-long strings dropped (warning), non-finite numbers refused."""
+    if depth > MAX_DEPTH:
+        raise FactsError("%s is nested deeper than %d levels" % (path, MAX_DEPTH))
+    if isinstance(value, dict):
+        return {str(k)[:MAX_TEXT]: _clean(v, "%s.%s" % (path, k), warnings, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v, "%s[%d]" % (path, i), warnings, depth + 1) for i, v in enumerate(value)]
+    if isinstance(value, float) and not math.isfinite(value):
+        raise FactsError("%s is not a finite number (%r)" % (path, value))
+    if isinstance(value, str) and len(value) > MAX_TEXT:
+        warnings.append("%s: a %d-character value was dropped (more than a sysfs page)" % (path, len(value)))
+        return None
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise FactsError("%s has a value of type %s" % (path, type(value).__name__))
+
+
+def _need(value, kind, path, optional=False):
+    if value is None and optional:
+        return
+    if not isinstance(value, kind):
+        raise FactsError("%s must be a %s, got %s" % (path, "mapping" if kind is dict else "list",
+                                                      type(value).__name__))
+
+
+def check_facts(facts):
+    """(clean copy of ``facts``, [warnings]) or FactsError with the reason.
+
+    The shape the model reads is checked (mappings where mappings are expected, finite numbers); values
+    longer than a sysfs page and MACs that are not hex pairs are dropped with a warning, never copied
+    into the model or the reports.
+    """
+    warnings = []
+    _need(facts, dict, "ib_facts")
+    clean = _clean(facts, "ib_facts", warnings)
+    _need(clean.get("nics"), dict, "ib_facts.nics")
+    _need(clean.get("devices"), dict, "ib_facts.devices", optional=True)
+    _need(clean.get("subnet_manager"), dict, "ib_facts.subnet_manager", optional=True)
+    _need(clean.get("warnings"), list, "ib_facts.warnings", optional=True)
+    _need(clean.get("network_mode_reasons"), list, "ib_facts.network_mode_reasons", optional=True)
+    for name, nic in clean["nics"].items():
+        path = "ib_facts.nics.%s" % name
+        _need(nic, dict, path)
+        for section in _NIC_SECTIONS:
+            _need(nic.get(section), dict, "%s.%s" % (path, section), optional=True)
+        if isinstance(nic.get("eipoib"), dict):
+            _need(nic["eipoib"].get("slaves"), list, "%s.eipoib.slaves" % path, optional=True)
+        mac = nic.get("mac")
+        if mac is not None and not (isinstance(mac, str) and MAC_RE.match(mac)):
+            warnings.append("%s.mac: %r is not a MAC (hex pairs, at most 20 bytes); dropped" % (path, str(mac)[:40]))
+            nic["mac"] = None
+    for name, device in (clean.get("devices") or {}).items():
+        path = "ib_facts.devices.%s" % name
+        _need(device, dict, path)
+        _need(device.get("ports"), dict, "%s.ports" % path, optional=True)
+        for port_name, port in (device.get("ports") or {}).items():
+            _need(port, dict, "%s.ports.%s" % (path, port_name))
+    for name, entry in (clean.get("subnet_manager") or {}).items():
+        _need(entry, dict, "ib_facts.subnet_manager.%s" % name)
+    return clean, warnings
 
 
 # ---------------------------------------------------------------------------------------- helpers
@@ -371,9 +466,9 @@ def _facts_of(result):
     if not isinstance(result, dict):
         return None, "failed", "unexpected discovery result of type %s" % type(result).__name__
     if result.get("unreachable"):
-        return None, "unreachable", str(result.get("msg") or "host unreachable").strip()
+        return None, "unreachable", str(result.get("msg") or "host unreachable").strip()[:MAX_TEXT]
     if result.get("failed"):
-        return None, "failed", str(result.get("msg") or "ib_facts failed").strip()
+        return None, "failed", str(result.get("msg") or "ib_facts failed").strip()[:MAX_TEXT]
     if result.get("skipped"):
         return None, "failed", "discovery was skipped on this host"
     if "schema" in result and "nics" in result:
@@ -384,15 +479,13 @@ def _facts_of(result):
     return None, "failed", "the result holds no ansible_facts.ib_facts"
 
 
-def build_node(name, result, rules, address=None, allow_mixed=False,
-               exclude_kinds=DEFAULT_EXCLUDE_KINDS):
-    """One node entry of the model (see docs/discovery.md)."""
-    facts, status, message = _facts_of(result)
-    node = {
+def _empty_node(name, address, status, message):
+    return {
         "name": name,
         "address": address,
         "status": status,
         "message": message,
+        "last_seen": None,
         "source": None,
         "network_mode": None,
         "network_mode_reasons": [],
@@ -406,6 +499,22 @@ def build_node(name, result, rules, address=None, allow_mixed=False,
         "errors": [],
         "warnings": [],
     }
+
+
+def build_node(name, result, rules, address=None, allow_mixed=False,
+               exclude_kinds=DEFAULT_EXCLUDE_KINDS):
+    """One node entry of the model from this run's result (see docs/discovery.md)."""
+    facts, status, message = _facts_of(result)
+    node = _empty_node(name, address, status, message)
+    if facts is not None:
+        try:
+            facts, facts_warnings = check_facts(facts)
+        except FactsError as exc:
+            facts, status = None, "failed"
+            message = "node %s: malformed facts: %s" % (name, exc)
+            node.update(status=status, message=message)
+        else:
+            node["warnings"].extend(facts_warnings)
     if facts is None:
         if status == "failed":
             node["errors"].append(message)
@@ -413,19 +522,17 @@ def build_node(name, result, rules, address=None, allow_mixed=False,
     schema = facts.get("schema")
     if schema != 1:
         node["warnings"].append("ib_facts schema %r, this model understands schema 1" % (schema,))
-    nics = facts.get("nics") if isinstance(facts.get("nics"), dict) else {}
+    nics = facts["nics"]
     node["source"] = facts.get("source")
     node["network_mode"] = facts.get("network_mode")
-    node["network_mode_reasons"] = copy.deepcopy(_as_list(facts.get("network_mode_reasons")))
-    node["devices"] = copy.deepcopy(facts.get("devices") or {})
-    node["subnet_manager"] = copy.deepcopy(facts.get("subnet_manager") or {})
+    node["network_mode_reasons"] = [str(r) for r in _as_list(facts.get("network_mode_reasons"))]
+    node["devices"] = facts.get("devices") or {}
+    node["subnet_manager"] = facts.get("subnet_manager") or {}
     node["sm_present"], node["sm_local"] = subnet_manager_summary(node["subnet_manager"])
     node["warnings"].extend(str(w) for w in _as_list(facts.get("warnings")))
     interfaces = []
     for nic_name in sorted(nics, key=natural_key):
         nic = nics[nic_name]
-        if not isinstance(nic, dict):
-            continue
         if nic.get("kind") in exclude_kinds:
             continue
         nic = dict(nic, name=nic.get("name") or nic_name)
@@ -448,33 +555,132 @@ def build_node(name, result, rules, address=None, allow_mixed=False,
     return node
 
 
-def build_model(results, rules=None, addresses=None, allow_mixed=False, generated_at=None,
-                exclude_kinds=DEFAULT_EXCLUDE_KINDS):
-    """The nodes model from ``results`` (host name -> registered ib_facts result or ib_facts dict).
+# ---------------------------------------------------------------------------------------- merge
+def previous_nodes(previous):
+    """{name: node} of the model already written (schema 1 or 2); ModelError when it is not one."""
+    if previous is None:
+        return {}
+    if not isinstance(previous, dict) or previous.get("kind") != MODEL_KIND or not isinstance(previous.get("nodes"), list):
+        raise ModelError("the existing model file is not a nodes model (kind %s with a nodes list); "
+                         "move it away or choose another output directory" % MODEL_KIND)
+    if previous.get("schema") not in READABLE_SCHEMAS:
+        raise ModelError("the existing model file has schema %r; this collection reads schemas %s"
+                         % (previous.get("schema"), ", ".join(str(v) for v in READABLE_SCHEMAS)))
+    return {str(n["name"]): n for n in previous["nodes"] if isinstance(n, dict) and n.get("name")}
 
-    Raises RuleError for malformed rules (nothing else is fatal: bad nodes are marked in the model).
+
+def _has_data(node):
+    return bool(node.get("interfaces") or node.get("devices") or node.get("networks"))
+
+
+def merge_node(fresh, old):
+    """This run's entry for a node, given its entry in the model already written (or None)."""
+    if fresh["status"] in READ_STATUSES or old is None or not _has_data(old):
+        return fresh
+    # Failed or unreachable this run: keep the last good data, say what happened now.
+    kept = copy.deepcopy(old)
+    kept.update(status=fresh["status"], message=fresh["message"], errors=[fresh["message"]])
+    kept.setdefault("last_seen", None)
+    if fresh.get("address"):
+        kept["address"] = fresh["address"]
+    return kept
+
+
+# ---------------------------------------------------------------------------------------- networks
+def _place_networks(nodes, definitions, bridges, kept_addresses, static_addresses):
+    """Member kind, device, VLAN and address of every node's networks (in place). Returns warnings."""
+    errors = []
+    members = {}
+    for node in nodes:
+        by_name = {i.get("name"): i for i in node.get("interfaces") or [] if isinstance(i, dict)}
+        placed = {}
+        for role, chosen in (node.get("networks") or {}).items():
+            interface = by_name.get(chosen.get("interface")) or {"name": chosen.get("interface")}
+            definition = definitions.get(role)
+            try:
+                kind, device, vlan = _networks.member(definition, interface, node["networks"], bridges)
+            except ValueError as exc:
+                errors.append("network %s, node %s: %s" % (role, node["name"], exc))
+                continue
+            chosen.update(kind=kind, device=device, vlan=vlan, address=None)
+            if definition is not None:
+                members.setdefault(role, []).append(node["name"])
+                placed[role] = chosen.get("interface")
+        errors.extend(_networks.check_overlaps(definitions, node["name"], placed))
+    if errors:
+        raise _networks.NetworkError("; ".join(errors))
+    addresses, warnings = _networks.allocate(definitions, members, kept_addresses, static_addresses)
+    for node in nodes:
+        for role, chosen in (node.get("networks") or {}).items():
+            chosen["address"] = (addresses.get(role) or {}).get(node["name"])
+    return warnings
+
+
+def _kept_addresses(old_nodes):
+    kept = {}
+    for name, node in old_nodes.items():
+        for role, chosen in (node.get("networks") or {}).items():
+            if isinstance(chosen, dict) and chosen.get("address"):
+                kept.setdefault(role, {})[name] = chosen["address"]
+    return kept
+
+
+def _same_but_time(left, right):
+    return dict(left, last_seen=None) == dict(right, last_seen=None)
+
+
+def merge_model(results, rules=None, addresses=None, allow_mixed=False, generated_at=None,
+                exclude_kinds=DEFAULT_EXCLUDE_KINDS, networks=None, static_addresses=None, previous=None,
+                remove_nodes=(), bridges=None):
+    """The nodes model from ``results`` (host name -> registered ib_facts result or ib_facts dict),
+    merged into ``previous`` (the model already written, or None).
+
+    ``networks`` is the operator's ``discovery_networks`` list, ``static_addresses`` {node: {network:
+    address}}, ``bridges`` the eipoib_ovs (role, bridge) list, ``remove_nodes`` the nodes to drop.
+    Raises RuleError, NetworkError or ModelError for operator errors (nothing else is fatal: bad nodes
+    are marked in the model). Returns (model, removed, warnings).
     """
     checked_rules = validate_rules(rules)
+    definitions = _networks.parse_networks(networks)
+    bridge_pairs = _networks.parse_bridges(bridges)
     addresses = addresses or {}
-    nodes = [build_node(name, results[name], checked_rules, addresses.get(name), allow_mixed,
-                        tuple(exclude_kinds))
-             for name in sorted(results, key=natural_key)]
+    old_nodes = previous_nodes(previous)
+    merged = {name: copy.deepcopy(node) for name, node in old_nodes.items()}
+    for name in results:
+        fresh = build_node(name, results[name], checked_rules, addresses.get(name), allow_mixed,
+                           tuple(exclude_kinds))
+        merged[name] = merge_node(fresh, old_nodes.get(name))
+    warnings = []
+    removed = []
+    for name in remove_nodes or ():
+        if merged.pop(name, None) is None:
+            warnings.append("remove_nodes: %s is not in the nodes model" % name)
+        else:
+            removed.append(name)
+    nodes = [merged[name] for name in sorted(merged, key=natural_key)]
+    warnings.extend(_place_networks(nodes, definitions, bridge_pairs, _kept_addresses(old_nodes),
+                                    static_addresses or {}))
+    for node in nodes:
+        if node["name"] in results and node["status"] in READ_STATUSES:
+            old = old_nodes.get(node["name"])
+            same = old is not None and old.get("last_seen") and _same_but_time(old, node)
+            node["last_seen"] = old["last_seen"] if same else generated_at
     summary = {"nodes": len(nodes)}
     for status in NODE_STATUSES:
-        summary[status] = sum(1 for n in nodes if n["status"] == status)
+        summary[status] = sum(1 for n in nodes if n.get("status") == status)
     modes = {}
     for node in nodes:
-        if node["network_mode"]:
+        if node.get("network_mode"):
             modes[node["network_mode"]] = modes.get(node["network_mode"], 0) + 1
     summary["network_modes"] = modes
     allocation = {}
     unassigned = {}
     for node in nodes:
-        if node["status"] in ("discovered", "refused"):
-            allocation[node["name"]] = {role: chosen["interface"] for role, chosen in node["networks"].items()}
-            if node["unassigned_networks"]:
-                unassigned[node["name"]] = list(node["unassigned_networks"])
-    return {
+        if node.get("networks"):
+            allocation[node["name"]] = {role: chosen.get("interface") for role, chosen in node["networks"].items()}
+        if node.get("unassigned_networks"):
+            unassigned[node["name"]] = list(node["unassigned_networks"])
+    model = {
         "schema": MODEL_SCHEMA,
         "kind": MODEL_KIND,
         "generated_at": generated_at,
@@ -483,11 +689,32 @@ def build_model(results, rules=None, addresses=None, allow_mixed=False, generate
         "networks": {
             "roles": sorted(checked_rules, key=lambda r: (ROLES.index(r) if r in ROLES else len(ROLES), r)),
             "rules": checked_rules,
+            "definitions": definitions,
             "allocation": allocation,
             "unassigned": unassigned,
         },
         "nodes": nodes,
     }
+    return model, removed, warnings
+
+
+def build_model(results, **options):
+    """The model alone (see merge_model)."""
+    return merge_model(results, **options)[0]
+
+
+def host_networks(model):
+    """{node: [discovery_host_networks items]} (docs/networks.md): the networks defined in the model
+    that the node carries, with their addresses."""
+    definitions = (model.get("networks") or {}).get("definitions") or {}
+    out = {}
+    for node in model.get("nodes") or []:
+        items = []
+        for role, chosen in (node.get("networks") or {}).items():
+            if role in definitions and chosen.get("address"):
+                items.append(_networks.host_network(role, chosen, definitions[role]))
+        out[node["name"]] = items
+    return out
 
 
 def comparable(model):

@@ -3,8 +3,11 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Render the nodes model (JSON, YAML, HTML) and write what changed, atomically.
 
-Used by the ``ib_nodes_model`` module on the controller. The model's timestamp is kept from the
-existing file when nothing else changed, so a second run rewrites nothing (changed=false).
+Used by the ``ib_nodes_model`` module on the controller. The run's results are merged into the model
+already written (nodes outside this run are kept, see ``_nodes_model.merge_model``). The model's
+timestamp is kept from the existing file when nothing else changed, so a second run rewrites nothing
+(changed=false). Every file goes through ``Host.write_file`` (mkstemp in the target directory, explicit
+mode, rename): a planted ``<dest>.tmp`` symlink is never followed.
 """
 
 from __future__ import annotations
@@ -14,7 +17,12 @@ import json
 import os
 
 from ansible_collections.hpcnet.infiniband.plugins.module_utils._host import Host
-from ansible_collections.hpcnet.infiniband.plugins.module_utils._nodes_model import build_model, comparable
+from ansible_collections.hpcnet.infiniband.plugins.module_utils._nodes_model import (
+    ModelError,
+    comparable,
+    host_networks,
+    merge_model,
+)
 from ansible_collections.hpcnet.infiniband.plugins.module_utils._report import render_html, render_table
 
 try:
@@ -51,11 +59,16 @@ def dump_yaml(model):
 
 
 def _read_existing_model(path):
+    """The model already written at ``path``, None when there is none; ModelError when unreadable
+    (a file we cannot read as a model is never overwritten)."""
     try:
         with open(path, "r", encoding="utf-8") as handle:
             return json.load(handle)
-    except (OSError, ValueError):
+    except FileNotFoundError:
         return None
+    except (OSError, ValueError) as exc:
+        raise ModelError("cannot read the existing nodes model %s (%s); move it away or choose another "
+                         "output directory" % (path, exc))
 
 
 def _now():
@@ -69,19 +82,32 @@ def write_outputs(params, check_mode=False):
         raise ValueError("basename must be a plain file name (letters, digits, _ . -), got %r" % basename)
     output_dir = os.path.abspath(params["output_dir"])
     file_mode = parse_mode(params.get("mode", "0644"))
-    results = params["results"]
-    model = build_model(
-        results,
-        rules=params.get("rules"),
-        addresses=params.get("addresses") or {},
-        allow_mixed=params.get("allow_mixed", False),
-        generated_at=_now(),
-        exclude_kinds=params.get("exclude_kinds") or (),
-    )
+    results = dict(params["results"])
+    # Hosts that failed an earlier task of this run (site.yml's later stages): the model says so.
+    for name in params.get("failed_hosts") or ():
+        results.setdefault(name, {"failed": True, "msg": "%s failed an earlier task of this run (see its error "
+                                                         "above); its last discovered data is kept" % name})
+    local = set(params.get("local_hosts") or ())
+    # The address goes back out as ansible_host; a host reached by its name or locally has none of its own.
+    addresses = {name: (None if name in local or address in (None, "", name) else address)
+                 for name, address in (params.get("addresses") or {}).items()}
     json_path = os.path.join(output_dir, basename + ".json")
     yaml_path = os.path.join(output_dir, basename + ".yaml")
     html_path = os.path.join(output_dir, basename + ".html") if params.get("html", True) else None
     existing = _read_existing_model(json_path)
+    model, removed, warnings = merge_model(
+        results,
+        rules=params.get("rules"),
+        addresses=addresses,
+        allow_mixed=params.get("allow_mixed", False),
+        generated_at=_now(),
+        exclude_kinds=params.get("exclude_kinds") or (),
+        networks=params.get("networks"),
+        static_addresses=params.get("static_addresses") or {},
+        previous=existing,
+        remove_nodes=params.get("remove_nodes") or (),
+        bridges=params.get("eipoib_bridges"),
+    )
     if existing is not None and comparable(existing) == comparable(json.loads(dump_json(model))):
         model["generated_at"] = existing.get("generated_at") or model["generated_at"]
     contents = [(json_path, dump_json(model)), (yaml_path, dump_yaml(model))]
@@ -103,6 +129,9 @@ def write_outputs(params, check_mode=False):
             host.write_file(path, text, mode=file_mode)
     nodes = model["nodes"]
     return {
+        "warnings": warnings,
+        "removed": removed,
+        "host_networks": host_networks(model),
         "changed": bool(written),
         "written": [] if check_mode else written,
         "model_path": json_path,
@@ -111,6 +140,7 @@ def write_outputs(params, check_mode=False):
         "report": render_table(model),
         "summary": model["summary"],
         "node_status": {n["name"]: n["status"] for n in nodes},
-        "node_errors": {n["name"]: n["message"] for n in nodes if n["status"] in ("refused", "failed")},
+        "node_errors": {n["name"]: n["message"] for n in nodes
+                        if n["name"] in results and n["status"] in ("refused", "failed")},
         "allocation": model["networks"]["allocation"],
     }

@@ -18,6 +18,17 @@ description:
     V(current_speed), V(max_speed), V(state), V(assigned_networks)) and the InfiniBand fields of
     C(ib_facts); every node its network mode and RDMA devices; the C(networks) section says which
     interface carries which network role, chosen by O(rules).
+  - The run is merged into the model already in O(output_dir) (schema 1 or 2; it is rewritten as schema 2):
+    nodes of this run are updated, every other node is kept as it was, and a node that failed or was
+    unreachable this run keeps its last good data with the status and error of this run. Only
+    O(remove_nodes) takes a node out of the model.
+  - Each node's facts are checked on the controller (mappings where mappings belong, finite numbers);
+    a node with malformed facts is V(failed) with the reason, the others are modelled. Values longer than
+    a sysfs page and MACs that are not hex pairs are dropped with a warning.
+  - With O(networks), every node that carries a network gets an address of it, kept in the model under the
+    node's inventory hostname so that it never moves (re-runs, re-discovery, nodes added, removed or listed
+    in another order); new members take the lowest free address of the range; O(static_addresses) win.
+    Any address problem fails the task before anything is written, naming network, node and value.
   - Nodes that were unreachable or whose facts failed are listed with that status and do not stop the
     others. A node whose interfaces or chosen roles mix InfiniBand and Ethernet (RoCE) mode is marked
     V(refused) with Fuel's meaning C(mismatching Mellanox drivers), unless O(allow_mixed=true). The
@@ -37,9 +48,87 @@ options:
     type: dict
     required: true
   addresses:
-    description: Per host name, the address used to reach it (C(ansible_host)); stored in the model.
+    description:
+      - Per host name, the address used to reach it (C(ansible_host)); stored in the model. An address equal
+        to the host name, or of a host in O(local_hosts), is not stored.
     type: dict
     default: {}
+  local_hosts:
+    description: Hosts reached with the C(local) connection (captures on the controller); no address stored.
+    type: list
+    elements: str
+    default: []
+  failed_hosts:
+    description:
+      - Hosts of the play that failed an earlier task of this run. They are V(failed) in the model and keep
+        their last discovered data.
+    type: list
+    elements: str
+    default: []
+  remove_nodes:
+    description: Nodes to take out of the model (the only way a node leaves it); their addresses become free.
+    type: list
+    elements: str
+    default: []
+  networks:
+    description:
+      - The site's networks (C(discovery_networks), see the collection's C(docs/networks.md)). Each
+        network's members (the nodes whose allocation carries the network role O(networks[].name)) get an
+        address.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      name:
+        description: The network role (V(storage), V(rdma)... as in the allocation rules).
+        type: str
+        required: true
+      cidr:
+        description: The network, IPv4 or IPv6, e.g. V(10.20.0.0/24).
+        type: str
+        required: true
+      gateway:
+        description: Gateway address inside O(networks[].cidr); never given to a node.
+        type: str
+      ip_range:
+        description: First and last address handed out (default the whole CIDR without network and broadcast).
+        type: dict
+        suboptions:
+          first:
+            description: First address.
+            type: str
+          last:
+            description: Last address.
+            type: str
+      pkey:
+        description:
+          - P_Key of the network (hex text such as V(0x8002), an integer is its value). IPoIB members use the
+            P_Key child C(<parent>.<P_Key with full membership>).
+        type: raw
+      vlan:
+        description: VLAN of Ethernet-framed members (EIPoIB, RoCE, Ethernet); default the P_Key's partition number.
+        type: int
+      mtu:
+        description: MTU of the network's devices.
+        type: int
+      ipoib_mode:
+        description: IPoIB transport mode of IPoIB members.
+        type: str
+        choices: [datagram, connected]
+  static_addresses:
+    description:
+      - Per host name, network name -> address (bare or with the network's prefix). They win over the
+        kept and allocated addresses and are checked like them.
+    type: dict
+    default: {}
+  eipoib_bridges:
+    description:
+      - The C(hpcnet.infiniband.eipoib_ovs) role's bridges in its priority order (its C(eipoib_ovs_networks):
+        items with C(role) and C(bridge)). The address of an EIPoIB member goes on the bridge of the first of
+        these roles allocated to the same interface.
+      - Default the role's default, V(storage) C(br-storage), V(private) C(br-prv), V(public) C(br-ex).
+    type: list
+    elements: dict
   output_dir:
     description: Directory for the files; created (mode 0755) when missing.
     type: path
@@ -163,12 +252,24 @@ allocation:
   returned: always
   type: dict
   sample: {node1: {management: eth0, rdma: ib0, storage: eth2}}
+host_networks:
+  description:
+    - Per host, its networks with their addresses (the role's C(discovery_host_networks) fact), items
+      C(network), C(interface), C(device), C(kind), C(address), C(gateway), C(pkey), C(vlan), C(mtu), C(mode).
+  returned: always
+  type: dict
+  sample: {node1: [{network: rdma, interface: ib0, device: ib0, kind: ipoib, address: 10.20.0.11/24,
+                    gateway: null, pkey: null, vlan: null, mtu: 2044, mode: datagram}]}
+removed:
+  description: Nodes O(remove_nodes) took out of the model.
+  returned: always
+  type: list
+  elements: str
 """
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.hpcnet.infiniband.plugins.module_utils._host import HostError
-from ansible_collections.hpcnet.infiniband.plugins.module_utils._nodes_model import RuleError
 from ansible_collections.hpcnet.infiniband.plugins.module_utils._nodes_writer import write_outputs
 
 
@@ -177,6 +278,21 @@ def main():
         argument_spec=dict(
             results=dict(type="dict", required=True),
             addresses=dict(type="dict", default={}),
+            local_hosts=dict(type="list", elements="str", default=[]),
+            failed_hosts=dict(type="list", elements="str", default=[]),
+            remove_nodes=dict(type="list", elements="str", default=[]),
+            networks=dict(type="list", elements="dict", default=[], options=dict(
+                name=dict(type="str", required=True),
+                cidr=dict(type="str", required=True),
+                gateway=dict(type="str"),
+                ip_range=dict(type="dict", options=dict(first=dict(type="str"), last=dict(type="str"))),
+                pkey=dict(type="raw"),
+                vlan=dict(type="int"),
+                mtu=dict(type="int"),
+                ipoib_mode=dict(type="str", choices=["datagram", "connected"]),
+            )),
+            static_addresses=dict(type="dict", default={}),
+            eipoib_bridges=dict(type="list", elements="dict"),
             output_dir=dict(type="path", required=True),
             basename=dict(type="str", default="nodes"),
             rules=dict(type="dict"),
@@ -190,7 +306,7 @@ def main():
     )
     try:
         result = write_outputs(module.params, check_mode=module.check_mode)
-    except (RuleError, HostError, ValueError, OSError) as exc:
+    except (HostError, ValueError, OSError) as exc:
         module.fail_json(msg=str(exc))
     module.exit_json(**result)
 

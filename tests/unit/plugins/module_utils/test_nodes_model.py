@@ -33,7 +33,8 @@ def test_default_allocation_per_profile():
     node2 = _node(model, "node2")
     assert _iface(node2, "eth1")["assigned_networks"] == ["storage", "private", "public"]
     assert _iface(node2, "ib0")["assigned_networks"] == ["rdma"]
-    assert node2["networks"]["storage"] == {"interface": "eth1", "rule": 1, "matched": {"kind": "eipoib"}}
+    assert node2["networks"]["storage"] == {"interface": "eth1", "rule": 1, "matched": {"kind": "eipoib"},
+                                            "kind": "eipoib", "device": "br-storage", "vlan": None, "address": None}
     assert _node(model, "node3")["networks"]["storage"]["rule"] == 2
 
 
@@ -171,7 +172,7 @@ def test_model_is_json_serialisable_and_comparable():
     model = nm.build_model(fx.lab_results(), generated_at="2026-01-01T00:00:00Z")
     again = json.loads(json.dumps(model))
     assert nm.comparable(again) == nm.comparable(dict(model, generated_at="other"))
-    assert model["kind"] == "hpcnet.infiniband.nodes" and model["schema"] == 1
+    assert model["kind"] == "hpcnet.infiniband.nodes" and model["schema"] == 2
     assert [n["name"] for n in model["nodes"]] == ["node1", "node2", "node3", "node4", "node5"]
 
 
