@@ -45,6 +45,11 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("node")
     s.add_argument("argv", nargs=argparse.REMAINDER)
 
+    s = sub.add_parser("reboot", parents=[common], help="NODE|--all: power-on state, then the node's own "
+                       "boot files (enabled oneshot units, ifup -a); see lab/core/reboot.py")
+    s.add_argument("node", nargs="?")
+    s.add_argument("--all", action="store_true", help="every node, one after the other")
+
     s = sub.add_parser("sm", parents=[common], help="start/stop opensm")
     s.add_argument("action", choices=["start", "stop"])
     s.add_argument("--on", metavar="NODE", help="run opensm as this node's HCA")
@@ -152,6 +157,12 @@ def _dispatch(args) -> int:
         node = lab.find_node(info, args.node)
         argv = _strip_dashes(args.argv) or ["/bin/bash", "-l"]
         os.execvpe("nsenter", lab.exec_argv(node, argv), lab.node_env())
+    if args.cmd == "reboot":
+        _root_required()
+        if bool(args.node) == args.all:
+            raise ValueError("reboot: give one NODE or --all")
+        from . import reboot  # noqa: PLC0415 - only this command needs it
+        return reboot.reboot(name, None if args.all else [args.node])
     if args.cmd == "ssh":
         lab.find_node(info, args.node)
         argv = ["ssh", "-F", info["ssh"]["config"], args.node, *_strip_dashes(args.argv)]
