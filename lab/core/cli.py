@@ -28,6 +28,9 @@ def _parser() -> argparse.ArgumentParser:
                    f"(default: {','.join(hwiface.DEFAULT_PROFILES)})")
     s.add_argument("--no-sm", action="store_true", help="do not start opensm")
     s.add_argument("--no-ovs", action="store_true", help="no Open vSwitch in the nodes")
+    s.add_argument("--data-addresses", action="store_true",
+                   help="pre-assign the data-plane addresses (by default the collection's network role "
+                        "configures them)")
     s.add_argument("--no-hw", action="store_true",
                    help="no hardware profiles/fabric: real sysfs, plain veths (development)")
     s.add_argument("--keep-on-failure", action="store_true",
@@ -119,7 +122,7 @@ def _dispatch(args) -> int:
         signal.signal(signal.SIGHUP, _terminate)
         lab.up(name, nodes=args.nodes, profiles=args.profiles, sm=not args.no_sm,
                ovs=not args.no_ovs, hw=False if args.no_hw else None,
-               keep_on_failure=args.keep_on_failure)
+               keep_on_failure=args.keep_on_failure, data_addresses=args.data_addresses)
         return 0
     if args.cmd == "down":
         _root_required()

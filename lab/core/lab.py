@@ -28,6 +28,8 @@ NODE_RUN = "/run/hpcnet-lab-node"
 DATA_KINDS = ("ib", "eth", "roce")      # veths on the data bridge
 # EIPoIB links get no address: in the real setup they are ports of an OVS bridge the roles build.
 ADDRESSED_KINDS = ("ib", "eth", "roce")
+# Data-plane addresses are the collection's job (role network); `up --data-addresses` pre-assigns
+# them (10.<slot>.<index>.<node>/24 of data.subnets) for tests of other parts that need an address.
 
 
 # --------------------------------------------------------------------------------------- state
@@ -70,7 +72,7 @@ def profiles_for(nodes: int | None, profiles: str | None) -> list[str]:
 
 
 def plan(name: str, index: int, profiles: list[str], link_sets: list[dict], *, use_hw: bool,
-         sm: bool, ovs: bool) -> dict:
+         sm: bool, ovs: bool, data_addresses: bool = False) -> dict:
     d = naming.lab_dir(name)
     # Data-plane link names in order of first appearance; the position is the subnet slot.
     slots: list[str] = []
@@ -106,7 +108,7 @@ def plan(name: str, index: int, profiles: list[str], link_sets: list[dict], *, u
             else:
                 slot = slots.index(lname)
                 entry["mac"] = given or naming.node_data_mac(index, i, slot)
-                address = naming.data_address(index, slot, i)
+                address = naming.data_address(index, slot, i) if data_addresses else None
                 if address:
                     entry.update(address=address, prefix=24)
                 entry.update(host_veth=naming.host_veth(index, i, slot),
@@ -127,7 +129,7 @@ def plan(name: str, index: int, profiles: list[str], link_sets: list[dict], *, u
     return {
         "name": name, "index": index, "dir": str(d), "state": "starting", "pid": os.getpid(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "hw": use_hw, "sm": sm, "ovs": ovs,
+        "hw": use_hw, "sm": sm, "ovs": ovs, "data_addresses": data_addresses,
         "mgmt": {"bridge": naming.mgmt_bridge(index), "subnet": f"10.{naming.MGMT_NET}.{index}.0/24",
                  "gateway": naming.mgmt_address(index, naming.GATEWAY_HOST), "prefix": 24},
         "data": {"bridge": naming.data_bridge(index),
@@ -385,7 +387,7 @@ def write_access_files(info: dict) -> None:
 
 def up(name: str, nodes: int | None = None, profiles: str | None = None, sm: bool = True,
        ovs: bool = True, hw: bool | None = None, keep_on_failure: bool = False,
-       out=print) -> dict:
+       data_addresses: bool = False, out=print) -> dict:
     naming.check_name(name)
     t0 = time.monotonic()
     wanted = profiles_for(nodes, profiles)
@@ -426,7 +428,8 @@ def up(name: str, nodes: int | None = None, profiles: str | None = None, sm: boo
             link_sets = hwiface.profile_links_many(
                 [(p, i) for i, p in enumerate(wanted, start=1)], use_hw)
             t = step("profiles", t)
-            info = plan(name, index, wanted, link_sets, use_hw=use_hw, sm=sm, ovs=ovs)
+            info = plan(name, index, wanted, link_sets, use_hw=use_hw, sm=sm, ovs=ovs,
+                        data_addresses=data_addresses)
             save(info)
             write_node_files(info)
             generate_keys(info)

@@ -154,12 +154,14 @@ class Lab:
 
 @pytest.fixture(scope="module")
 def lab_factory():
-    """lab_factory(name, nodes=3, profiles=None, sm=True, ovs=True) -> Lab, up until the end of the test
-    module that asked for it: one module's labs at a time keep the suite within 2 cores and bounded memory."""
+    """lab_factory(name, nodes=3, profiles=None, sm=True, ovs=True, data_addresses=True) -> Lab, up until the
+    end of the test module that asked for it: one module's labs at a time keep the suite within 2 cores and
+    bounded memory. data_addresses=True pre-assigns the data-plane addresses (`labctl up --data-addresses`)
+    for the tests that need an address and do not configure one; False leaves that to the network role."""
     labs: dict[str, Lab] = {}
 
     def make(name: str, nodes: int | None = 3, profiles=None, sm: bool = True,
-             ovs: bool = True) -> Lab:
+             ovs: bool = True, data_addresses: bool = True) -> Lab:
         if name in labs:
             return labs[name]
         args = ["up", "--name", name]
@@ -173,6 +175,8 @@ def lab_factory():
             args.append("--no-sm")
         if not ovs:
             args.append("--no-ovs")
+        if data_addresses:
+            args.append("--data-addresses")
         cp = run_labctl(*args)
         if cp.returncode != 0 and "labctl down" in cp.stderr:
             # A lab of that name is up with other nodes: start afresh.
