@@ -5,6 +5,8 @@ Lab `ovs`: 2 cx3-eipoib nodes (IPoIB ib0/ib1 with EIPoIB eth1 over ib0 and eth2 
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from conftest import run_module
 
@@ -116,3 +118,41 @@ def test_role_converges_and_is_idempotent(lab, tmp_path):
     for node in ("node1", "node2"):
         assert sorted(lab.exec(node, ["ovs-vsctl", "list-br"]).stdout.split()) == ["br-ex", "br-storage"]
         assert lab.exec(node, ["ovs-vsctl", "list-ports", "br-ex"]).stdout.split() == ["eth2"]
+
+
+def _vswitchd_running(lab, node):
+    return lab.exec(node, ["ovs-appctl", "-t", "ovs-vswitchd", "version"]).returncode == 0
+
+
+def _wait(predicate, seconds=30):
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)
+    return True
+
+
+def test_vswitchd_down_reports_the_write_and_fails_until_it_is_up(lab):
+    # ovs-vsctl commits to ovsdb, then waits for ovs-vswitchd: with vswitchd down the first run wrote ovsdb
+    # and said changed: false, the second said ok for a bridge vswitchd never set up.
+    node = "node1"
+    lab.exec(node, ["ovs-vsctl", "--if-exists", "del-br", "br-down"], check=True)
+    lab.exec(node, ["ovs-appctl", "-t", "ovs-vswitchd", "exit"], check=True)
+    try:
+        assert _wait(lambda: not _vswitchd_running(lab, node))
+        args = {"bridge": "br-down", "datapath_type": "netdev", "ports": [], "timeout": 3}
+        first = module(lab, node, "hpcnet.infiniband.ib_ovs_bridge", args)
+        assert first["failed"] and first["changed"] is True, first
+        assert "ovs-vswitchd has not applied the database" in first["msg"]
+        second = module(lab, node, "hpcnet.infiniband.ib_ovs_bridge", args)
+        assert second["failed"] and second["changed"] is False and second["plan"] == [], second
+        assert "br-down is in ovsdb but ovs-vswitchd has not set it up" in second["msg"]
+    finally:
+        if not _vswitchd_running(lab, node):
+            lab.exec(node, ["ovs-vswitchd", "--pidfile", "--log-file", "--detach", "--no-chdir"], check=True)
+    assert _wait(lambda: lab.exec(node, ["ovs-vsctl", "get", "Interface", "br-down", "ofport"]).stdout.strip()
+                 not in ("", "[]", "-1"))
+    third = module(lab, node, "hpcnet.infiniband.ib_ovs_bridge", args)
+    assert not third.get("failed") and not third["changed"] and third["ovs_status"] == [], third
+    lab.exec(node, ["ovs-vsctl", "del-br", "br-down"], check=True)
