@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 import re
 import subprocess
 import time
 
+from ansible_collections.hpcnet.infiniband.plugins.module_utils import _topology
 from ansible_collections.hpcnet.infiniband.plugins.module_utils._host import valid_ifname
+from ansible_collections.hpcnet.infiniband.plugins.module_utils._values import (
+    format_guid_hex, format_pkey, full_member, guid_or_none, parse_pkey, partition, pkey_or_none)
 
 ICMP_IPV4_OVERHEAD = 28  # 20 bytes IPv4 header + 8 bytes ICMP header
 
@@ -79,6 +81,7 @@ def local_report(nics, addresses, interfaces, ovs_bridge_of=None):
             report[name] = {"interface": name, "exists": False, "addresses": []}
             continue
         ib, ipoib = _ib_behind(nics, nic)
+        rate = _topology.parse_kernel_rate(ib.get("rate"))
         report[name] = {
             "interface": name,
             "exists": True,
@@ -95,6 +98,10 @@ def local_report(nics, addresses, interfaces, ovs_bridge_of=None):
             "lid": ib.get("lid"),
             "sm_lid": ib.get("sm_lid"),
             "pkeys": list(ib["pkeys"]) if ib and isinstance(ib.get("pkeys"), list) else None,
+            "rate": ib.get("rate"),
+            "rate_gbps": ib.get("rate_gbps") if ib.get("rate_gbps") is not None else rate["rate_gbps"],
+            "link_width": rate["width"],
+            "link_speed": rate["speed"],
             "addresses": list((addresses or {}).get(name) or []),
             "probe_interface": name,
         }
@@ -106,15 +113,14 @@ def local_report(nics, addresses, interfaces, ovs_bridge_of=None):
 
 
 # --------------------------------------------------------------------------- networks
-def pkey_base(value):
-    """Low 15 bits of a P_Key given as ``0x8002``/``8002``/int, or None."""
-    if value is None or value == "":
-        return None
-    try:
-        number = value if isinstance(value, int) else int(str(value), 16)
-    except ValueError:
-        return None
-    return number & 0x7FFF
+def check_networks(networks):
+    """Refuse networks whose P_Key or expected rate cannot be understood (ValueError naming the value)."""
+    for network in networks or []:
+        if network.get("pkey") not in (None, ""):
+            parse_pkey(network["pkey"])
+        rate = network.get("expect_rate")
+        if rate is not None and (isinstance(rate, bool) or not isinstance(rate, (int, float)) or rate <= 0):
+            raise ValueError("network %s: expect_rate %r is not a positive number of Gb/s" % (network.get("name"), rate))
 
 
 def normalize_allocation(allocation, nodes=None):
@@ -154,7 +160,7 @@ def networks_from_allocation(allocation, wanted=None, nodes=None):
         if not members or (implicit and len(members) < 2):
             continue  # nothing to verify (a single member is still checked for consistency)
         same = [n for n in networks if n["members"] == members and n["pkey"] == entry.get("pkey")
-                and n["mtu"] == entry.get("mtu")]
+                and n["mtu"] == entry.get("mtu") and n.get("expect_rate") == entry.get("expect_rate")]
         if same:
             # Roles carried by the same interfaces with the same P_Key and MTU are one network on the wire:
             # verify it once (storage, private and public all on eth1 by default).
@@ -162,7 +168,7 @@ def networks_from_allocation(allocation, wanted=None, nodes=None):
             same[0]["name"] = "+".join(same[0]["roles"])
             continue
         networks.append({"name": entry["name"], "roles": [entry["name"]], "pkey": entry.get("pkey"),
-                         "mtu": entry.get("mtu"), "members": members})
+                         "mtu": entry.get("mtu"), "expect_rate": entry.get("expect_rate"), "members": members})
     return networks
 
 
@@ -309,7 +315,7 @@ def _finding(network, node, interface, field, message, expected=None, actual=Non
     return entry
 
 
-def _consistency(network, reports, unreachable_nodes):
+def _consistency(network, reports, unreachable_nodes, expect_rate=None, topology=None):
     name = network["name"]
     findings = []
     members = []
@@ -330,7 +336,11 @@ def _consistency(network, reports, unreachable_nodes):
     records = [record for _node, _iface, record in members]
     mode = _majority([r.get("ipoib_mode") for r in records])
     sm_lid = _majority([r.get("sm_lid") for r in records if r.get("sm_lid")])
-    want_pkey = pkey_base(network.get("pkey"))
+    wanted = pkey_or_none(network.get("pkey")) if network.get("pkey") not in (None, "") else None
+    want_pkey = partition(wanted) if wanted is not None else None
+    # The rate every IB member port should run at: the network's, the play's, or the most common one.
+    rate = network.get("expect_rate") or expect_rate or _majority(
+        [r.get("rate_gbps") for r in records if r.get("ib_device") is not None])
     for node, iface, record in members:
         where = "%s %s" % (node, iface)
         if record.get("operstate") not in ("up", "unknown"):
@@ -359,12 +369,13 @@ def _consistency(network, reports, unreachable_nodes):
                                      "others by LID %s" % (where, port, record.get("sm_lid"), sm_lid),
                                      expected=sm_lid, actual=record.get("sm_lid")))
         if want_pkey is not None and record.get("pkeys") is not None:  # None: table not read
-            table = {pkey_base(p) for p in record["pkeys"]}
+            table = {partition(p) for p in (pkey_or_none(text) for text in record["pkeys"]) if p is not None}
             if want_pkey not in table:
-                findings.append(_finding(name, node, iface, "pkeys", "%s: P_Key 0x%04x is not in the P_Key table "
+                shown = format_pkey(full_member(want_pkey))
+                findings.append(_finding(name, node, iface, "pkeys", "%s: P_Key %s is not in the P_Key table "
                                          "of %s (the SM did not give this partition to the port)" % (
-                                             where, want_pkey | 0x8000, port),
-                                         expected="0x%04x" % (want_pkey | 0x8000), actual=record.get("pkeys")))
+                                             where, shown, port), expected=shown, actual=record.get("pkeys")))
+        findings += _degraded(name, node, iface, record, where, port, rate, topology)
 
     # Duplicates: the first holder (by node name) keeps the value, every later one is reported.
     for field, label, values_of in (
@@ -380,6 +391,27 @@ def _consistency(network, reports, unreachable_nodes):
                         duplicate_of={"node": first[0], "interface": first[1]}))
                 else:
                     holders.setdefault(value, (node, iface))
+    return findings
+
+
+def _degraded(name, node, iface, record, where, port, rate, topology):
+    """A member port running below the expected rate, or on a link that trained below what both of its ends
+    support or below the fabric's usual width/speed (the topology's verdict, by port GUID)."""
+    findings = []
+    actual = record.get("rate_gbps")
+    if rate and actual is not None and actual < rate:
+        findings.append(_finding(name, node, iface, "rate", "%s: %s runs at %s, the network expects %g Gb/sec" % (
+            where, port, record.get("rate") or "%g Gb/sec" % actual, rate), expected=rate, actual=actual,
+            rate=record.get("rate")))
+    guid = guid_or_none(record.get("port_guid"))
+    link = _topology.port_link(topology, format_guid_hex(guid)) if topology and guid is not None else None
+    if link and link.get("degraded"):
+        findings.append(_finding(name, node, iface, "link", "%s: the link of %s to %s port %s is degraded: %s" % (
+            where, port, link.get("switch"), link.get("switch_port"), "; ".join(link.get("reasons") or [])),
+            expected=" ".join(v for v in ((topology.get("expected") or {}).get("width"),
+                                          (topology.get("expected") or {}).get("speed")) if v) or None,
+            actual=" ".join(v for v in (link.get("width"), link.get("speed")) if v) or None,
+            switch=link.get("switch"), switch_port=link.get("switch_port")))
     return findings
 
 
@@ -434,12 +466,15 @@ def _connectivity(network, probe_results, unreachable_nodes):
     return matrix, findings
 
 
-def evaluate(networks, reports, probe_results, unreachable_nodes=()):
-    """{ok, networks: {name: {members, mtu, pkey, matrix, unreachable_pairs}}, findings: [...]}"""
+def evaluate(networks, reports, probe_results, unreachable_nodes=(), expect_rate=None, topology=None):
+    """{ok, networks: {name: {members, mtu, pkey, matrix, unreachable_pairs}}, findings: [...]}
+
+    ``expect_rate``: Gb/s every IB member port should run at (default the most common rate per network);
+    ``topology``: the fabric (``_topology.build``), whose degraded links are reported on their members."""
     unreachable_nodes = set(unreachable_nodes or ())
     result = {"ok": True, "networks": {}, "findings": []}
     for network in networks:
-        findings = _consistency(network, reports, unreachable_nodes)
+        findings = _consistency(network, reports, unreachable_nodes, expect_rate, topology)
         matrix, link_findings = _connectivity(network, probe_results, unreachable_nodes)
         findings += link_findings
         result["networks"][network["name"]] = {
@@ -474,13 +509,20 @@ def matrix_text(name, matrix):
     return lines
 
 
-def write_result(path, result):
-    """Write the JSON result file atomically (controller side)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(result, handle, indent=2, sort_keys=True)
-        handle.write("\n")
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+def not_checked(allocation, wanted, nodes, results):
+    """Nodes that are members of a wanted network in the allocation but were left out of this verification
+    (not in the play, e.g. ``--limit``; or no result from them): {node: reason}."""
+    every = {n for net in networks_from_allocation(allocation, wanted) for n in net["members"]}
+    left = {}
+    for node in sorted(every):
+        if nodes is not None and node not in nodes:
+            left[node] = "not in this play"
+        elif node not in results:
+            left[node] = "no result"
+    return left
+
+
+def write_result(host, path, result):
+    """Write the JSON result file through the host seam's atomic writer (mkstemp in the target directory,
+    rename: a planted ``<path>.tmp`` link is never followed)."""
+    host.write_file(path, json.dumps(result, indent=2, sort_keys=True) + "\n", 0o644)

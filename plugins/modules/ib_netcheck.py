@@ -22,6 +22,9 @@ description:
     (C(ping -M do -s MTU-28 -I IFACE)), then, only to the peers that did not answer, the same probe again
     and a small one, to tell unreachable from a too small path MTU (see O(rounds)). At most
     O(max_parallel) pings run at a time, each waits O(wait) seconds.
+  - It reads only the member interfaces (and the IPoIB interfaces EIPoIB members run over), and the P_Key
+    tables of the member ports of networks that have a P_Key. The probe run (with O(peers)) reads nothing:
+    it takes this node's report from O(peers).
   - Never changes the host.
 author:
   - hpcnet.infiniband developers (@hpcnet)
@@ -46,11 +49,16 @@ options:
         type: str
         required: true
       pkey:
-        description: P_Key of the network (checked against the member ports' P_Key tables).
-        type: str
+        description:
+          - P_Key of the network (checked against the member ports' P_Key tables). Hexadecimal text
+            (V(0x8002), V(8002)) or an integer taken as its value; the membership bit is ignored.
+        type: raw
       mtu:
         description: MTU of the network; the most common member MTU when omitted.
         type: int
+      expect_rate:
+        description: Gb/s every InfiniBand member port should run at (checked by M(hpcnet.infiniband.ib_netcheck_report)).
+        type: float
       members:
         description: Node name -> interface name (instead of O(allocation)).
         type: dict
@@ -70,11 +78,11 @@ options:
       - When given, the node probes its peers; when omitted, it only reports.
     type: dict
   wait:
-    description: Seconds each ping waits for its answer (C(ping -W)).
+    description: Seconds each ping waits for its answer (C(ping -W)); 1 or more.
     type: int
     default: 1
   max_parallel:
-    description: Most pings running at the same time on this node.
+    description: Most pings running at the same time on this node (1 or more).
     type: int
     default: 64
   rounds:
@@ -82,7 +90,7 @@ options:
       - Probe rounds. Round 1 sends the full-MTU probe to every peer; each later round, only for the peers
         that have not answered it, sends it again with a small probe (a first probe can be lost to ARP).
       - The probing is bounded by O(rounds) * (O(wait) + 1) seconds whatever the number of peers
-        (as long as they fit in O(max_parallel)).
+        (as long as they fit in O(max_parallel)). 1 or more.
     type: int
     default: 3
 attributes:
@@ -133,7 +141,7 @@ netcheck:
       elements: dict
     interfaces:
       description: Interface name -> record (exists, operstate, mtu, ipoib_mode, addresses, ib_device, ib_port,
-        port_state, port_guid, lid, sm_lid, pkeys, kind, link_type, carrier).
+        port_state, port_guid, lid, sm_lid, pkeys, rate, rate_gbps, link_width, link_speed, kind, link_type, carrier).
       type: dict
     probes:
       description: One entry per peer and network (network, peer, interface, address, size, reachable, mtu_ok);
@@ -153,8 +161,24 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.hpcnet.infiniband.plugins.module_utils import _netcheck
-from ansible_collections.hpcnet.infiniband.plugins.module_utils._facts import FactsError, complete_pkeys, gather
+from ansible_collections.hpcnet.infiniband.plugins.module_utils._facts import PKEYS_NONE, FactsError, complete_pkeys, gather
 from ansible_collections.hpcnet.infiniband.plugins.module_utils._host import Host, HostError
+
+
+def read_members(host, networks, node):
+    """ib_facts nics of this node's member interfaces (plus the IPoIB interfaces EIPoIB members run over),
+    P_Key tables only of the ports a network with a P_Key checks."""
+    wanted = _netcheck.interfaces_of(networks, node)
+    present = [name for name in wanted if host.exists("class/net/%s" % name)]
+    nics = dict(gather(host, interfaces=present, pkeys=PKEYS_NONE)["nics"]) if present else {}
+    slaves = sorted({s for nic in nics.values() for s in ((nic.get("eipoib") or {}).get("slaves") or [])
+                     if s not in nics and host.exists("class/net/%s" % s)})
+    if slaves:
+        nics.update(gather(host, interfaces=slaves, pkeys=PKEYS_NONE)["nics"])
+    checked = sorted({net["members"][node] for net in networks
+                      if node in net["members"] and net.get("pkey") not in (None, "")})
+    complete_pkeys(host, nics, checked)
+    return wanted, nics
 
 
 def main():
@@ -163,8 +187,9 @@ def main():
             node=dict(type="str", required=True),
             networks=dict(type="list", elements="dict", default=[], options=dict(
                 name=dict(type="str", required=True),
-                pkey=dict(type="str", no_log=False),
+                pkey=dict(type="raw", no_log=False),
                 mtu=dict(type="int"),
+                expect_rate=dict(type="float"),
                 members=dict(type="dict"),
             )),
             allocation=dict(type="dict", default={}),
@@ -178,29 +203,39 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
-    host = Host.from_module(module, sysfs_root=params["sysfs_root"])
+    for name in ("wait", "max_parallel", "rounds"):
+        if params[name] < 1:
+            module.fail_json(msg="%s must be 1 or more, not %d" % (name, params[name]))
     node = params["node"]
     networks = _netcheck.networks_from_allocation(params["allocation"], params["networks"], params["nodes"])
-    wanted = _netcheck.interfaces_of(networks, node)
     try:
-        nics = gather(host).get("nics") or {}
-        complete_pkeys(host, nics, wanted)  # VF ports' tables, left out by a default gather
-        rc, out, err = host.run(["ip", "-j", "addr", "show"], timeout=10)
-    except (FactsError, HostError) as exc:
+        _netcheck.check_networks(networks)
+    except ValueError as exc:
         module.fail_json(msg=str(exc))
-    if rc != 0:
-        module.fail_json(msg="ip -j addr show failed: %s" % (err or out).strip())
-    vsctl = module.get_bin_path("ovs-vsctl")
+    own = (params["peers"] or {}).get(node)
+    if params["peers"] is not None and isinstance(own, dict):
+        # The probe run: this node's report is in peers (the first run's data); read nothing again.
+        interfaces = own
+    else:
+        host = Host.from_module(module, sysfs_root=params["sysfs_root"])
+        try:
+            wanted, nics = read_members(host, networks, node)
+            rc, out, err = host.run(["ip", "-j", "addr", "show"], timeout=10)
+        except (FactsError, HostError) as exc:
+            module.fail_json(msg=str(exc))
+        if rc != 0:
+            module.fail_json(msg="ip -j addr show failed: %s" % (err or out).strip())
+        vsctl = module.get_bin_path("ovs-vsctl")
 
-    def ovs_bridge_of(name):
-        # Only asked for member interfaces without an address: with the kernel datapath an OVS port has
-        # no IP of its own, the host's address is on the bridge.
-        if not vsctl:
-            return None
-        rc, out, _err = host.run([vsctl, "--timeout=5", "port-to-br", name], timeout=10)
-        return out.strip() if rc == 0 else None
+        def ovs_bridge_of(name):
+            # Only asked for member interfaces without an address: with the kernel datapath an OVS port has
+            # no IP of its own, the host's address is on the bridge.
+            if not vsctl:
+                return None
+            rc, out, _err = host.run([vsctl, "--timeout=5", "port-to-br", name], timeout=10)
+            return out.strip() if rc == 0 else None
 
-    interfaces = _netcheck.local_report(nics, _netcheck.parse_ip_addr_json(out), wanted, ovs_bridge_of)
+        interfaces = _netcheck.local_report(nics, _netcheck.parse_ip_addr_json(out), wanted, ovs_bridge_of)
     result = {"node": node, "networks": networks, "interfaces": interfaces, "probes": [], "seconds": 0.0}
     if params["peers"] is not None:
         started = time.monotonic()

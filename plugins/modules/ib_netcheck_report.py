@@ -19,7 +19,12 @@ description:
     one); full-MTU probes that must not fragment; same IPoIB mode; an IPv4 address; no duplicate IPv4
     addresses or port GUIDs (the first holder by node name keeps it, the others are reported); every IB
     port ACTIVE with a subnet manager, the same SM LID on all members; the network's P_Key in each member
-    port's P_Key table (membership bit ignored)."
+    port's P_Key table (membership bit ignored); every IB member port at the expected rate (O(expect_rate),
+    the network's C(expect_rate), or the most common rate of its members); with O(topology), every member
+    port on a link that is not degraded (trained below what both ends support, or below the fabric's
+    usual width/speed), naming the switch port."
+  - Members of the networks in O(allocation) that are not in O(nodes) (a run with C(--limit)) or sent no
+    result are listed in C(not_checked); the verification then covers the others only and says so.
   - A node that no other member can reach and that reaches none is reported once (not once per pair),
     when the remaining members can reach each other.
   - Writes the whole result as JSON to O(dest) and fails when there is any finding (unless
@@ -50,8 +55,16 @@ options:
     elements: str
     default: []
   dest:
-    description: Path of the JSON result file (on the controller); not written when omitted.
+    description:
+      - Path of the JSON result file (on the controller); not written when omitted. Written atomically
+        (a temporary file in the same directory, then renamed), with mode 0644.
     type: path
+  expect_rate:
+    description: Gb/s every InfiniBand member port should run at; the most common rate per network when omitted.
+    type: float
+  topology:
+    description: The fabric as M(hpcnet.infiniband.ib_topology) returns it; its degraded links are reported on their members.
+    type: dict
   fail_on_findings:
     description: Fail (a non-zero verdict for the play) when there is any finding.
     type: bool
@@ -104,15 +117,24 @@ matrix_text:
   returned: always
   type: list
   elements: str
+not_checked:
+  description: Members of the allocation's networks left out of this verification, node -> reason
+    (C(not in this play), C(no result)).
+  returned: always
+  type: dict
+  sample: {"node3": "not in this play"}
 dest:
   description: Where the JSON result was written.
   returned: when O(dest) is set
   type: str
 """
 
+import os
+
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.hpcnet.infiniband.plugins.module_utils import _netcheck
+from ansible_collections.hpcnet.infiniband.plugins.module_utils._host import Host, HostError
 
 
 def main():
@@ -125,6 +147,8 @@ def main():
             unreachable_nodes=dict(type="list", elements="str", default=[]),
             dest=dict(type="path"),
             fail_on_findings=dict(type="bool", default=True),
+            expect_rate=dict(type="float"),
+            topology=dict(type="dict"),
         ),
         supports_check_mode=True,
     )
@@ -132,21 +156,29 @@ def main():
     results = {node: value or {} for node, value in params["results"].items()}
     reports = {node: value.get("interfaces") or {} for node, value in results.items()}
     probes = {node: value.get("probes") or [] for node, value in results.items()}
+    if params["expect_rate"] is not None and params["expect_rate"] <= 0:
+        module.fail_json(msg="expect_rate must be a positive number of Gb/s, not %s" % params["expect_rate"])
     networks = _netcheck.networks_from_allocation(params["allocation"], params["networks"], params["nodes"])
+    try:
+        _netcheck.check_networks(networks)
+    except ValueError as exc:
+        module.fail_json(msg=str(exc))
     missing = [n for net in networks for n in net.get("members", {}) if n not in results]
     unreachable = sorted(set(params["unreachable_nodes"]) | set(missing))
-    verdict = _netcheck.evaluate(networks, reports, probes, unreachable)
+    verdict = _netcheck.evaluate(networks, reports, probes, unreachable, params["expect_rate"], params["topology"])
+    verdict["not_checked"] = _netcheck.not_checked(params["allocation"], params["networks"], params["nodes"],
+                                                   results)
     verdict["probe_seconds"] = {node: value.get("seconds") for node, value in sorted(results.items())}
     lines = []
     for name, network in verdict["networks"].items():
         lines += _netcheck.matrix_text(name, network["matrix"])
     output = dict(changed=False, ok=verdict["ok"], findings=verdict["findings"], networks=verdict["networks"],
-                  matrix_text=lines)
+                  matrix_text=lines, not_checked=verdict["not_checked"])
     if params["dest"]:
         try:
-            _netcheck.write_result(params["dest"], verdict)
-        except OSError as exc:
-            module.fail_json(msg="cannot write %s: %s" % (params["dest"], exc), **output)
+            _netcheck.write_result(Host(), os.path.abspath(params["dest"]), verdict)
+        except HostError as exc:
+            module.fail_json(msg=str(exc), **output)
         output["dest"] = params["dest"]
     if not verdict["ok"] and params["fail_on_findings"]:
         module.fail_json(msg="network verification found %d problem(s): %s" % (

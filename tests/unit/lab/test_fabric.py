@@ -106,3 +106,27 @@ def test_known_ports_reads_fabric_json(tmp_path):
     assert F.known_ports(lab) == ports
     (tmp_path / "hw-fabric" / "fabric.json").write_text(json.dumps({"ports": [{"node": "x"}]}))
     assert F.known_ports(lab) == ports                           # old format: recomputed
+
+
+def test_two_switches_alternate_and_degrade(tmp_path):
+    """Issue 14: the lab's fabric has two switches (HCA ports alternate, one inter-switch link), every port
+    trains at 12X HDR; `degrade` narrows one node's switch ports."""
+    lab = _lab3(tmp_path)
+    ports = F.fabric_ports(lab)
+    assert [(p["node"], p["switch"], p["switch_port"]) for p in ports] == [
+        ("node1", "labsw", 2), ("node2", "labsw2", 3), ("node3", "labsw", 4), ("node3", "labsw2", 5)]
+    text = F.netfile(lab, ports)
+    assert "width=11\nspeed=7\nextspeed=7\n" in text
+    assert 'Switch 8 "labsw" # "lab switch"' in text and 'Switch 8 "labsw2" # "lab switch 2"' in text
+    assert '[8] "labsw2"[8]' in text and '[8] "labsw"[8]' in text
+    assert '[1] "labsw2"[3]' in text and '[3] "node2-mlx5_0"[1]\n' in text
+    F.set_degraded(lab, "node2", "4x")
+    assert F.degraded(lab) == {"node2": "4x"}
+    assert '[3] "node2-mlx5_0"[1] w=2' in F.netfile(lab, ports, F.degraded(lab))
+    F.set_degraded(lab, "node2", None)
+    assert F.degraded(lab) == {}
+
+
+def test_degrade_cli_needs_an_ib_node(tmp_path):
+    lab = _lab3(tmp_path)
+    assert F.main(["degrade", "nodeX", "--lab-dir", lab.dir]) == 1

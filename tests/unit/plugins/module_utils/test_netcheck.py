@@ -1,7 +1,20 @@
 """Unit tests for the network verification rules (plugins/module_utils/_netcheck.py)."""
+import json
+import os
 import subprocess
 
+import pytest
+
 from ansible_collections.hpcnet.infiniband.plugins.module_utils import _netcheck as nc
+from ansible_collections.hpcnet.infiniband.plugins.module_utils import _topology
+from ansible_collections.hpcnet.infiniband.plugins.module_utils._host import Host
+
+FIXTURES = os.path.join(os.path.dirname(__file__), "..", "..", "fixtures", "tool_outputs")
+
+
+def fixture(name):
+    with open(os.path.join(FIXTURES, name), encoding="utf-8") as handle:
+        return handle.read()
 
 NODES = ["node1", "node2", "node3", "node4"]
 
@@ -208,7 +221,7 @@ def test_networks_from_model():
     assert [(n["name"], sorted(n["members"])) for n in nets] == [
         ("rdma", ["node1", "node2", "node4"]), ("storage", ["node1", "node2"])]
     nets = nc.networks_from_model(model, [{"name": "rdma", "pkey": "0x8002", "mtu": 2044}, "public"])
-    assert nets == [{"name": "rdma", "roles": ["rdma"], "pkey": "0x8002", "mtu": 2044,
+    assert nets == [{"name": "rdma", "roles": ["rdma"], "pkey": "0x8002", "mtu": 2044, "expect_rate": None,
                      "members": {"node1": "ib0", "node2": "ib0", "node4": "ib0"}}]
 
 
@@ -288,9 +301,82 @@ def test_matrix_text():
 
 def test_write_result(tmp_path):
     path = tmp_path / "out" / "netcheck.json"
-    nc.write_result(str(path), {"ok": True})
+    nc.write_result(Host(), str(path), {"ok": True})
     assert path.read_text() == '{\n  "ok": true\n}\n'
     assert oct(path.stat().st_mode & 0o777) == "0o644"
+
+
+def test_write_result_never_follows_a_planted_link(tmp_path):
+    """Issue 10 item 4: <dest>.tmp planted as a link to a victim file must not be written through."""
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    path = tmp_path / "netcheck.json"
+    (tmp_path / "netcheck.json.tmp").symlink_to(victim)
+    nc.write_result(Host(), str(path), {"ok": False})
+    assert victim.read_text() == "precious\n"
+    assert json.loads(path.read_text()) == {"ok": False} and not path.is_symlink()
+    # A link at the destination itself is replaced, not followed.
+    path.unlink()
+    path.symlink_to(victim)
+    nc.write_result(Host(), str(path), {"ok": True})
+    assert victim.read_text() == "precious\n" and not path.is_symlink()
+
+
+def test_not_checked_names_nodes_outside_the_play():
+    """Issue 10 item 1: a verification over part of the model says which members it did not check."""
+    allocation = {n: {"rdma": "ib0"} for n in NODES}
+    left = nc.not_checked(allocation, [], ["node1", "node2", "node3"], {"node1": {}, "node2": {}})
+    assert left == {"node3": "no result", "node4": "not in this play"}
+    assert nc.not_checked(allocation, [], None, {n: {} for n in NODES}) == {}
+
+
+def test_pkeys_through_values():
+    """One P_Key parser: integers are values, text is hex; a bad P_Key is refused naming it."""
+    facts, addrs = healthy()
+    reports = reports_of(facts, addrs)
+    for pkey in (0x8002, "8002", "0x0002", 2):
+        nets = [dict(NETWORKS[0], pkey=pkey), NETWORKS[1]]
+        nc.check_networks(nets)
+        assert nc.evaluate(nets, reports, simulate(reports))["ok"], pkey
+    with pytest.raises(ValueError, match="'zz'"):
+        nc.check_networks([{"name": "rdma", "pkey": "zz"}])
+    with pytest.raises(ValueError, match="expect_rate"):
+        nc.check_networks([{"name": "rdma", "expect_rate": -1}])
+    assert not hasattr(nc, "pkey_base")
+
+
+def test_rate_below_the_network_is_reported():
+    """Issue 14 item 4: a member port slower than the most common rate (or the expected one) is named."""
+    facts, addrs = healthy()
+    for node in NODES:
+        facts[node]["ib0"]["ib"].update(rate="100 Gb/sec (4X EDR)", rate_gbps=100.0)
+    facts["node3"]["ib0"]["ib"].update(rate="25 Gb/sec (1X EDR)", rate_gbps=25.0)
+    reports = reports_of(facts, addrs)
+    assert reports["node3"]["ib0"]["link_width"] == "1X" and reports["node3"]["ib0"]["link_speed"] == "EDR"
+    result = nc.evaluate(NETWORKS, reports, simulate(reports))
+    # eth2 is EIPoIB over ib0: same port, same finding on the storage network
+    assert where(result) == [("node3", "eth2", "rate"), ("node3", "ib0", "rate")]
+    finding = [f for f in result["findings"] if f["interface"] == "ib0"][0]
+    assert (finding["expected"], finding["actual"]) == (100.0, 25.0)
+    assert "25 Gb/sec (1X EDR)" in finding["message"] and "100 Gb/sec" in finding["message"]
+    # An explicit expectation above every member: every member is reported.
+    result = nc.evaluate(NETWORKS[:1], reports, simulate(reports), expect_rate=200)
+    assert {f["node"] for f in result["findings"]} == set(NODES)
+
+
+def test_degraded_link_from_the_topology():
+    facts, addrs = healthy()
+    guid = "0002:c903:00f9:c0a1"
+    facts["node2"]["ib0"]["ib"]["port_guid"] = guid
+    reports = reports_of(facts, addrs)
+    topo = _topology.build(fixture("ibnetdiscover-ibsim-2switch-degraded.txt"),
+                           fixture("iblinkinfo-ibsim-2switch-degraded.txt"))
+    result = nc.evaluate(NETWORKS[:1], reports, simulate(reports), topology=topo)
+    assert where(result) == [("node2", "ib0", "link")]
+    finding = result["findings"][0]
+    assert (finding["switch"], finding["switch_port"], finding["actual"], finding["expected"]) == (
+        "lab switch 2", 2, "4X HDR", "12X HDR")
+    assert "both ends support 12X" in finding["message"]
 
 
 def test_networks_from_allocation_inventory_form_and_limits():
@@ -298,7 +384,7 @@ def test_networks_from_allocation_inventory_form_and_limits():
                   "node2": {"rdma": {"interface": "ib0"}, "storage": None},
                   "node3": {"rdma": "ib0"}}
     nets = nc.networks_from_allocation(allocation, nodes=["node1", "node2"])
-    assert nets == [{"name": "rdma", "roles": ["rdma"], "pkey": None, "mtu": None,
+    assert nets == [{"name": "rdma", "roles": ["rdma"], "pkey": None, "mtu": None, "expect_rate": None,
                      "members": {"node1": "ib0", "node2": "ib0"}}]
     nets = nc.networks_from_allocation(allocation, [{"name": "x", "members": {"node1": "eth5", "node3": "eth5"}}],
                                        nodes=["node1", "node2"])
