@@ -198,9 +198,10 @@ def boot(info: dict, node: dict, out=print) -> list[str]:
     node_root = Path(f"/proc/{node['holder_pid']}/root")
     failures = []
     units = enabled_units(node_root)
-    for unit in units:
-        if unit["skip"]:
-            out(f"{node['name']}: {unit['name']} ({unit['file']}) not started: {unit['skip']}")
+    skipped = [u["name"] for u in units if u["skip"]]
+    if skipped:
+        out(f"{node['name']}: {len(skipped)} enabled package or non-oneshot units not started (no service "
+            f"manager in the lab's nodes; networking.service is the `ifup -a` below)")
     runnable = [u for u in units if not u["skip"]]
     for unit in [u for u in runnable if u["early"]]:
         if not _run_unit(node, unit, node_root, out):

@@ -1,0 +1,105 @@
+"""Survive a reboot (issue 12): converge, `labctl reboot --all`, and the nodes come back as they were
+from their own boot files (the hpcnet-ib-boot oneshot the boot_state role installed), without re-running
+the roles; a re-run afterwards changes nothing.
+
+Lab `reboot`: node1 ConnectX-5 (4 VFs with derived GUIDs, P_Key child ib0.8002 with MTU 2000: mlx5
+enhanced IPoIB is datagram only), node2 ConnectX-3 (parent and child ib0.8004 in connected mode, MTU
+65520), node3 QLogic (nothing to restore: the unit finds an empty state and exits 0).
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+
+import pytest
+
+from conftest import run_module  # tests/integration/conftest.py
+
+LAB_NAME = "reboot"
+PROFILES = ["cx5-ib-sriov", "cx3-ipoib", "qib-ipoib"]
+PF = "/sys/bus/pci/devices/0000:5e:00.0"
+
+PLAYBOOK = textwrap.dedent("""
+    - name: SR-IOV, IPoIB and the boot path
+      hosts: all
+      gather_facts: false
+      vars:
+        sriov_pfs: "{{ [{'pf': 'ib0', 'num_vfs': 4}] if lab_profile == 'cx5-ib-sriov' else [] }}"
+        ipoib_interfaces: >-
+          {{ [{'parent': 'ib0', 'pkey': '0x8002', 'mtu': 2000}] if lab_profile == 'cx5-ib-sriov'
+             else [{'parent': 'ib0', 'mode': 'connected', 'mtu': 65520},
+                   {'parent': 'ib0', 'pkey': '0x8004', 'mode': 'connected', 'mtu': 65520}]
+             if lab_profile == 'cx3-ipoib' else [] }}
+      roles:
+        - hpcnet.infiniband.sriov
+        - hpcnet.infiniband.ipoib
+        - hpcnet.infiniband.boot_state
+""")
+
+VF_GUIDS = f"for f in {PF}/sriov/*/node {PF}/sriov/*/port; do [ -e $f ] && echo $f $(cat $f); done; true"
+
+
+@pytest.fixture(scope="module")
+def lab(lab_factory):
+    return lab_factory(LAB_NAME, nodes=3, profiles=PROFILES)
+
+
+def recap(stdout):
+    return {m.group(1): (int(m.group(2)), int(m.group(3)))
+            for m in re.finditer(r"^(node\d+)\s*:\s*ok=(\d+)\s+changed=(\d+)", stdout, re.M)}
+
+
+def state(lab):
+    """What must survive: per node, from ib_facts (VF counts, IPoIB netdevs with mode, P_Key, parent,
+    MTU) and, for the VF GUIDs that ib_facts does not report, the PF's per-VF sysfs."""
+    facts = run_module(lab, "hpcnet.infiniband.ib_facts", "all")
+    seen = {}
+    for node, result in facts.items():
+        nics = result["ansible_facts"]["ib_facts"]["nics"]
+        seen[node] = {
+            name: {"mtu": nic.get("mtu"), "ipoib": nic.get("ipoib"),
+                   "numvfs": (nic.get("sriov") or {}).get("numvfs")}
+            for name, nic in nics.items() if nic.get("ipoib") or nic.get("sriov")
+        }
+    seen["node1 VF GUIDs"] = lab.exec("node1", ["sh", "-c", VF_GUIDS], check=True).stdout
+    return seen
+
+
+def test_converged_state_comes_back_after_reboot(lab, tmp_path):
+    playbook = tmp_path / "converge.yml"
+    playbook.write_text(PLAYBOOK)
+    cp = lab.playbook(playbook)
+    assert cp.returncode == 0, cp.stdout[-4000:] + cp.stderr[-2000:]
+    before = state(lab)
+    assert before["node1"]["ib0"]["numvfs"] == 4 and before["node1"]["ib0.8002"]["mtu"] == 2000
+    assert before["node2"]["ib0.8004"]["ipoib"]["mode"] == "connected" and before["node2"]["ib0.8004"]["mtu"] == 65520
+    assert before["node1 VF GUIDs"].count("/port ") == 4 and "00:00:00:00:00:00:00:00" not in before["node1 VF GUIDs"]
+    unit = lab.exec("node1", ["cat", "/etc/systemd/system/hpcnet-ib-boot.service"], check=True).stdout
+    assert "Before=network-pre.target" in unit and "Type=oneshot" in unit
+
+    cp = lab.labctl("reboot", "--all", timeout=600)
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+    assert "node1: hpcnet-ib-boot.service: hpcnet-ib-boot:" in cp.stdout
+    assert "node3: hpcnet-ib-boot.service: hpcnet-ib-boot: /etc/hpcnet-infiniband/boot-state.json is empty" in cp.stdout
+    # Power-on state really was the profile: the boot path had work to do on node1 and node2.
+    assert re.search(r"node1: hpcnet-ib-boot.service: hpcnet-ib-boot: sriov ib0: set_numvfs .*: 0 -> 4", cp.stdout)
+    assert re.search(r"node2: .* create_child .* -> ib0\.8004", cp.stdout)
+
+    assert state(lab) == before
+
+    cp = lab.playbook(playbook)
+    assert cp.returncode == 0, cp.stdout[-4000:] + cp.stderr[-2000:]
+    assert all(changed == 0 for _ok, changed in recap(cp.stdout).values()), cp.stdout[-4000:]
+    assert set(recap(cp.stdout)) == {"node1", "node2", "node3"}
+
+
+def test_reboot_without_boot_path_is_the_profile(lab):
+    """A node whose boot path is removed comes back at the profile's power-on state."""
+    result = run_module(lab, "hpcnet.infiniband.ib_boot_state", "node1", {"state": "absent"})["node1"]
+    assert result["changed"] and not result.get("failed"), result
+    cp = lab.labctl("reboot", "node1", timeout=300)
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+    assert lab.exec("node1", ["cat", PF + "/sriov_numvfs"], check=True).stdout.strip() == "0"
+    assert "ib0.8002" not in lab.exec("node1", ["ls", "/sys/class/net"], check=True).stdout
+    assert lab.ssh("node1", "true").returncode == 0
