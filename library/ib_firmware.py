@@ -1,0 +1,1 @@
+../plugins/modules/ib_firmware.py
