@@ -3,8 +3,9 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Subnet-manager rules: port verdicts, sminfo/saquery parsing, SM requirements, opensm config model.
 
-Pure functions except ``read_ports``/``query_sm``/``run_check``, which read the host only through the
-Host seam (sysfs attributes through ``_facts.read_port``, commands through ``Host.run``).
+Pure functions except ``read_ports``/``query_sm``/``run_check`` and the opensm config plan/apply, which
+reach the host only through the Host seam (a few sysfs attributes per port, ``Host.run``, files).
+GUIDs and P_Keys are parsed and formatted by ``_values`` only.
 
 Why a port needs an SM: an IB port trains its link by itself (phys_state LinkUp) but stays
 logical state INIT until a subnet manager assigns it a LID and moves it to ARMED then ACTIVE; the
@@ -13,12 +14,21 @@ port's ``sm_lid`` then names the SM that did it. Without that no P_Keys are set 
 
 from __future__ import annotations
 
+import os
 import re
 import time
 
-# One reading of the host serves everything: ports are read by the facts model (contracts.md §4).
-from ansible_collections.hpcnet.infiniband.plugins.module_utils._facts import read_port
 from ansible_collections.hpcnet.infiniband.plugins.module_utils._host import HostError, valid_rdma_device
+from ansible_collections.hpcnet.infiniband.plugins.module_utils._plan import Plan
+from ansible_collections.hpcnet.infiniband.plugins.module_utils._values import (
+    format_guid,
+    format_guid_hex,
+    format_pkey,
+    guid_or_none,
+    parse_guid,
+    parse_pkey,
+    partition,
+)
 
 # ---------------------------------------------------------------------------------------------
 # Kernel port states (include/rdma/ib_verbs.h enum ib_port_state, ib_port_phys_state)
@@ -70,41 +80,24 @@ def parse_lid(value):
         return None
 
 
-GUID_RE = re.compile(r"^(?:0x)?[0-9a-fA-F]{1,16}$")
-KERNEL_GUID_RE = re.compile(r"^[0-9a-fA-F]{4}(?::[0-9a-fA-F]{4}){3}$")
-
-
-def normalize_guid(value):
-    """Any GUID spelling (``0x100003``, ``0x0002c90300a1b2c1``, ``0002:c903:00a1:b2c1``) -> kernel format.
-
-    Returns None when ``value`` is not a GUID.
-    """
-    if value is None:
-        return None
-    if isinstance(value, int) and not isinstance(value, bool):
-        number = value
-    else:
-        text = str(value).strip()
-        if KERNEL_GUID_RE.match(text):
-            number = int(text.replace(":", ""), 16)
-        elif GUID_RE.match(text):
-            number = int(text, 16)
-        else:
-            return None
-    if number < 0 or number >= 1 << 64:
-        return None
-    digits = "%016x" % number
-    return ":".join(digits[i:i + 4] for i in range(0, 16, 4))
-
-
-def guid_hex(value):
-    """Kernel-format GUID -> ``0x0002c90300a1b2c1`` (what opensm and ibstat -p print)."""
-    kernel = normalize_guid(value)
-    return None if kernel is None else "0x" + kernel.replace(":", "")
-
-
 # ---------------------------------------------------------------------------------------------
-# reading ports (through the facts model)
+# reading ports: the few attributes the verdict needs, never the P_Key tables (on real mlx4/mlx5
+# hardware each P_Key entry read is a firmware query).
+PORT_ATTRS = ("state", "phys_state", "link_layer", "lid", "sm_lid", "sm_sl", "rate")
+# A sysfs attribute fits a page; these are a few dozen bytes: anything longer is not one of them.
+ATTR_LIMIT = 256
+
+
+def _kernel_guid(value):
+    number = guid_or_none(value)
+    return None if number is None else format_guid(number)
+
+
+def _hex_guid(value):
+    number = guid_or_none(value)
+    return None if number is None else format_guid_hex(number)
+
+
 def list_ports(host):
     """[(device, port_number)] of every RDMA port the host shows, sorted."""
     found = []
@@ -117,36 +110,61 @@ def list_ports(host):
     return sorted(found)
 
 
+def _text(data):
+    if data is None or len(data) >= ATTR_LIMIT:
+        return None
+    return data.decode("utf-8", "replace").strip() or None
+
+
+def read_port_attrs(host, device, port):
+    """{attribute: text or None} of one port (PORT_ATTRS and ``gid0``), one directory open."""
+    pdir = host.opendir("class/infiniband/%s/ports/%d" % (device, port))
+    if pdir is None:
+        return {}
+    reading = {name: _text(data) for name, data in pdir.read_bytes(PORT_ATTRS, ATTR_LIMIT).items()}
+    gids = pdir.opendir("gids")
+    reading["gid0"] = _text(gids.read_bytes(["0"], ATTR_LIMIT)["0"]) if gids is not None else None
+    return reading
+
+
+def _port_guid(gid0):
+    """The port GUID is the interface ID, the low 64 bits of GID 0 (``fe80:...:0002:c903:00a1:b2c1``)."""
+    if not gid0 or gid0.count(":") != 7:
+        return None
+    return _kernel_guid(":".join(gid0.split(":")[4:]))
+
+
 def port_view(reading, device, port):
-    """Normalise one port reading (from ``_facts.read_port``) into what the check reports."""
+    """Normalise one port reading (``read_port_attrs``) into what the check reports."""
     reading = reading or {}
     state_code, state = parse_state(reading.get("state"), PORT_STATES)
-    if reading.get("state_code") is not None:
-        state_code = reading.get("state_code")
     phys_code, phys = parse_state(reading.get("phys_state"), PHYS_STATES)
-    if reading.get("phys_state_code") is not None:
-        phys_code = reading.get("phys_state_code")
     lid = parse_lid(reading.get("lid"))
     sm_lid = parse_lid(reading.get("sm_lid"))
+    link_layer = reading.get("link_layer")
+    # Kernels before link_layer existed (2.6.3x) only had InfiniBand ports.
+    if link_layer is None and state is not None:
+        link_layer = "InfiniBand"
     return {
         "device": device,
         "port": int(port),
-        "link_layer": reading.get("link_layer"),
+        "link_layer": link_layer,
         "state": state,
         "state_code": state_code,
         "phys_state": phys,
         "phys_state_code": phys_code,
+        "rate": reading.get("rate"),
         "lid": lid,
         "sm_lid": sm_lid,
         "sm_sl": parse_lid(reading.get("sm_sl")),
-        "port_guid": normalize_guid(reading.get("port_guid")),
+        "port_guid": _port_guid(reading.get("gid0")),
         # The SM answers from its own port: on that port the SM LID is the port's own LID.
         "local_sm": bool(lid and sm_lid and lid == sm_lid),
     }
 
 
 def is_infiniband(view):
-    # Old kernels have no link_layer file: every port was InfiniBand then.
+    # A port whose attributes cannot be read at all is checked (and fails, saying so).
     return view.get("link_layer") in (None, "InfiniBand", "IB")
 
 
@@ -181,7 +199,8 @@ def select_ports(views, devices=None, ports=None):
 
 def read_ports(host, devices=None, ports=None):
     """(all port views, selected views, selection errors) from one reading of the host."""
-    views = [port_view(read_port(host, device, port), device, port) for device, port in list_ports(host)]
+    with host.cached():
+        views = [port_view(read_port_attrs(host, device, port), device, port) for device, port in list_ports(host)]
     selected, errors = select_ports(views, devices, ports)
     return views, selected, errors
 
@@ -252,8 +271,8 @@ def parse_sminfo(text):
     code = int(match.group("state"))
     return {
         "lid": int(match.group("lid")),
-        "guid": normalize_guid(match.group("guid")),
-        "guid_hex": guid_hex(match.group("guid")),
+        "guid": _kernel_guid(match.group("guid")),
+        "guid_hex": _hex_guid(match.group("guid")),
         "activity_count": int(match.group("act")),
         "priority": int(match.group("priority")),
         "state_code": code,
@@ -278,7 +297,7 @@ def parse_smir(text):
             current[match.group(1)] = match.group(2)
     result = []
     for record in records:
-        guid = normalize_guid(record.get("GUID"))
+        guid = _kernel_guid(record.get("GUID"))
         if guid is None:
             continue
         code = parse_lid(record.get("SMState"))
@@ -286,7 +305,7 @@ def parse_smir(text):
             {
                 "lid": parse_lid(record.get("LID")),
                 "guid": guid,
-                "guid_hex": guid_hex(guid),
+                "guid_hex": _hex_guid(guid),
                 "activity_count": parse_lid(record.get("ActCount")),
                 "priority": parse_lid(record.get("Priority")),
                 "state_code": code,
@@ -303,15 +322,18 @@ def _first_line(text):
     return ""
 
 
-def query_sm(host, timeout=15):
-    """Ask the fabric for its SM with ``sminfo`` (and ``saquery SMIR`` for the standby ones).
+def query_sm(host, device=None, port=None, timeout=15):
+    """Ask the fabric behind one port for its SM with ``sminfo`` (and ``saquery SMIR`` for the standby ones).
 
+    ``device``/``port``: the HCA port to ask through (``-C``/``-P``); a host with two rails has two
+    fabrics, each with its own SM. Without them the tools pick the first active port.
     Returns {available, master, sms, error}: ``available`` False when infiniband-diags is not
     installed; ``error`` set when sminfo ran and failed (no SM answers, timeout).
     """
+    through = ["-C", device, "-P", str(port)] if device else []
     info = {"available": True, "master": None, "sms": [], "error": None}
     try:
-        rc, out, err = host.run(["sminfo"], timeout=timeout)
+        rc, out, err = host.run(["sminfo"] + through, timeout=timeout)
     except HostError as exc:
         info.update(available=False, error=str(exc))
         return info
@@ -328,7 +350,7 @@ def query_sm(host, timeout=15):
         return info
     info["master"] = master
     try:
-        rc, out, _err = host.run(["saquery", "SMIR"], timeout=timeout)
+        rc, out, _err = host.run(["saquery"] + through + ["SMIR"], timeout=timeout)
     except HostError:
         rc, out = 1, ""
     sms = parse_smir(out) if rc == 0 else []
@@ -365,11 +387,11 @@ def sm_problems(sm_info, local_guids, min_sms=0, sm_guid=None, allow_local_sm=Tr
             % (len(sms), ", ".join("%s %s" % (s["guid_hex"], s["state"]) for s in sms), min_sms)
         )
     if sm_guid:
-        wanted = normalize_guid(sm_guid)
+        wanted = _kernel_guid(sm_guid)
         if master["guid"] != wanted:
             problems.append(
                 "the master subnet manager is %s (LID %s, priority %s), not the expected %s"
-                % (master["guid_hex"], master["lid"], master["priority"], guid_hex(wanted))
+                % (master["guid_hex"], master["lid"], master["priority"], _hex_guid(wanted))
             )
     if not allow_local_sm and master["guid"] in (local_guids or []):
         problems.append(
@@ -378,8 +400,38 @@ def sm_problems(sm_info, local_guids, min_sms=0, sm_guid=None, allow_local_sm=Tr
     return problems
 
 
+def check_sms(host, selected, all_views, query, min_sms, sm_guid, allow_local_sm, timeout):
+    """Ask every selected port's fabric for its SM. Returns (first port's sm_info, problems, warnings).
+
+    Each view gets ``sm`` (what its fabric's SM is). With more than one port every message names the
+    port it is about: two rails are two fabrics, and either may have lost its SM.
+    """
+    local = [v["port_guid"] for v in all_views if v.get("port_guid")]
+    first, problems, warnings = None, [], []
+    for view in selected:
+        info = query_sm(host, view["device"], view["port"], timeout=timeout)
+        for sm in ([info["master"]] if info.get("master") else []) + info["sms"]:
+            sm["local"] = sm["guid"] in local
+        view["sm"] = sm_summary(info)
+        if first is None:
+            first = info
+        where = "%s port %s: " % (view["device"], view["port"]) if len(selected) > 1 else ""
+        checks = sm_problems(info, local, min_sms, sm_guid, allow_local_sm, required=(query == "always"))
+        problems.extend(where + check for check in checks)
+        if info["available"] and info["error"] and not checks:
+            # Ports keep ACTIVE when the SM dies: say so even though nothing required the answer.
+            warnings.append("%sthe port%s ACTIVE but %s; the fabric may have lost its subnet manager"
+                            % (where, " is" if where else "s are", info["error"]))
+        if not info["available"]:
+            break  # no infiniband-diags: every other port would say the same
+    return first, problems, warnings
+
+
 # ---------------------------------------------------------------------------------------------
 # the whole check (read-only)
+NO_IB_PORT = "no InfiniBand port: nothing for a subnet manager to serve"
+
+
 def run_check(
     host,
     devices=None,
@@ -390,14 +442,15 @@ def run_check(
     min_sms=0,
     sm_guid=None,
     allow_local_sm=True,
-    require_ports=True,
+    require_ports=False,
     sm_query_timeout=15,
     sleep=None,
     clock=None,
 ):
     """Read, judge and (within ``wait_timeout``) poll again until the fabric is ready.
 
-    Returns (result dict, failure message or None). Selection errors never wait: they will not heal.
+    Returns (result dict, failure message or None). Selection errors and a host without InfiniBand
+    ports never wait: they will not heal during a subnet-manager sweep.
     """
     sleep = sleep or time.sleep
     clock = clock or time.monotonic
@@ -414,35 +467,29 @@ def run_check(
         all_views, selected, errors = read_ports(host, devices, ports)
         if errors:
             return _result(selected, None, [], attempts, clock() - started), combine(errors)
+        if not selected:
+            failure = "%s on this host (require_ports is true)" % NO_IB_PORT if require_ports else None
+            return _result(selected, None, [], attempts, clock() - started), failure
         problems = []
-        if not selected and require_ports:
-            problems.append("no InfiniBand port to check on this host")
         failed = []
         for view in selected:
             message = port_problem(view)
             view["ok"] = message is None
             view["message"] = message
+            view["sm"] = None
             if message:
                 failed.append({"device": view["device"], "port": view["port"], "state": view["state"],
                                "phys_state": view["phys_state"], "message": message})
                 problems.append(message)
         sm_info = None
-        warning = None
-        if query != "never" and not failed and selected:
-            sm_info = query_sm(host, timeout=sm_query_timeout)
-            local = [v["port_guid"] for v in all_views if v.get("port_guid")]
-            if sm_info.get("master"):
-                sm_info["master"]["local"] = sm_info["master"]["guid"] in local
-                for sm in sm_info["sms"]:
-                    sm["local"] = sm["guid"] in local
-            sm_checks = sm_problems(sm_info, local, min_sms, sm_guid, allow_local_sm, required=(query == "always"))
+        warnings = []
+        if query != "never" and not failed:
+            sm_info, sm_checks, warnings = check_sms(host, selected, all_views, query, min_sms, sm_guid,
+                                                    allow_local_sm, sm_query_timeout)
             problems.extend(sm_checks)
-            if sm_info["available"] and sm_info["error"] and not sm_checks:
-                # Ports keep ACTIVE when the SM dies: say so even though nothing required the answer.
-                warning = "the ports are ACTIVE but %s; the fabric may have lost its subnet manager" % sm_info["error"]
         message = combine(problems)
         if message is None or clock() >= deadline:
-            if warning:
+            for warning in warnings:
                 host.warn(warning)
             return _result(selected, sm_info, failed, attempts, clock() - started), message
         sleep(max(0.0, min(float(poll_interval), deadline - clock())))
@@ -463,8 +510,11 @@ def check_arguments(devices, ports, wait_timeout, poll_interval, min_sms, sm_gui
         errors.append("poll_interval must be > 0 seconds")
     if (min_sms or 0) < 0:
         errors.append("min_sms must be >= 0")
-    if sm_guid is not None and normalize_guid(sm_guid) is None:
-        errors.append("sm_guid %r is not a GUID (0x0002c90300a1b2c1 or 0002:c903:00a1:b2c1)" % (sm_guid,))
+    if sm_guid is not None:
+        try:
+            parse_guid(sm_guid)
+        except ValueError as exc:
+            errors.append("sm_guid: %s" % exc)
     if not sm_query_timeout or sm_query_timeout < 1:
         errors.append("sm_query_timeout must be >= 1 second")
     return errors
@@ -473,38 +523,51 @@ def check_arguments(devices, ports, wait_timeout, poll_interval, min_sms, sm_gui
 def summary(result):
     """One line for a passing check."""
     ports = result.get("ports") or []
-    text = "%d InfiniBand port(s) ACTIVE" % len(ports) if ports else "no InfiniBand port on this host"
-    sm = result.get("sm") or {}
-    if sm.get("guid_hex"):
-        text += "; master SM %s (LID %s, priority %s, %s%s)" % (
-            sm["guid_hex"], sm["lid"], sm["priority"], sm["state"], ", on this host" if sm.get("local") else "")
-        if sm.get("count", 0) > 1:
-            text += ", %d SMs in total" % sm["count"]
-    elif ports:
+    if not ports:
+        return NO_IB_PORT
+    text = "%d InfiniBand port(s) ACTIVE" % len(ports)
+    masters = []
+    for port in ports:
+        sm = port.get("sm") or {}
+        if sm.get("guid_hex"):
+            line = "%s (LID %s, priority %s, %s%s)" % (
+                sm["guid_hex"], sm["lid"], sm["priority"], sm["state"], ", on this host" if sm.get("local") else "")
+            if sm.get("count", 0) > 1:
+                line += ", %d SMs in total" % sm["count"]
+            if len(ports) > 1:
+                line = "%s port %s: %s" % (port["device"], port["port"], line)
+            masters.append(line)
+    if masters:
+        text += "; master SM " + "; ".join(masters)
+    else:
         text += "; SM LID %s" % ", ".join(sorted({str(p.get("sm_lid")) for p in ports}))
     return text
 
 
+def sm_summary(sm_info):
+    """What the result says about one fabric's SM (``query_sm``'s answer); None when not queried."""
+    if sm_info is None:
+        return None
+    master = sm_info.get("master") or {}
+    return {
+        "queried": bool(sm_info.get("available")),
+        "error": sm_info.get("error"),
+        "guid": master.get("guid"),
+        "guid_hex": master.get("guid_hex"),
+        "lid": master.get("lid"),
+        "priority": master.get("priority"),
+        "state": master.get("state"),
+        "activity_count": master.get("activity_count"),
+        "local": master.get("local"),
+        "count": len(sm_info.get("sms") or []),
+        "sms": sm_info.get("sms") or [],
+    }
+
+
 def _result(selected, sm_info, failed, attempts, elapsed):
-    sm = None
-    if sm_info is not None:
-        master = sm_info.get("master") or {}
-        sm = {
-            "queried": bool(sm_info.get("available")),
-            "error": sm_info.get("error"),
-            "guid": master.get("guid"),
-            "guid_hex": master.get("guid_hex"),
-            "lid": master.get("lid"),
-            "priority": master.get("priority"),
-            "state": master.get("state"),
-            "activity_count": master.get("activity_count"),
-            "local": master.get("local"),
-            "count": len(sm_info.get("sms") or []),
-            "sms": sm_info.get("sms") or [],
-        }
     return {
         "ports": selected,
-        "sm": sm,
+        "sm": sm_summary(sm_info),
         "failed_ports": failed,
         "attempts": attempts,
         "waited": round(max(0.0, elapsed), 1),
@@ -523,29 +586,11 @@ RATE_CODES = tuple(range(2, 23))
 DEFAULT_PKEY = 0x7FFF
 # Keys the model renders itself; ``options`` must not set them a second time.
 MODELLED_KEYS = ("guid", "sm_priority", "virt_enabled", "sweep_interval", "partition_config_file")
-MANAGED_HEADER = "# Managed by hpcnet.infiniband (ib_opensm_config); local changes are overwritten.\n"
-
-
-def parse_pkey(value):
-    """P_Key from an int or ``0x8001``/``32769`` text -> 15-bit partition number, or None when invalid.
-
-    The top bit (0x8000) is the membership bit that opensm sets per member, so 0x8001 and 0x0001
-    name the same partition; 0x0000 and 0x8000 are invalid.
-    """
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        number = value
-    else:
-        text = str(value or "").strip().lower()
-        try:
-            number = int(text, 16) if text.startswith("0x") else int(text)
-        except ValueError:
-            return None
-    if number < 0 or number > 0xFFFF:
-        return None
-    number &= 0x7FFF
-    return number or None
+# A file whose first line starts with MANAGED_MARKER was written by the collection: it is rewritten
+# whole. Any other existing file is the operator's (or the package's): see plan_opensm_config.
+MANAGED_MARKER = "# Managed by hpcnet.infiniband"
+MANAGED_HEADER = MANAGED_MARKER + " (ib_opensm_config); local changes are overwritten.\n"
+MERGED_NOTE = "# Set by hpcnet.infiniband (ib_opensm_config):"
 
 
 def normalize_partitions(partitions, add_default=True):
@@ -569,14 +614,16 @@ def normalize_partitions(partitions, add_default=True):
             errors.append("%s: name %r must be 1-64 characters of letters, digits, '_', '.', '-'" % (where, name))
             continue
         where = "partition %s" % name
-        pkey = parse_pkey(item.get("pkey"))
-        if pkey is None:
-            errors.append("%s: pkey %r is not a P_Key (0x0001-0x7fff, the 0x8000 bit optional)" % (where, item.get("pkey")))
+        try:
+            # opensm sets the membership bit per member: 0x8002 and 0x0002 are one partition.
+            pkey = partition(parse_pkey(item.get("pkey")))
+        except ValueError as exc:
+            errors.append("%s: %s" % (where, exc))
             continue
         if name in seen_names:
             errors.append("%s: defined twice" % where)
         if pkey in seen_pkeys and seen_pkeys[pkey] != name:
-            errors.append("%s: P_Key 0x%04x is already used by partition %s" % (where, pkey, seen_pkeys[pkey]))
+            errors.append("%s: P_Key %s is already used by partition %s" % (where, format_pkey(pkey), seen_pkeys[pkey]))
         seen_names[name] = True
         seen_pkeys.setdefault(pkey, name)
         entry = {"name": name, "pkey": pkey, "ipoib": bool(item.get("ipoib", True))}
@@ -597,7 +644,7 @@ def normalize_partitions(partitions, add_default=True):
                 entry["defmember"] = defmember
         members = []
         for mindex, member in enumerate(item.get("members") or []):
-            if isinstance(member, str):
+            if isinstance(member, (str, int)) and not isinstance(member, bool):
                 member = {"guid": member}
             if not isinstance(member, dict):
                 errors.append("%s: members[%d] must be a GUID, a keyword or {guid, membership}" % (where, mindex))
@@ -606,7 +653,7 @@ def normalize_partitions(partitions, add_default=True):
             if guid in MEMBER_KEYWORDS:
                 spelled = guid
             else:
-                spelled = guid_hex(guid)
+                spelled = _hex_guid(guid)
                 if spelled is None:
                     errors.append("%s: member %r is not a port GUID nor one of %s" % (
                         where, guid, ", ".join(MEMBER_KEYWORDS)))
@@ -638,7 +685,7 @@ def render_partitions(partitions):
         for key in ("mtu", "rate", "sl", "defmember"):
             if part.get(key) is not None:
                 flags.append("%s=%s" % (key, part[key]))
-        head = "%s=0x%04x" % (part["name"], part["pkey"])
+        head = "%s=%s" % (part["name"], format_pkey(part["pkey"]))
         if flags:
             head += ", " + ", ".join(flags)
         members = ", ".join(
@@ -660,7 +707,7 @@ def opensm_settings(guid=None, priority=None, virt_enabled=None, sweep_interval=
     errors = []
     settings = []
     if guid is not None:
-        spelled = guid_hex(guid)
+        spelled = _hex_guid(guid)
         if spelled is None:
             errors.append("guid %r is not a port GUID (0x0002c90300a1b2c1 or 0002:c903:00a1:b2c1)" % guid)
         else:
@@ -707,21 +754,96 @@ def render_opensm_conf(settings):
 
 def render_service_defaults(guid):
     """Debian's /etc/default/opensm: the service starts one opensm per listed port GUID."""
-    ports = guid_hex(guid) if guid is not None else "ALL"
-    return MANAGED_HEADER + "# Port GUIDs opensm binds to (ibstat -p lists them), or ALL / NONE.\nPORTS=\"%s\"\n" % ports
+    return MANAGED_HEADER + "# Port GUIDs opensm binds to (ibstat -p lists them), or ALL / NONE.\n%s\n" % (
+        _service_ports_line(guid))
+
+
+def _service_ports_line(guid):
+    return 'PORTS="%s"' % (_hex_guid(guid) if guid is not None else "ALL")
+
+
+# ---------------------------------------------------------------------------------------------
+# files the collection did not write: merge the keys it owns, keep a backup, never lose a line
+def is_managed(text):
+    """True when ``text`` is a file the collection wrote (its first line is the marker header)."""
+    return text.startswith(MANAGED_MARKER)
+
+
+def merge_settings(text, settings, separator=" ", key_re=None):
+    """The operator's ``text`` with each (key, value) of ``settings`` set; every other line kept as is.
+
+    Uncommented lines setting a key get the new value in place (every one of them: opensm and the
+    shell take the last); a key not set yet is appended under a note saying who set it.
+    """
+    key_re = key_re or re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)(?:\s|$)")
+    lines = text.splitlines()
+    wanted = dict(settings)
+    found = set()
+    for index, line in enumerate(lines):
+        match = key_re.match(line)
+        if match and match.group(1) in wanted:
+            key = match.group(1)
+            lines[index] = "%s%s%s" % (key, separator, wanted[key])
+            found.add(key)
+    missing = [(key, value) for key, value in settings if key not in found]
+    if missing:
+        if MERGED_NOTE not in lines:
+            lines.append(MERGED_NOTE)
+        lines.extend("%s%s%s" % (key, separator, value) for key, value in missing)
+    return "\n".join(lines) + "\n"
+
+
+SHELL_KEY_RE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=")
+
+
+def backup_path(path, now=None):
+    """Where the original of ``path`` is kept, named as ansible.builtin's ``backup: true`` names it."""
+    stamp = time.strftime("%Y-%m-%d@%H:%M:%S", time.localtime(now))
+    return "%s.%d.%s~" % (path, os.getpid(), stamp)
+
+
+def plan_file(plan, path, current, managed_text, merged_text, backup):
+    """Plan one file. ``merged_text``: the operator's file with our keys set, or None when the file is
+    not a key list (partitions.conf): then an unmanaged file is replaced only with a backup."""
+    if current is None or is_managed(current):
+        wanted = managed_text
+    elif merged_text is not None:
+        wanted = merged_text
+        if wanted != current:
+            plan.warn("%s was not written by hpcnet.infiniband: only the keys this module sets were changed in it%s"
+                      % (path, " (the original is kept as a backup)" if backup else ""))
+    elif backup:
+        wanted = managed_text
+        if wanted != current:
+            plan.warn("%s was not written by hpcnet.infiniband: it is replaced, and the original kept as a backup"
+                      % path)
+    else:
+        plan.refuse("%s exists and was not written by hpcnet.infiniband (no '%s' header): set backup=true to "
+                    "replace it keeping the original next to it, or move it away; nothing was changed"
+                    % (path, MANAGED_MARKER))
+        return None
+    if wanted != current:
+        detail = {"mode": 0o644}
+        if current is not None and backup and not is_managed(current):
+            detail["backup"] = backup_path(path)
+        plan.add("write_file", path, current, wanted, **detail)
+    return wanted
 
 
 def plan_opensm_config(host, params):
     """have (the files now) -> plan (write_file changes). Returns (Plan, {path: wanted text}).
 
+    Files the collection wrote (marker header) are rewritten whole. An existing file it did not write
+    is the operator's: opensm.conf and the service defaults get the keys this module sets merged in
+    (every other line kept); partitions.conf is replaced only when ``backup`` keeps the original.
+    With ``backup`` the original of every unmanaged file it changes is kept next to it.
     Every refusal is decided here; nothing is written by this function.
     """
-    from ansible_collections.hpcnet.infiniband.plugins.module_utils._plan import Plan
-
     plan = Plan()
     conf_path = params.get("conf_path") or "/etc/opensm/opensm.conf"
     partitions_path = params.get("partitions_path") or "/etc/opensm/partitions.conf"
     defaults_path = params.get("service_defaults_path")
+    backup = params.get("backup", True)
     paths = [p for p in (conf_path, partitions_path, defaults_path) if p]
     for path in paths:
         if not str(path).startswith("/"):
@@ -743,24 +865,46 @@ def plan_opensm_config(host, params):
         plan.refuse(error)
     if not plan.ok:
         return plan, {}
-    files = {conf_path: render_opensm_conf(settings), partitions_path: render_partitions(partitions)}
+    # path -> (text when the file is ours, merge of our keys into the operator's text or None)
+    renderings = {
+        conf_path: (render_opensm_conf(settings), lambda text: merge_settings(text, settings)),
+        partitions_path: (render_partitions(partitions), None),
+    }
     if defaults_path:
-        files[defaults_path] = render_service_defaults(params.get("guid"))
-    for path, wanted in files.items():
+        ports_key, ports_value = _service_ports_line(params.get("guid")).split("=", 1)
+        renderings[defaults_path] = (
+            render_service_defaults(params.get("guid")),
+            lambda text: merge_settings(text, [(ports_key, ports_value)], "=", SHELL_KEY_RE),
+        )
+    files = {}
+    for path, (managed_text, merge) in renderings.items():
         try:
             current = host.read_file(path)
         except HostError as exc:
             plan.refuse(str(exc))
             continue
-        if current != wanted:
-            plan.add("write_file", path, current, wanted, mode=0o644)
+        merged = merge(current) if merge and current is not None and not is_managed(current) else None
+        wanted = plan_file(plan, path, current, managed_text, merged, backup)
+        if wanted is not None:
+            files[path] = wanted
+    if not plan.ok:
+        # A refusal changes nothing: no partial plan is reported as changes.
+        plan.changes = []
+        return plan, files
     # opensm reads its configuration when it starts: a changed file needs a restart.
     plan.reload_required = plan.changed
     return plan, files
 
 
 def apply_opensm_config(host, plan):
-    """The only writer: each planned file atomically, mode 0644."""
+    """The only writer: the backup of an unmanaged original (mode 0600: opensm.conf may hold the SM's
+    keys), then the file itself, each atomically. Returns {path: backup path} of the backups made."""
+    backups = {}
     for change in plan.changes:
-        if change.action == "write_file":
-            host.write_file(change.target, change.after, mode=change.detail.get("mode", 0o644))
+        if change.action != "write_file":
+            continue
+        if change.detail.get("backup"):
+            host.write_file(change.detail["backup"], change.before, mode=0o600)
+            backups[change.target] = change.detail["backup"]
+        host.write_file(change.target, change.after, mode=change.detail.get("mode", 0o644))
+    return backups

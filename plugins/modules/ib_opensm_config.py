@@ -18,6 +18,16 @@ description:
     C(PORTS=)), which the Debian service uses to choose the port opensm binds to.
   - Every input is validated before anything is written; a refused run changes nothing. Check mode
     and diff mode show the exact file changes; a second run changes nothing.
+  - B(Files it does not own.) A file whose first line is the C(# Managed by hpcnet.infiniband) header
+    was written by this module and is rewritten whole. An existing file without that header (an
+    operator's, or the one the opensm package ships) is never overwritten blindly. In O(conf_path) and
+    O(service_defaults_path) only the keys this module sets are changed, in place, and missing ones are
+    appended; every other line is kept (a key set by an earlier run and no longer wanted stays as it is
+    in such a file). O(partitions_path) is a list of definitions, not keys; an unmanaged one is replaced
+    only when O(backup) keeps its original, and refused otherwise, naming it.
+  - With O(backup) (the default) the original of every unmanaged file that changes is kept next to it,
+    named as M(ansible.builtin.template) names its backups, mode 0600 (opensm.conf may hold SM keys).
+    Nothing is ever deleted.
   - The module does not start or restart opensm; it returns C(reload_required=true) when a file
     changed, so that the caller (the C(hpcnet.infiniband.subnet_manager) role) restarts it.
 author:
@@ -45,11 +55,19 @@ options:
       - Path of the service defaults file to write (C(/etc/default/opensm) on Debian/Ubuntu), with
         C(PORTS) set to O(guid), or C(ALL) when no GUID is given. Not written when omitted.
     type: path
+  backup:
+    description:
+      - Keep the original of an existing file this module did not write, before changing it (see
+        above). V(false) merges into opensm.conf and the service defaults without a copy, and refuses an
+        unmanaged O(partitions_path).
+    type: bool
+    default: true
   guid:
     description:
-      - Port GUID opensm binds to (C(0x0002c90300a1b2c1) or kernel format C(0002:c903:00a1:b2c1)).
+      - Port GUID opensm binds to, in any spelling the tools print (C(0x0002c90300a1b2c1), kernel
+        format C(0002:c903:00a1:b2c1), C(00:02:c9:03:00:a1:b2:c1)) or an integer.
       - Omitted, opensm binds to the first active port.
-    type: str
+    type: raw
   priority:
     description: SM priority, 0 (lowest) to 15 (highest); the highest priority becomes master.
     type: int
@@ -80,7 +98,9 @@ options:
         required: true
       pkey:
         description:
-          - P_Key, 0x0001 to 0x7fff. The membership bit 0x8000 may be given (C(0x8001) is partition 1).
+          - P_Key in hex as every InfiniBand tool prints it, C(0x) optional (V(8002) is 0x8002), or an
+            integer taken as its value (unquoted YAML C(0x8002)). The membership bit 0x8000 may be given
+            (C(0x8001) and C(0x0001) are partition 1); opensm sets it per member.
         type: raw
         required: true
       ipoib:
@@ -150,9 +170,20 @@ reboot_required:
   returned: always
   type: bool
 files:
-  description: The files the module manages, path -> rendered content.
+  description: The files the module manages, path -> wanted content (for an unmanaged file, with this
+    module's keys merged in).
   returned: always
   type: dict
+backup_files:
+  description: Path of each changed unmanaged file -> path of the copy of its original.
+  returned: when a backup was made
+  type: dict
+  sample: {"/etc/rdma/opensm.conf": "/etc/rdma/opensm.conf.4242.2026-12-07@05:10:00~"}
+backup_file:
+  description: The copy of the original O(conf_path), as M(ansible.builtin.template) returns it.
+  returned: when a backup of O(conf_path) was made
+  type: str
+  sample: /etc/rdma/opensm.conf.4242.2026-12-07@05:10:00~
 diff:
   description: Before/after of every changed file (diff mode).
   returned: when diff mode is on
@@ -170,7 +201,8 @@ ARGUMENT_SPEC = dict(
     conf_path=dict(type="path", default="/etc/opensm/opensm.conf"),
     partitions_path=dict(type="path", default="/etc/opensm/partitions.conf"),
     service_defaults_path=dict(type="path"),
-    guid=dict(type="str"),
+    backup=dict(type="bool", default=True),
+    guid=dict(type="raw"),
     priority=dict(type="int"),
     virt_enabled=dict(type="int", choices=[0, 1, 2]),
     sweep_interval=dict(type="int"),
@@ -200,10 +232,13 @@ def main():
 
     def apply(plan_to_apply):
         try:
-            apply_opensm_config(host, plan_to_apply)
+            backups = apply_opensm_config(host, plan_to_apply)
         except HostError as exc:
             module.fail_json(msg=str(exc), files=files, **plan_to_apply.result())
-        return {}
+        applied = {"backup_files": backups} if backups else {}
+        if module.params["conf_path"] in backups:
+            applied["backup_file"] = backups[module.params["conf_path"]]
+        return applied
 
     run_plan(module, plan, apply, extra={"files": files})
 

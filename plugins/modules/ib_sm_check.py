@@ -24,7 +24,11 @@ description:
   - With infiniband-diags installed it asks the fabric with C(sminfo) (and C(saquery SMIR) for
     standby SMs) for the master SM's GUID, LID, priority and state, and tells whether the SM runs on
     this host. It can require a minimum number of SMs, a given SM GUID, or that the SM is not local.
-  - Port readings come from the same facts model as M(hpcnet.infiniband.ib_facts).
+  - Every rail is asked. The query goes out through each checked port (C(sminfo -C <device> -P <port>));
+    a host with two ports on two fabrics has two subnet managers, and either fabric may lack one. With
+    more than one port every message names the port it is about.
+  - It reads only the port attributes it judges (state, phys_state, link_layer, lid, sm_lid, sm_sl,
+    rate, GID 0 for the port GUID), never the P_Key tables.
 author:
   - hpcnet.infiniband developers (@hpcnet)
 attributes:
@@ -83,8 +87,9 @@ options:
     default: 0
   sm_guid:
     description:
-      - Port GUID the master SM must have (C(0x0002c90300a1b2c1) or C(0002:c903:00a1:b2c1)).
-    type: str
+      - Port GUID the master SM must have, in any spelling the tools print (C(0x0002c90300a1b2c1),
+        C(0002:c903:00a1:b2c1)) or an integer. With several ports, the master of every port's fabric.
+    type: raw
   allow_local_sm:
     description:
       - When V(false), fail if the master SM runs on this host (its GUID is one of this host's
@@ -93,13 +98,16 @@ options:
     default: true
   require_ports:
     description:
-      - When V(true), a host without any InfiniBand port to check fails; when V(false) it passes
-        with an empty O(ports) list.
+      - A host without any InfiniBand port (RoCE or Ethernet only) has nothing for a subnet manager to
+        serve.
+      - >-
+        With V(false) it passes at once with an empty RV(ports) list and the message "no InfiniBand
+        port: nothing for a subnet manager to serve"; with V(true) it fails at once (it is never
+        polled, waiting does not grow a port).
     type: bool
-    default: true
+    default: false
 notes:
   - Requires no root. C(sminfo) needs access to C(/dev/infiniband/umad*) (usually root).
-  - The SM query goes out of the port C(sminfo) picks by default (the first active one).
 seealso:
   - module: hpcnet.infiniband.ib_opensm_config
   - name: opensm(8)
@@ -177,9 +185,18 @@ ports:
       description: Port GUID in kernel format.
       type: str
       sample: "0002:c903:0001:0001"
+    rate:
+      description: Port rate as the kernel prints it.
+      type: str
+      sample: "56 Gb/sec (4X FDR)"
     local_sm:
       description: True when the SM answers from this very port (its LID equals its SM LID).
       type: bool
+    sm:
+      description:
+        - What C(sminfo) through this port reported about its fabric's master SM (the keys of RV(sm));
+          null when not queried.
+      type: dict
     ok:
       description: True when the port is ready.
       type: bool
@@ -187,7 +204,9 @@ ports:
       description: Why the port is not ready; null when it is.
       type: str
 sm:
-  description: What C(sminfo) reported about the master SM; null when not queried.
+  description:
+    - What C(sminfo) through the first checked port reported about the master SM; null when not
+      queried. Each port's own answer is in RV(ports[].sm).
   returned: always
   type: dict
   contains:
@@ -266,9 +285,9 @@ ARGUMENT_SPEC = dict(
     query_sm=dict(type="str", choices=["auto", "always", "never"], default="auto"),
     sm_query_timeout=dict(type="int", default=15),
     min_sms=dict(type="int", default=0),
-    sm_guid=dict(type="str"),
+    sm_guid=dict(type="raw"),
     allow_local_sm=dict(type="bool", default=True),
-    require_ports=dict(type="bool", default=True),
+    require_ports=dict(type="bool", default=False),
     sysfs_root=dict(type="path", default="/sys"),
 )
 

@@ -5,7 +5,7 @@ import os
 import pytest
 
 from ansible_collections.hpcnet.infiniband.plugins.module_utils import _sm
-from ansible_collections.hpcnet.infiniband.plugins.module_utils._host import Host
+from ansible_collections.hpcnet.infiniband.plugins.module_utils._host import Host, SysDir
 from fakehost import PHYS, STATES, FakeRunner, make_port, write_attr
 
 
@@ -93,12 +93,24 @@ def test_ethernet_ports_are_ignored(tmp_path):
     assert [(p["device"], p["port"]) for p in result["ports"]] == [("mlx5_0", 1)]
 
 
-def test_only_ethernet_ports_fails_unless_allowed(tmp_path):
+def test_host_without_infiniband_passes_at_once(tmp_path):
+    """A RoCE-only or Ethernet-only node has nothing for an SM to serve: ok at once, never polled
+    (it used to fail after polling for the whole wait_timeout, and site.yml then stopped every node)."""
     make_port(tmp_path, "mlx5_0", 1, link_layer="Ethernet")
-    _result, failure = _sm.run_check(host_for(tmp_path), query="never")
-    assert failure == "no InfiniBand port to check on this host"
-    result, failure = _sm.run_check(host_for(tmp_path), query="never", require_ports=False)
+
+    def sleep(_seconds):
+        raise AssertionError("a host without an IB port must not be polled")
+
+    result, failure = _sm.run_check(host_for(tmp_path), wait_timeout=60, sleep=sleep)
+    assert failure is None and result["ports"] == [] and result["attempts"] == 1
+    assert _sm.summary(result) == "no InfiniBand port: nothing for a subnet manager to serve"
+    # No RDMA device at all (plain Ethernet): the same.
+    result, failure = _sm.run_check(host_for(tmp_path / "empty"), wait_timeout=60, sleep=sleep)
     assert failure is None and result["ports"] == []
+    # Asked to require a port, it fails at once, saying why.
+    result, failure = _sm.run_check(host_for(tmp_path), wait_timeout=60, sleep=sleep, require_ports=True)
+    assert failure == ("no InfiniBand port: nothing for a subnet manager to serve on this host "
+                       "(require_ports is true)")
 
 
 def test_all_failing_ports_in_one_message(tmp_path):
@@ -142,7 +154,7 @@ def test_select_missing_device_and_port(tmp_path):
 def test_bad_arguments_are_refused_before_reading(tmp_path):
     _result, failure = _sm.run_check(host_for(tmp_path), devices=["../etc"], sm_guid="zz", poll_interval=0)
     assert "devices: '../etc' is not an RDMA device name" in failure
-    assert "sm_guid 'zz' is not a GUID" in failure
+    assert "sm_guid: GUID 'zz' is not a GUID" in failure
     assert "poll_interval must be > 0" in failure
 
 
@@ -223,7 +235,7 @@ def test_query_sm_reports_master(tmp_path):
     sm = result["sm"]
     assert (sm["guid_hex"], sm["lid"], sm["priority"], sm["state"], sm["local"], sm["count"]) == (
         "0x0000000000100003", 1, 5, "MASTER", False, 2)
-    assert runner.calls == [["sminfo"], ["saquery", "SMIR"]]
+    assert runner.calls == [["sminfo", "-C", "mlx4_0", "-P", "1"], ["saquery", "-C", "mlx4_0", "-P", "1", "SMIR"]]
     assert "master SM 0x0000000000100003 (LID 1, priority 5, MASTER)" in _sm.summary(result)
 
 
@@ -297,22 +309,29 @@ def test_real_connectx3_capture(mlx4_capture):
     assert (port["state"], port["phys_state"], port["lid"], port["sm_lid"]) == ("ACTIVE", "LinkUp", 0x3A4, 1)
 
 
-# ------------------------------------------------------------------------------------------ guids, pkeys
-@pytest.mark.parametrize("value,kernel", [
-    ("0x100003", "0000:0000:0010:0003"),
-    ("0x0002c90300a1b2c1", "0002:c903:00a1:b2c1"),
-    ("0002:C903:00A1:B2C1", "0002:c903:00a1:b2c1"),
-    ("nonsense", None),
-    ("0x1" + "0" * 16, None),
-])
-def test_normalize_guid(value, kernel):
-    assert _sm.normalize_guid(value) == kernel
+# ------------------------------------------------------------------------------------------ values
+def test_no_parser_of_its_own():
+    """P_Keys and GUIDs go through _values only (issue 10 items 9/10)."""
+    for name in ("parse_pkey", "normalize_guid", "guid_hex", "GUID_RE", "KERNEL_GUID_RE"):
+        assert getattr(_sm, name, None) is None or getattr(_sm, name).__module__.endswith("_values"), name
 
 
-@pytest.mark.parametrize("value,pkey", [("0x8001", 1), ("0x7fff", 0x7FFF), (32770, 2), ("0x0000", None),
-                                        ("0x8000", None), ("0x10000", None), ("abc", None), (True, None)])
-def test_parse_pkey(value, pkey):
-    assert _sm.parse_pkey(value) == pkey
+@pytest.mark.parametrize("pkey", ["8002", "0x8002", "0X8002", 0x8002, "0002", 2])
+def test_partition_pkey_is_hex(pkey):
+    """"8002" is 0x8002 as every IB tool prints it (it was read as decimal 8002 = 0x1f42)."""
+    parts, errors = _sm.normalize_partitions([{"name": "p", "pkey": pkey}], add_default=False)
+    assert errors == []
+    assert _sm.render_partitions(parts).splitlines()[1] == "p=0x0002, ipoib : ;"
+
+
+def test_guids_in_any_spelling():
+    parts, errors = _sm.normalize_partitions([{"name": "p", "pkey": 2, "members": [
+        "0002:c903:00a1:b2c1", "00:02:c9:03:00:a1:b2:c2", 0x2c90300a1b2c3]}], add_default=False)
+    assert errors == []
+    assert [m["guid"] for m in parts[0]["members"]] == [
+        "0x0002c90300a1b2c1", "0x0002c90300a1b2c2", "0x0002c90300a1b2c3"]
+    settings, errors = _sm.opensm_settings(guid="00:02:c9:03:00:a1:b2:c1")
+    assert errors == [] and settings == [("guid", "0x0002c90300a1b2c1")]
 
 
 # ------------------------------------------------------------------------------------------ opensm config
@@ -338,7 +357,8 @@ def test_render_partitions_keeps_given_default():
 
 @pytest.mark.parametrize("partitions,message", [
     ([{"name": "a b", "pkey": 1}], "name 'a b' must be"),
-    ([{"name": "a", "pkey": "0x8000"}], "partition a: pkey '0x8000' is not a P_Key"),
+    ([{"name": "a", "pkey": "0x8000"}], "partition a: P_Key 0x8000 is invalid"),
+    ([{"name": "a", "pkey": "80020"}], "partition a: P_Key '80020' is not a hexadecimal P_Key"),
     ([{"name": "a", "pkey": 1}, {"name": "b", "pkey": "0x8001"}], "P_Key 0x0001 is already used by partition a"),
     ([{"name": "a", "pkey": 1}, {"name": "a", "pkey": 2}], "partition a: defined twice"),
     ([{"name": "a", "pkey": 1, "mtu": 6}], "mtu 6 must be an integer 1-5"),
@@ -400,3 +420,107 @@ def test_requirements_need_the_query(tmp_path):
     make_port(tmp_path, "mlx4_0", 1)
     _result, failure = _sm.run_check(host_for(tmp_path), query="never", min_sms=2)
     assert failure == "min_sms, sm_guid and allow_local_sm=false need the SM query: set query_sm to auto or always"
+
+
+# ------------------------------------------------------------------------------------------ every rail
+SMINFO_OTHER = (0, "sminfo: sm lid 7 sm guid 0x200009, activity count 12 priority 3 state 3 SMINFO_MASTER\n", "")
+NO_SM = (255, "", "ibwarn: [1] mad_rpc: _do_madrpc failed; dport (DR path slid 0)\nsminfo: iberror: failed: query\n")
+
+
+def rails_runner(answers):
+    """sminfo/saquery answering per port: ``answers`` {(device, port): sminfo answer}."""
+    def sminfo(argv):
+        return answers[(argv[argv.index("-C") + 1], int(argv[argv.index("-P") + 1]))]
+    return FakeRunner({"sminfo": sminfo, "saquery": (1, "", "")})
+
+
+def two_rails(tmp_path):
+    make_port(tmp_path, "mlx5_0", 1, guid="0002:c903:0001:0001")
+    make_port(tmp_path, "mlx5_1", 1, lid=5, sm_lid=7, guid="0002:c903:0001:0002")
+
+
+def test_every_rail_is_asked_through_its_own_port(tmp_path):
+    two_rails(tmp_path)
+    runner = rails_runner({("mlx5_0", 1): SMINFO_MASTER, ("mlx5_1", 1): SMINFO_OTHER})
+    result, failure = _sm.run_check(host_for(tmp_path, runner), query="always")
+    assert failure is None
+    assert [c for c in runner.calls if c[0] == "sminfo"] == [
+        ["sminfo", "-C", "mlx5_0", "-P", "1"], ["sminfo", "-C", "mlx5_1", "-P", "1"]]
+    assert [p["sm"]["guid_hex"] for p in result["ports"]] == ["0x0000000000100003", "0x0000000000200009"]
+    assert result["sm"]["guid_hex"] == "0x0000000000100003"
+    assert _sm.summary(result) == (
+        "2 InfiniBand port(s) ACTIVE; master SM mlx5_0 port 1: 0x0000000000100003 (LID 1, priority 5, MASTER); "
+        "mlx5_1 port 1: 0x0000000000200009 (LID 7, priority 3, MASTER)")
+
+
+def test_a_rail_without_sm_fails_naming_the_port(tmp_path):
+    """sminfo through the default port only saw the first fabric: the second rail's lost SM went unseen."""
+    two_rails(tmp_path)
+    runner = rails_runner({("mlx5_0", 1): SMINFO_MASTER, ("mlx5_1", 1): NO_SM})
+    result, failure = _sm.run_check(host_for(tmp_path, runner), query="always")
+    assert failure == ("mlx5_1 port 1: cannot verify the subnet manager (query_sm=always): sminfo found no "
+                       "subnet manager (ibwarn: [1] mad_rpc: _do_madrpc failed; dport (DR path slid 0))")
+    assert result["ports"][1]["sm"]["error"].startswith("sminfo found no subnet manager")
+    # query_sm=auto: a warning naming the port (ports keep ACTIVE for a while after their SM died).
+    host = host_for(tmp_path, runner)
+    _result, failure = _sm.run_check(host, query="auto")
+    assert failure is None
+    assert host.warnings == ["mlx5_1 port 1: the port is ACTIVE but sminfo found no subnet manager (ibwarn: [1] "
+                             "mad_rpc: _do_madrpc failed; dport (DR path slid 0)); the fabric may have lost its "
+                             "subnet manager"]
+
+
+def test_requirements_hold_on_every_rail(tmp_path):
+    two_rails(tmp_path)
+    runner = rails_runner({("mlx5_0", 1): SMINFO_MASTER, ("mlx5_1", 1): SMINFO_OTHER})
+    _result, failure = _sm.run_check(host_for(tmp_path, runner), sm_guid="0x100003")
+    assert failure == ("mlx5_1 port 1: the master subnet manager is 0x0000000000200009 (LID 7, priority 3), "
+                       "not the expected 0x0000000000100003")
+
+
+def test_a_rail_that_is_down_is_named_and_not_queried(tmp_path):
+    make_port(tmp_path, "mlx5_0", 1)
+    make_port(tmp_path, "mlx5_0", 2, state="INIT", lid=0, sm_lid=0)
+    runner = rails_runner({("mlx5_0", 1): SMINFO_MASTER})
+    _result, failure = _sm.run_check(host_for(tmp_path, runner), query="always")
+    assert failure == ("mlx5_0 port 2 is INIT (LinkUp): no subnet manager has configured it; "
+                       "start opensm on a node or the switch")
+    assert runner.calls == []
+
+
+# ------------------------------------------------------------------------------------------ what is read
+def test_reads_only_the_port_attributes_it_judges(tmp_path, monkeypatch):
+    """No P_Key table is read (each entry is a firmware query on mlx4/mlx5), nor anything else."""
+    pdir = make_port(tmp_path, "mlx4_0", 1)
+    for index in range(4):
+        write_attr(os.path.join(pdir, "pkeys", str(index)), "0xffff")
+    write_attr(os.path.join(pdir, "cap_mask"), "0x02510868")
+    opened = []
+    real_opendir = Host.opendir
+
+    def opendir(self, relpath):
+        opened.append(relpath)
+        return real_opendir(self, relpath)
+
+    read = []
+    real_read_bytes = SysDir.read_bytes
+
+    def read_bytes(self, names, *args, **kwargs):
+        read.extend("%s/%s" % (self.rel, name) for name in names)
+        return real_read_bytes(self, names, *args, **kwargs)
+
+    monkeypatch.setattr(Host, "opendir", opendir)
+    monkeypatch.setattr(SysDir, "read_bytes", read_bytes)
+    result, failure = _sm.run_check(host_for(tmp_path), query="never")
+    assert failure is None and result["ports"][0]["port_guid"] == "0002:c903:0001:0001"
+    assert result["ports"][0]["rate"] == "56 Gb/sec (4X FDR)"
+    assert not [path for path in opened + read if "pkeys" in path or "cap_mask" in path], (opened, read)
+    port = "class/infiniband/mlx4_0/ports/1/"
+    assert sorted(read) == sorted([port + name for name in _sm.PORT_ATTRS] + [port + "gids/0"])
+
+
+def test_oversized_attribute_is_not_a_value(tmp_path):
+    pdir = make_port(tmp_path, "mlx4_0", 1)
+    write_attr(os.path.join(pdir, "state"), "4: ACTIVE" + " " * 300 + "x")
+    _result, failure = _sm.run_check(host_for(tmp_path), query="never")
+    assert failure == "mlx4_0 port 1: the port state cannot be read (sysfs state missing)"

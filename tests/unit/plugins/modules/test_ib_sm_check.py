@@ -103,7 +103,7 @@ def test_bad_input_one_message(tmp_path, monkeypatch, capsys):
     host = Host(sysfs_root=str(tmp_path), fs_root=str(tmp_path), runner=FakeRunner(), live=False)
     result = run_sm_check(monkeypatch, capsys, {"sm_guid": "not-a-guid"}, host)
     assert result["failed"] is True
-    assert result["msg"] == "sm_guid 'not-a-guid' is not a GUID (0x0002c90300a1b2c1 or 0002:c903:00a1:b2c1)"
+    assert result["msg"].startswith("sm_guid: GUID 'not-a-guid' is not a GUID (0x0002c90300a1b2c1, ")
 
 
 def test_choices_are_enforced(tmp_path, monkeypatch, capsys):
@@ -128,3 +128,33 @@ def test_documentation_matches_argument_spec():
         assert doc[name].get("elements") == option.get("elements"), name
     yaml.safe_load(ib_sm_check.EXAMPLES)
     yaml.safe_load(ib_sm_check.RETURN)
+
+
+def test_second_rail_without_sm_fails_naming_the_port(tmp_path, monkeypatch, capsys):
+    """Two ports on two fabrics: sminfo is asked through each (it used to ask the default port only)."""
+    make_port(tmp_path, "mlx5_0", 1)
+    make_port(tmp_path, "mlx5_1", 1, guid="0002:c903:0001:0002")
+
+    def sminfo(argv):
+        if argv[1:] == ["-C", "mlx5_0", "-P", "1"]:
+            return SMINFO_MASTER
+        return 124, "", ""
+
+    runner = FakeRunner({"sminfo": sminfo, "saquery": SMIR_TWO})
+    host = Host(sysfs_root=str(tmp_path), fs_root=str(tmp_path), runner=runner, live=False)
+    result = run_sm_check(monkeypatch, capsys, {"query_sm": "always", "sm_query_timeout": 5}, host)
+    assert result["failed"] is True
+    assert result["msg"] == ("mlx5_1 port 1: cannot verify the subnet manager (query_sm=always): "
+                             "sminfo timed out after 5s: no subnet manager answers")
+    assert [p["sm"]["state"] for p in result["ports"]] == ["MASTER", None]
+    assert ["sminfo", "-C", "mlx5_1", "-P", "1"] in runner.calls
+
+
+def test_node_without_infiniband_is_ok_at_once(tmp_path, monkeypatch, capsys):
+    """cx5-roce / plain-ethernet nodes: reported at once, not failed (they stopped site.yml after 60 s)."""
+    make_port(tmp_path, "mlx5_0", 1, link_layer="Ethernet")
+    host = Host(sysfs_root=str(tmp_path), fs_root=str(tmp_path), runner=FakeRunner(), live=False)
+    result = run_sm_check(monkeypatch, capsys, {"wait_timeout": 60}, host)
+    assert result["_rc"] == 0 and result.get("failed") is not True, result
+    assert result["msg"] == "no InfiniBand port: nothing for a subnet manager to serve"
+    assert result["ports"] == [] and result["attempts"] == 1 and result["waited"] < 5
