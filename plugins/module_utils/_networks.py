@@ -246,7 +246,10 @@ def _static_value(text, definition, node):
             raise NetworkError("%s has prefix /%d, the network is %s" % (where, given.prefixlen, net.cidr))
         address = given.ip
     else:
-        address = _ip(text, where)
+        try:
+            address = _ip(text, "")
+        except NetworkError:
+            raise NetworkError("%s is not an IP address" % where)
     if address.version != net.version or address not in net:
         raise NetworkError("%s is outside the network's CIDR %s" % (where, net.cidr))
     value = int(address)

@@ -645,7 +645,7 @@ def merge_model(results, rules=None, addresses=None, allow_mixed=False, generate
     bridge_pairs = _networks.parse_bridges(bridges)
     addresses = addresses or {}
     old_nodes = previous_nodes(previous)
-    merged = {name: copy.deepcopy(node) for name, node in old_nodes.items()}
+    merged = {name: dict(copy.deepcopy(node), last_seen=node.get("last_seen")) for name, node in old_nodes.items()}
     for name in results:
         fresh = build_node(name, results[name], checked_rules, addresses.get(name), allow_mixed,
                            tuple(exclude_kinds))

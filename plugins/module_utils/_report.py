@@ -5,7 +5,8 @@
 
 Pure code: input is the nodes model dict (``_nodes_model.build_model``), output is text. The columns
 are those Fuel's UI showed per interface (name, MAC, driver, bus_info, speed, state) plus the IB port
-state, rate, LID, SM LID, the interface's network mode and the network roles it carries.
+state, rate, LID, SM LID, the interface's network mode, the network roles it carries and the addresses
+that discovery allocated on them.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ COLUMNS = (
     ("sm_lid", "SM_LID", "SM LID"),
     ("mode", "MODE", "Mode"),
     ("networks", "NETWORKS", "Networks"),
+    ("addresses", "ADDRESSES", "Addresses"),
 )
 
 EMPTY = "-"
@@ -65,9 +67,27 @@ def _ib_mode_label(interface):
     return mode
 
 
+def _addresses_by_interface(node):
+    """{interface: ["10.20.0.11/24", ...]} of a node's allocated addresses, in role order."""
+    out = {}
+    for chosen in (node.get("networks") or {}).values():
+        if isinstance(chosen, dict) and chosen.get("address"):
+            out.setdefault(chosen.get("interface"), []).append(chosen["address"])
+    return out
+
+
+def address_text(role, chosen):
+    """'rdma 10.20.0.11/24 on ib0.8002 (ib0)' for one addressed network of a node."""
+    text = "%s %s on %s" % (role, chosen.get("address"), chosen.get("device") or chosen.get("interface"))
+    if chosen.get("device") and chosen.get("device") != chosen.get("interface"):
+        text += " (%s)" % chosen.get("interface")
+    return text
+
+
 def interface_rows(node):
     """Rows (dicts keyed like COLUMNS) for one node's interfaces."""
     rows = []
+    addresses = _addresses_by_interface(node)
     for interface in node.get("interfaces") or []:
         ib = interface.get("ib") or {}
         rows.append({
@@ -85,6 +105,7 @@ def interface_rows(node):
             "sm_lid": _text(ib.get("sm_lid")) if ib.get("link_layer") != "Ethernet" else EMPTY,
             "mode": _text(_ib_mode_label(interface)),
             "networks": _text(",".join(interface.get("assigned_networks") or [])),
+            "addresses": _text(",".join(addresses.get(interface.get("name")) or [])),
         })
     return rows
 
@@ -116,11 +137,15 @@ def node_summary_lines(node):
     """Lines under the table for one node: status, mode, devices, networks, problems."""
     name = node.get("name")
     status = node.get("status")
-    if status == "unreachable":
-        return ["%s: UNREACHABLE: %s" % (name, node.get("message") or "")]
-    if status == "failed":
-        return ["%s: FAILED: %s" % (name, node.get("message") or "")]
-    head = "%s: %s, network mode %s" % (name, status, node.get("network_mode") or "unknown")
+    if status in ("unreachable", "failed") and not node.get("interfaces"):
+        return ["%s: %s: %s" % (name, status.upper(), node.get("message") or "")]
+    if status in ("unreachable", "failed"):
+        # Failed this run; the model kept its last good data.
+        head = "%s: %s: %s; data kept from %s, network mode %s" % (
+            name, status.upper(), node.get("message") or "", node.get("last_seen") or "an earlier run",
+            node.get("network_mode") or "unknown")
+    else:
+        head = "%s: %s, network mode %s" % (name, status, node.get("network_mode") or "unknown")
     if node.get("address"):
         head += ", address %s" % node["address"]
     if node.get("source") and node.get("source") != "live":
@@ -138,7 +163,13 @@ def node_summary_lines(node):
         if node.get("unassigned_networks"):
             text += "; unassigned: %s" % ", ".join(node["unassigned_networks"])
         lines.append(text)
+    addressed = [address_text(role, chosen) for role, chosen in networks.items()
+                 if isinstance(chosen, dict) and chosen.get("address")]
+    if addressed:
+        lines.append("  addresses: %s" % ", ".join(addressed))
     for error in node.get("errors") or []:
+        if status in ("unreachable", "failed") and error == node.get("message"):
+            continue
         lines.append("  ERROR: %s" % error)
     for warning in node.get("warnings") or []:
         lines.append("  warning: %s" % warning)
@@ -239,6 +270,8 @@ def render_html(model, title="InfiniBand discovery report"):
                    % (_esc(name), _esc(node.get("status")), _esc(node.get("status"))))
         if node.get("status") in ("unreachable", "failed"):
             out.append('<p class="error">%s: %s</p>' % (_esc(node.get("status")).capitalize(), _esc(node.get("message"))))
+            if node.get("interfaces"):
+                out.append("<p>Data kept from %s.</p>" % _esc(node.get("last_seen") or "an earlier run"))
         else:
             out.append("<p>%s</p>" % html.escape(node_summary_lines(node)[0]))
         rows = interface_rows(node)
@@ -272,12 +305,18 @@ def render_html(model, title="InfiniBand discovery report"):
             out.append("</table>")
         networks = node.get("networks") or {}
         if networks or node.get("unassigned_networks"):
-            out.append("<h3>Networks</h3><ul>")
+            out.append("<h3>Networks</h3>")
+            out.append('<table class="networks"><tr><th>Network</th><th>Interface</th><th>Device</th>'
+                       "<th>Kind</th><th>Address</th><th>VLAN</th></tr>")
             for role, chosen in networks.items():
-                out.append("<li>%s: %s</li>" % (_esc(role), _esc(chosen.get("interface"))))
+                out.append('<tr data-network="%s"><td>%s</td><td>%s</td><td>%s</td><td>%s</td>'
+                           '<td class="mono">%s</td><td>%s</td></tr>'
+                           % (_esc(role), _esc(role), _esc(chosen.get("interface")), _esc(chosen.get("device")),
+                              _esc(chosen.get("kind")), _esc(chosen.get("address")), _esc(chosen.get("vlan"))))
             for role in node.get("unassigned_networks") or []:
-                out.append("<li>%s: <em>unassigned</em></li>" % _esc(role))
-            out.append("</ul>")
+                out.append('<tr data-network="%s"><td>%s</td><td colspan="5"><em>unassigned</em></td></tr>'
+                           % (_esc(role), _esc(role)))
+            out.append("</table>")
         for error in node.get("errors") or []:
             if error != node.get("message") or node.get("status") not in ("unreachable", "failed"):
                 out.append('<p class="error">Error: %s</p>' % _esc(error))

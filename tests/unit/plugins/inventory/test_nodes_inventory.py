@@ -38,8 +38,10 @@ def _model_results():
 def _model_dir(tmp_path):
     params = {"results": _model_results(), "addresses": {"node1": "10.77.1.11", "node2": "10.77.1.12"},
               "output_dir": str(tmp_path / "out"), "basename": "nodes", "rules": None, "allow_mixed": False,
-              "exclude_kinds": ["loopback", "virtual"], "html": False, "title": "t", "mode": "0644"}
+              "exclude_kinds": ["loopback", "virtual"], "html": False, "title": "t", "mode": "0644",
+              "networks": fx.NETWORKS}
     writer.write_outputs(params)
+    fx.validate_model(json.loads((tmp_path / "out" / "nodes.json").read_text()))
     return tmp_path
 
 
@@ -80,6 +82,21 @@ def test_list_round_trip(model_dir, model_file):
     assert hostvars["node1"]["ansible_host"] == "10.77.1.11"
     assert "ansible_host" not in hostvars["node3"]
     assert hostvars["node2"]["ib_networks"]["storage"]["interface"] == "eth1"
+    # Addresses: {interface, device, kind, address, prefix, cidr, gateway, pkey, vlan, mtu, mode}.
+    rdma = hostvars["node1"]["ib_networks"]["rdma"]
+    assert {k: rdma[k] for k in ("interface", "device", "kind", "address", "prefix", "cidr", "gateway", "pkey",
+                                 "vlan", "mtu", "mode")} == {
+        "interface": "ib0", "device": "ib0.8002", "kind": "ipoib_child", "address": "10.20.0.11", "prefix": 24,
+        "cidr": "10.20.0.0/24", "gateway": None, "pkey": "0x8002", "vlan": None, "mtu": 2044, "mode": "datagram"}
+    storage = hostvars["node2"]["ib_networks"]["storage"]
+    assert (storage["device"], storage["address"], storage["gateway"]) == ("br-storage", "10.20.1.11", "10.20.1.1")
+    assert hostvars["node1"]["ib_networks"]["management"]["address"] is None  # no definition, no address
+    # The discovery_host_networks contract, derived from ib_networks (docs/networks.md).
+    derived = [dict(network=role, interface=n["interface"], device=n["device"], kind=n["kind"],
+                    address="%s/%s" % (n["address"], n["prefix"]), gateway=n["gateway"], pkey=n["pkey"],
+                    vlan=n["vlan"], mtu=n["mtu"], mode=n["mode"])
+               for role, n in hostvars["node1"]["ib_networks"].items() if n["address"]]
+    assert derived == nm.host_networks(model)["node1"]
 
     def members(group):
         return sorted(data.get(group, {}).get("hosts", []))
@@ -98,6 +115,26 @@ def test_list_round_trip(model_dir, model_file):
     assert members("driver_mlx5_core") == ["node3"]
     assert members("driver_mlx4_en") == ["node6"]
     assert members("driver_igb") == ["node1", "node2", "node3", "node5", "node6"]
+    assert members("ib_network_rdma") == ["node1", "node2", "node3", "node6"]
+    assert members("ib_network_storage") == ["node2", "node3", "node6"]
+    assert "node4" in hostvars and hostvars["node4"]["ib_last_seen"] is None
+
+
+def test_schema_1_model_read_with_a_warning(model_dir):
+    model = json.loads((model_dir / "out" / "nodes.json").read_text())
+    model["schema"] = 1
+    for node in model["nodes"]:
+        for chosen in node["networks"].values():
+            for key in ("kind", "device", "vlan", "address"):
+                chosen.pop(key)
+    (model_dir / "old.json").write_text(json.dumps(model))
+    config = model_dir / "old.ib_nodes.yml"
+    config.write_text("plugin: hpcnet.infiniband.nodes\npath: old.json\n")
+    proc = _inventory(["--list"], config)
+    assert proc.returncode == 0, proc.stderr
+    assert "schema 1" in proc.stderr and "re-run" in proc.stderr
+    rdma = plain(json.loads(proc.stdout)["_meta"]["hostvars"])["node1"]["ib_networks"]["rdma"]
+    assert rdma["interface"] == "ib0" and rdma["device"] == "ib0" and rdma["address"] is None
 
 
 def test_graph_constructed_and_unreachable_left_out(model_dir):

@@ -5,6 +5,28 @@ cx5-roce, plain-ethernet) plus a mixed node (dual-port mlx4: port 1 IB, port 2 E
 """
 
 import copy
+import json
+import os
+
+import jsonschema
+
+SCHEMA_PATH = os.path.join(os.path.dirname(__file__), "..", "..", "..", "..", "schemas", "nodes_model.schema.json")
+
+# The lab's networks (docs/examples/lab-site-vars.yml has the same shape), with a P_Key on rdma.
+NETWORKS = [
+    {"name": "rdma", "cidr": "10.20.0.0/24", "pkey": "0x8002", "mtu": 2044, "ipoib_mode": "datagram",
+     "ip_range": {"first": "10.20.0.11", "last": "10.20.0.250"}},
+    {"name": "storage", "cidr": "10.20.1.0/24", "gateway": "10.20.1.1",
+     "ip_range": {"first": "10.20.1.11", "last": "10.20.1.250"}},
+]
+
+
+def validate_model(model):
+    """Every model a test writes is checked against the shipped JSON Schema (as JSON, as written)."""
+    with open(SCHEMA_PATH, encoding="utf-8") as handle:
+        schema = json.load(handle)
+    jsonschema.validate(json.loads(json.dumps(model)), schema)
+    return model
 
 
 def _port(device, port, link_layer="InfiniBand", state="ACTIVE", rate="56 Gb/sec (4X FDR)", rate_gbps=56,

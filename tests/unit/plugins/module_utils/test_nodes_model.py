@@ -206,3 +206,189 @@ def test_real_capture_through_facts(request, capture):
     else:  # QLogic QLE7340 QDR
         assert ib0["current_speed"] == 40000
         assert "qib0" in node["devices"]
+
+
+# ------------------------------------------------------------------ schema 2: merge, facts checks, addresses
+def _run(results, previous=None, **options):
+    options.setdefault("networks", fx.NETWORKS)
+    model = nm.build_model(results, previous=previous, generated_at=options.pop("at", "t1"), **options)
+    return fx.validate_model(model)
+
+
+def test_every_model_validates_against_the_shipped_schema():
+    results = fx.lab_results()
+    results["node6"] = fx.registered(fx.mixed())
+    fx.validate_model(nm.build_model(results, generated_at="t"))
+    fx.validate_model(_run(results))
+
+
+def test_limit_run_keeps_every_other_node_as_it_was():
+    full = _run(fx.lab_results())
+    limited = _run({"node1": fx.registered(fx.cx3_ipoib())}, previous=full, at="t2")
+    assert [n["name"] for n in limited["nodes"]] == ["node1", "node2", "node3", "node4", "node5"]
+    for name in ("node2", "node3", "node4", "node5"):
+        assert _node(limited, name) == _node(full, name)
+    assert limited["networks"]["allocation"] == full["networks"]["allocation"]
+    # Nothing changed on node1 either: the same last_seen, so a re-run rewrites nothing.
+    assert nm.comparable(limited) == nm.comparable(full)
+
+
+def test_failed_node_keeps_last_good_data_with_this_runs_status_and_error():
+    full = _run(fx.lab_results())
+    failed = _run({"node1": fx.FAILED, "node2": fx.UNREACHABLE}, previous=full, at="t2")
+    node1, node2 = _node(failed, "node1"), _node(failed, "node2")
+    assert node1["status"] == "failed" and node1["errors"] == [fx.FAILED["msg"]] and node1["message"] == fx.FAILED["msg"]
+    assert node1["interfaces"] == _node(full, "node1")["interfaces"] and node1["last_seen"] == "t1"
+    assert node1["networks"]["rdma"]["address"] == _node(full, "node1")["networks"]["rdma"]["address"]
+    assert node2["status"] == "unreachable" and "Connection refused" in node2["message"]
+    assert failed["summary"]["failed"] == 1 and failed["summary"]["unreachable"] == 2
+    # Back again: discovered, same addresses.
+    back = _run({"node1": fx.registered(fx.cx3_ipoib())}, previous=failed, at="t3")
+    assert _node(back, "node1")["status"] == "discovered"
+    assert _node(back, "node1")["networks"] == _node(full, "node1")["networks"]
+
+
+def test_removal_is_explicit_and_frees_the_address():
+    full = _run(fx.lab_results())
+    removed_model, removed, warnings = nm.merge_model({}, previous=full, networks=fx.NETWORKS, generated_at="t2",
+                                                      remove_nodes=["node1", "nodeX"])
+    fx.validate_model(removed_model)
+    assert removed == ["node1"] and warnings == ["remove_nodes: nodeX is not in the nodes model"]
+    assert "node1" not in [n["name"] for n in removed_model["nodes"]]
+    added = _run({"node7": fx.registered(fx.cx3_ipoib())}, previous=removed_model, at="t3")
+    assert _node(added, "node7")["networks"]["rdma"]["address"] == "10.20.0.11/24"  # node1's old one, lowest free
+
+
+def test_addresses_are_stable_over_reruns_reorder_and_additions():
+    first = _run(fx.lab_results())
+    rdma = {n["name"]: n["networks"]["rdma"]["address"] for n in first["nodes"] if "rdma" in n["networks"]}
+    assert rdma == {"node1": "10.20.0.11/24", "node2": "10.20.0.12/24", "node3": "10.20.0.13/24"}
+    results = dict(reversed(list(fx.lab_results().items())))
+    results["node0"] = fx.registered(fx.cx3_ipoib())  # sorts first, but takes the lowest *free* address
+    again = _run(results, previous=first, at="t2")
+    rdma2 = {n["name"]: n["networks"]["rdma"]["address"] for n in again["nodes"] if "rdma" in n["networks"]}
+    assert rdma2 == dict(rdma, node0="10.20.0.14/24")
+    node1 = _node(again, "node1")["networks"]["rdma"]
+    assert (node1["interface"], node1["device"], node1["kind"]) == ("ib0", "ib0.8002", "ipoib_child")
+    storage = _node(again, "node2")["networks"]["storage"]
+    assert (storage["device"], storage["kind"], storage["address"]) == ("br-storage", "eipoib", "10.20.1.11/24")
+    assert _node(again, "node3")["networks"]["rdma"]["device"] == "ens2f0.2"  # RoCE member tagged (pkey 0x8002)
+
+
+def test_static_address_from_host_vars_wins():
+    model = _run(fx.lab_results(), static_addresses={"node3": {"storage": "10.20.1.100"}})
+    assert _node(model, "node3")["networks"]["storage"]["address"] == "10.20.1.100/24"
+
+
+def test_address_errors_refuse_the_whole_model():
+    with pytest.raises(nm._networks.NetworkError, match="network storage, node node3: static address '10.30.0.1' "
+                                                         "is outside the network's CIDR 10.20.1.0/24"):
+        _run(fx.lab_results(), static_addresses={"node3": {"storage": "10.30.0.1"}})
+    overlapping = fx.NETWORKS + [{"name": "private", "cidr": "10.20.1.128/25"}]
+    with pytest.raises(nm._networks.NetworkError, match="node node2, interface eth1: networks private "
+                                                         r"\(10.20.1.128/25\) and storage \(10.20.1.0/24\) overlap"):
+        _run(fx.lab_results(), networks=overlapping)
+
+
+def test_host_networks_contract_shape():
+    model = _run(fx.lab_results())
+    per_host = nm.host_networks(model)
+    assert per_host["node4"] == [] and per_host["node5"] == []
+    keys = ["network", "interface", "device", "kind", "address", "gateway", "pkey", "vlan", "mtu", "mode"]
+    for items in per_host.values():
+        for item in items:
+            assert list(item) == keys
+            assert item["kind"] in ("ipoib", "ipoib_child", "eipoib", "roce", "ethernet")
+            assert "/" in item["address"]
+            assert item["vlan"] is None or isinstance(item["vlan"], int)
+            assert item["mode"] in ("datagram", "connected", None)
+    assert per_host["node1"] == [
+        {"network": "rdma", "interface": "ib0", "device": "ib0.8002", "kind": "ipoib_child",
+         "address": "10.20.0.11/24", "gateway": None, "pkey": "0x8002", "vlan": None, "mtu": 2044, "mode": "datagram"}]
+    assert per_host["node2"][0] == {
+        "network": "storage", "interface": "eth1", "device": "br-storage", "kind": "eipoib",
+        "address": "10.20.1.11/24", "gateway": "10.20.1.1", "pkey": None, "vlan": None, "mtu": None, "mode": None}
+
+
+def test_schema_1_model_is_read_and_rewritten_as_schema_2():
+    old = _run(fx.lab_results(), networks=[])
+    old["schema"] = 1
+    for node in old["nodes"]:
+        node.pop("last_seen")
+        for chosen in node["networks"].values():
+            for key in ("kind", "device", "vlan", "address"):
+                chosen.pop(key)
+    old["networks"].pop("definitions")
+    model = _run({"node1": fx.registered(fx.cx3_ipoib())}, previous=old, at="t2")
+    assert model["schema"] == 2 and _node(model, "node2")["networks"]["storage"]["address"] == "10.20.1.11/24"
+
+
+def test_existing_file_that_is_not_a_model_is_refused():
+    with pytest.raises(nm.ModelError, match="not a nodes model"):
+        nm.build_model({}, previous={"kind": "something"})
+    with pytest.raises(nm.ModelError, match="schema 7"):
+        nm.build_model({}, previous={"kind": nm.MODEL_KIND, "schema": 7, "nodes": []})
+
+
+@pytest.mark.parametrize("spoil, reason", [
+    (lambda f: f["devices"]["mlx4_0"]["ports"]["1"].update(rate_gbps=float("1" + "0" * 400)),
+     "ib_facts.devices.mlx4_0.ports.1.rate_gbps is not a finite number (inf)"),
+    (lambda f: f["nics"]["ib0"]["ib"].update(rate_gbps=float("inf")), "ib_facts.nics.ib0.ib.rate_gbps is not a finite"),
+    (lambda f: f.update(devices={"mlx": "oops"}), "ib_facts.devices.mlx must be a mapping, got str"),
+    (lambda f: f["nics"].update(ib9="oops"), "ib_facts.nics.ib9 must be a mapping, got str"),
+    (lambda f: f.update(nics=[]), "ib_facts.nics must be a mapping, got list"),
+    (lambda f: f["nics"]["ib0"].update(ipoib="connected"), "ib_facts.nics.ib0.ipoib must be a mapping"),
+])
+def test_bad_facts_fail_that_node_only(spoil, reason):
+    bad = fx.cx3_ipoib()
+    spoil(bad)
+    model = _run({"bad": fx.registered(bad), "good": fx.registered(fx.cx3_eipoib())})
+    node = _node(model, "bad")
+    assert node["status"] == "failed" and reason in node["message"] and node["errors"] == [node["message"]]
+    assert node["message"].startswith("node bad: malformed facts: ")
+    assert _node(model, "good")["status"] == "discovered"
+
+
+def test_absurd_mac_and_attribute_dropped_with_a_warning():
+    from ansible_collections.hpcnet.infiniband.plugins.module_utils import _report as rp
+
+    facts = fx.cx3_ipoib()
+    facts["nics"]["eth0"]["mac"] = "ab:" * 8000
+    facts["nics"]["ib0"]["mac"] = "zz:zz"
+    facts["devices"]["mlx4_0"]["board_id"] = "x" * 8192
+    model = _run({"n": fx.registered(facts)})
+    node = _node(model, "n")
+    assert node["status"] == "discovered"
+    assert _iface(node, "eth0")["mac"] is None and _iface(node, "ib0")["mac"] is None
+    assert node["devices"]["mlx4_0"]["board_id"] is None
+    assert any("ib_facts.nics.eth0.mac: a 24000-character value was dropped" in w for w in node["warnings"])
+    assert any("ib_facts.nics.ib0.mac: 'zz:zz' is not a MAC" in w for w in node["warnings"])
+    assert max(len(line) for line in rp.render_table(model)) < 400  # never padded into the report
+
+
+def test_writer_merges_the_file_and_never_follows_a_planted_tmp_symlink(tmp_path):
+    import os
+    from ansible_collections.hpcnet.infiniband.plugins.module_utils import _nodes_writer as writer
+
+    out = tmp_path / "out"
+    out.mkdir()
+    victim = tmp_path / "victim"
+    victim.write_text("keep me\n")
+    os.symlink(str(victim), str(out / "nodes.json.tmp"))
+    params = {"results": fx.lab_results(), "output_dir": str(out), "basename": "nodes", "html": True,
+              "title": "t", "mode": "0640", "networks": fx.NETWORKS}
+    first = writer.write_outputs(params)
+    assert victim.read_text() == "keep me\n" and os.path.islink(out / "nodes.json.tmp")
+    assert oct(os.stat(out / "nodes.json").st_mode & 0o777) == "0o640"
+    fx.validate_model(json.loads((out / "nodes.json").read_text()))
+    assert first["host_networks"]["node1"][0]["address"] == "10.20.0.11/24"
+    limited = writer.write_outputs(dict(params, results={"node1": fx.registered(fx.cx3_ipoib())}))
+    assert limited["changed"] is False  # node1 unchanged, the others kept: nothing to rewrite
+    assert sorted(limited["node_status"]) == ["node1", "node2", "node3", "node4", "node5"]
+    gone = writer.write_outputs(dict(params, results={}, remove_nodes=["node4"], failed_hosts=["node2"]))
+    assert gone["removed"] == ["node4"] and gone["node_status"]["node2"] == "failed"
+    assert "failed an earlier task of this run" in gone["node_errors"]["node2"]
+    (out / "nodes.json").write_text("operator notes, not a model\n")
+    with pytest.raises(nm.ModelError, match="cannot read the existing nodes model"):
+        writer.write_outputs(params)
+    assert (out / "nodes.json").read_text() == "operator notes, not a model\n"

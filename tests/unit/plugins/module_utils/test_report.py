@@ -10,7 +10,31 @@ from ansible_collections.hpcnet.infiniband.plugins.module_utils import _report a
 def _model():
     results = fx.lab_results()
     results["node6"] = fx.registered(fx.mixed())
-    return nm.build_model(results, addresses={"node1": "10.77.1.11"}, generated_at="2026-11-26T07:00:00Z")
+    model = nm.build_model(results, addresses={"node1": "10.77.1.11"}, generated_at="2026-11-26T07:00:00Z",
+                           networks=fx.NETWORKS)
+    fx.validate_model(model)
+    return model
+
+
+def test_addresses_in_table_summary_and_html():
+    model = _model()
+    lines = rp.render_table(model)
+    text = "\n".join(lines)
+    ib0_row = next(line for line in lines if " ib0 " in line)
+    assert ib0_row.rstrip().endswith("10.20.0.11/24")
+    assert "  addresses: rdma 10.20.0.11/24 on ib0.8002 (ib0)" in text
+    assert "storage 10.20.1.11/24 on br-storage (eth1)" in text  # node2's EIPoIB member: on the bridge
+    page = rp.render_html(model)
+    assert '<tr data-network="rdma"><td>rdma</td><td>ib0</td><td>ib0.8002</td><td>ipoib_child</td>' \
+           '<td class="mono">10.20.0.11/24</td>' in page
+
+
+def test_failed_node_with_kept_data_is_reported_as_failed():
+    first = nm.build_model({"node1": fx.registered(fx.cx3_ipoib())}, generated_at="t1")
+    again = nm.build_model({"node1": fx.UNREACHABLE}, generated_at="t2", previous=first)
+    text = "\n".join(rp.render_table(again))
+    assert "node1: UNREACHABLE: Failed to connect" in text and "data kept from t1" in text
+    assert " ib0 " in text  # the kept interfaces are still listed
 
 
 def test_format_speed():
@@ -25,7 +49,7 @@ def test_table_columns_rows_and_summaries():
     lines = rp.render_table(_model())
     header = lines[0].split()
     assert header == ["NODE", "INTERFACE", "MAC", "DRIVER", "BUS_INFO", "SPEED", "STATE", "IB_STATE", "RATE",
-                      "LID", "SM_LID", "MODE", "NETWORKS"]
+                      "LID", "SM_LID", "MODE", "NETWORKS", "ADDRESSES"]
     ib0_row = next(line for line in lines if " ib0 " in line)  # node1's, the first node with an ib0
     for text in ("ib_ipoib", "0000:82:00.0", "56 Gb/s", "ACTIVE", "56 Gb/sec (4X FDR)", "932",
                  "infiniband/connected"):
@@ -42,6 +66,7 @@ def test_table_columns_rows_and_summaries():
     assert "node1: discovered, network mode infiniband, address 10.77.1.11, subnet manager answers" in text
     assert "node2: discovered, network mode infiniband, subnet manager local" in text
     assert "networks: management=eth0 rdma=ib0; unassigned: storage, private, public" in text
+    assert "storage 10.20.1.11/24 on br-storage (eth1)" in text
     assert "node6: refused" in text and "ERROR: node node6: mismatching Mellanox drivers" in text
     assert lines[-1] == "6 node(s): 4 discovered, 1 refused, 0 failed, 1 unreachable"
 
