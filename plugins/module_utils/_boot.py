@@ -54,6 +54,7 @@ SETTLE_SECONDS = 30
 # What the boot path never does, whatever the state file says: write files (the roles own them) or
 # ask the firmware (mstconfig only explains refusals).
 BOOT_PARAMS = {"sriov": {"persist": False, "firmware_info": False}, "ipoib": {}}
+FILE_ACTIONS = ("write_file", "remove_file")
 
 __all__ = [
     "BootError",
@@ -333,6 +334,11 @@ def apply_state(host, state, log):
                 plan, apply = prepare(host, params)
                 for warning in plan.warnings:
                     log("%s: warning: %s" % (label, warning))
+                files = [c.target for c in plan.changes if c.action in FILE_ACTIONS]
+                if files:
+                    log("%s: %s differ from what the roles wrote: not written at boot (re-run the roles)"
+                        % (label, ", ".join(files)))
+                    plan.changes = [c for c in plan.changes if c.action not in FILE_ACTIONS]
                 if plan.errors:
                     problem = "%s: refused: %s" % (label, plan.error_message())
                 elif plan.changes:

@@ -160,3 +160,16 @@ def test_main_exit_codes(tmp_path, capsys):
     assert out.count("not present on this host") == 2 and "0 problem(s)" in out
     state.write_text("{}")
     assert _boot.main(argv) == 2 and "marker" in capsys.readouterr().out
+
+
+def test_boot_never_writes_files(tmp_path):
+    # ConnectX-3: the VF count is an mlx4_core option, a file the sriov role owns; at boot it is reported.
+    sysfs = tmp_path / "sys"
+    make_tree(sysfs, device="0x1003", driver="mlx4_core", ibdev="mlx4_0")
+    root = tmp_path / "root"
+    root.mkdir()
+    host = KernelHost(sysfs, fs_root=root, runner=FakeRunner())
+    messages = []
+    changes, problems = _boot.apply_state(host, {"sriov": [dict(SRIOV, guid_policy="none")]}, messages.append)
+    assert changes == 0 and problems == [] and not any(os.scandir(str(root)))
+    assert any("not written at boot" in m for m in messages), messages
