@@ -445,8 +445,9 @@ def read_have(host, backend, devices):
 
 
 # ---------------------------------------------------------------------------- plan
-def plan_network(members, have):
-    """Pure: (plan, info). Refusals are decided here, before anything is written."""
+def plan_network(members, have, activate=True):
+    """Pure: (plan, info). Refusals are decided here, before anything is written. ``activate=False``
+    writes the files only (no reload, no ifup): the manager picks them up at its next reload or boot."""
     plan = Plan()
     backend = have["backend"]
     info = {"backend": backend, "backend_reason": have["reason"], "persistent": backend != "runtime",
@@ -475,6 +476,9 @@ def plan_network(members, have):
                             "stanza" % (dev["device"], ifupdown_path(dev["device"]), dev["device"]))
     if not plan.ok:
         return plan, info
+    if backend == "runtime" and not activate:
+        plan.refuse("network_backend runtime with activate false would do nothing: runtime has no files")
+        return plan, info
     if backend == "runtime":
         plan.warn("network_backend runtime: addresses, children, mode and MTU are set now and nothing "
                   "persists across a reboot")
@@ -485,6 +489,8 @@ def plan_network(members, have):
         if have["files"].get(path) != files[path]:
             plan.add("write_file", path, have["files"].get(path), files[path], mode=FILE_MODES[backend])
             changed.add(path)
+    if not activate:
+        return plan, info
     if backend == "networkmanager":
         if changed:
             plan.add("nm_reload", "nmcli connection reload")

@@ -58,6 +58,13 @@ options:
     type: str
     choices: [auto, networkmanager, systemd-networkd, ifupdown, runtime]
     default: auto
+  activate:
+    description:
+      - Apply what changed now (NetworkManager reload and C(nmcli connection up), C(networkctl reload), C(ifdown)/C(ifup)).
+        V(false) writes the files only; the network manager reads them at its next reload or at boot (an image
+        being prepared, a maintenance window). Not possible with V(runtime).
+    type: bool
+    default: true
 notes:
   - NetworkManager cannot put an address on an OVS bridge it did not create; EIPoIB members are refused there.
   - The ifupdown backend needs C(/etc/network/interfaces) to source C(/etc/network/interfaces.d).
@@ -159,6 +166,7 @@ def main():
         argument_spec=dict(
             members=dict(type="list", elements="dict", default=[]),
             backend=dict(type="str", choices=["auto"] + list(_netconf.BACKENDS), default="auto"),
+            activate=dict(type="bool", default=True),
             sysfs_root=dict(type="path", default="/sys"),
             fs_root=dict(type="path", default="/"),
         ),
@@ -174,7 +182,7 @@ def main():
         have = _netconf.read_have(host, params["backend"], devices)
     except HostError as exc:
         module.fail_json(msg="cannot read the host: %s" % exc)
-    plan, info = _netconf.plan_network(params["members"], have)
+    plan, info = _netconf.plan_network(params["members"], have, activate=params["activate"])
     info["summary"] = _netconf.summary(info)
 
     def apply(the_plan):

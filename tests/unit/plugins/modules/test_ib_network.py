@@ -146,3 +146,13 @@ def test_networkd_reloads_once_when_changed(tmp_path, monkeypatch, capsys, backe
     assert sorted(result["files"]) == sorted(N.render_networkd(N.devices_of([CHILD])))
     node.runner.calls.clear()
     assert not node.run(monkeypatch, capsys, backend=backend, members=[CHILD])["changed"] and node.commands() == []
+
+
+def test_activate_false_writes_files_only(tmp_path, monkeypatch, capsys):
+    node = Node(tmp_path, nm=True)
+    result = node.run(monkeypatch, capsys, activate=False, members=[CHILD])
+    assert result["changed"] and [c["action"] for c in result["plan"]] == ["write_file"]
+    assert node.commands() == [] and node.read(N.nm_path("ib0.8002")).startswith(N.MARKER)
+    node = Node(tmp_path / "rt", ifupdown=False)
+    result = node.run(monkeypatch, capsys, activate=False, backend="runtime", members=[CHILD])
+    assert result["failed"] and "would do nothing" in result["msg"]

@@ -1,0 +1,60 @@
+#!/bin/sh
+# Build (once) the Debian 12 systemd image of the network_backends scenario and print its name.
+# The image is a debootstrap rootfs with everything the test needs already installed (no apt inside the
+# container later); its tag is a hash of the package list and of this script, so a changed list builds
+# a new image and an unchanged one is reused from the private store of podman.sh.
+#   HPCNET_SYSTEMD_SM_MIRROR  Debian mirror (default http://deb.debian.org/debian)
+set -eu
+here=$(CDPATH='' cd -- "$(dirname -- "$0")" && pwd)
+cache=${HPCNET_SYSTEMD_SM_CACHE:-/var/cache/hpcnet-infiniband/systemd_sm}/network_backends
+mirror=${HPCNET_SYSTEMD_SM_MIRROR:-http://deb.debian.org/debian}
+suite=bookworm
+# systemd as PID 1 (with systemd-networkd), dbus, python3 for Ansible, and the three network managers the
+# role writes for: NetworkManager (its daemon, nmcli), ifupdown (ifquery), and iproute2.
+packages=systemd,systemd-sysv,dbus,python3,network-manager,ifupdown,iproute2
+key=$( (printf '%s %s %s\n' "$suite" "$mirror" "$packages"; cat "$0") | sha256sum | cut -c1-12)
+image=localhost/hpcnet-network-backends:$key
+podman="$here/../systemd_sm/podman.sh"
+
+if "$podman" image exists "$image"; then
+  echo "$image"
+  exit 0
+fi
+
+command -v debootstrap >/dev/null || { echo "image.sh: debootstrap is not installed" >&2; exit 1; }
+mkdir -p "$cache"
+# One build at a time; whoever waited finds the image built.
+exec 9>"$cache/build.lock"
+flock 9
+if "$podman" image exists "$image"; then
+  echo "$image"
+  exit 0
+fi
+rootfs=$(mktemp -d "$cache/rootfs.XXXXXX")
+trap 'rm -rf "$rootfs"' EXIT INT TERM
+started=$(date +%s)
+debootstrap --variant=minbase --include="$packages" "$suite" "$rootfs" "$mirror" >"$cache/debootstrap.log" 2>&1 ||
+  { tail -n 20 "$cache/debootstrap.log" >&2; exit 1; }
+
+# A container needs no getty on a console and no udev; the machine id is made at first boot.
+rm -f "$rootfs/etc/machine-id" "$rootfs/var/lib/dbus/machine-id"
+: >"$rootfs/etc/machine-id"
+for unit in getty@tty1.service console-getty.service systemd-udevd.service systemd-udev-trigger.service \
+  systemd-networkd-wait-online.service; do
+  ln -sf /dev/null "$rootfs/etc/systemd/system/$unit"
+done
+echo "$image" >"$rootfs/etc/hpcnet-network-backends-image"
+rm -rf "$rootfs/var/cache/apt/archives"/*.deb "$rootfs/var/lib/apt/lists"/*_Packages
+
+# podman import always keeps a blob-info cache in /var/lib/containers/cache (no option moves it): if this
+# build made that directory, remove it again so that nothing outside the private store is left.
+[ -e /var/lib/containers ] && system_store=kept || system_store=made
+tar -C "$rootfs" --numeric-owner -cf - . |
+  "$podman" import --change 'CMD ["/sbin/init"]' --change 'STOPSIGNAL=SIGRTMIN+3' - "$image" >/dev/null
+[ "$system_store" = kept ] || rm -rf /var/lib/containers
+echo "image.sh: built $image in $(($(date +%s) - started)) s" >&2
+# Images of older package lists (or of an older image.sh) are not used any more; one still in use by a
+# container stays.
+"$podman" images --format '{{.Repository}}:{{.Tag}}' | grep '^localhost/hpcnet-network-backends:' |
+  grep -v -x -F "$image" | xargs -r "$podman" rmi >/dev/null 2>&1 || true
+echo "$image"
