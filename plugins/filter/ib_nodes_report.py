@@ -1,12 +1,14 @@
 # -*- coding: utf-8 -*-
 # Copyright: hpcnet.infiniband contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Filters rendering the nodes model of InfiniBand discovery (docs in ib_nodes_report.yml)."""
+"""Filters over the nodes model of InfiniBand discovery (docs in ib_nodes_report.yml, ib_nodes_report_html.yml,
+ib_host_networks.yml)."""
 
 from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.hpcnet.infiniband.plugins.module_utils._networks import from_ib_networks
 from ansible_collections.hpcnet.infiniband.plugins.module_utils._report import render_html, render_table
 
 
@@ -32,6 +34,15 @@ def ib_nodes_report_html(model, title="InfiniBand discovery report"):
     return render_html(_check(model), title=title)
 
 
+def ib_host_networks(ib_networks):
+    """The discovery_host_networks list (docs/networks.md) of a host from its ib_networks host var."""
+    if not isinstance(ib_networks, dict):
+        raise AnsibleFilterError("ib_host_networks expects the ib_networks host var of the hpcnet.infiniband.nodes "
+                                 "inventory (a mapping of network role to its interface and address)")
+    return from_ib_networks(ib_networks)
+
+
 class FilterModule:
     def filters(self):
-        return {"ib_nodes_report": ib_nodes_report, "ib_nodes_report_html": ib_nodes_report_html}
+        return {"ib_nodes_report": ib_nodes_report, "ib_nodes_report_html": ib_nodes_report_html,
+                "ib_host_networks": ib_host_networks}

@@ -37,6 +37,7 @@ __all__ = [
     "allocate",
     "check_overlaps",
     "host_network",
+    "from_ib_networks",
 ]
 
 MEMBER_KINDS = ("ipoib", "ipoib_child", "eipoib", "roce", "ethernet")
@@ -388,6 +389,20 @@ def host_network(name, entry, definition):
         "mtu": definition.get("mtu"),
         "mode": definition.get("mode") if entry.get("kind") in ("ipoib", "ipoib_child") else None,
     }
+
+
+def from_ib_networks(ib_networks):
+    """The ``discovery_host_networks`` list from the inventory plugin's ``ib_networks`` host var."""
+    items = []
+    for role, entry in (ib_networks or {}).items():
+        if not isinstance(entry, dict) or not entry.get("address"):
+            continue
+        address = entry["address"] if entry.get("prefix") is None else "%s/%s" % (entry["address"], entry["prefix"])
+        items.append({"network": role, "interface": entry.get("interface"), "device": entry.get("device"),
+                      "kind": entry.get("kind"), "address": address, "gateway": entry.get("gateway"),
+                      "pkey": entry.get("pkey"), "vlan": entry.get("vlan"), "mtu": entry.get("mtu"),
+                      "mode": entry.get("mode")})
+    return items
 
 
 def _natural(text):
