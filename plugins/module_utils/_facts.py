@@ -4,8 +4,9 @@
 """InfiniBand host networking facts (``ib_facts``, schema 1) read from sysfs through the Host seam.
 
 The schema is the contract documented in docs/facts.md. Public API (docs/dev/contracts.md section 4):
-``gather(host, interfaces=None)``, ``read_device(host, device)``, ``read_port(host, device, port)``,
-``read_netdev(host, name)``.
+``gather(host, interfaces=None, pkeys="physical", lean=False)``, ``read_device(host, device, pkeys=False)``,
+``read_port(host, device, port, pkeys=False)``, ``read_netdev(host, name, pkeys="none")``, ``port_of(facts, nic)``,
+``complete_pkeys(host, nics, names)``.
 
 Reading rules:
 - Everything is read through the Host (``opendir``/``SysDir``, ``listdir``, inside ``Host.cached()``:
@@ -45,7 +46,10 @@ __all__ = [
     "read_device",
     "read_port",
     "read_netdev",
+    "port_of",
     "complete_pkeys",
+    "LEAN_IB_FIELDS",
+    "SHORT_NIC_FIELDS",
     "PKEYS_CHOICES",
 ]
 
@@ -54,6 +58,12 @@ MAX_WARNINGS = 200
 # Which ports' P_Key tables a gather reads (module option ``pkeys``).
 PKEYS_ALL, PKEYS_PHYSICAL, PKEYS_NONE = "all", "physical", "none"
 PKEYS_CHOICES = (PKEYS_ALL, PKEYS_PHYSICAL, PKEYS_NONE)
+# Lean results: what a netdev keeps of its port (identity and link summary, what consumers of the nodes
+# model, reports and checks read; the whole record is devices[device].ports[port]) ...
+LEAN_IB_FIELDS = ("device", "port", "link_layer", "state", "lid", "sm_lid", "rate", "rate_gbps", "port_guid")
+# ... and what a loopback or virtual netdev without an RDMA port keeps (discovery leaves them out).
+SHORT_NIC_FIELDS = ("name", "ifindex", "mac", "type", "link_type", "kind", "virtual", "driver", "driver_source",
+                    "bus_info", "mtu", "operstate", "carrier", "speed_mbps", "master", "network_mode")
 
 # ARPHRD_* -> the name iproute2 prints as "link/<name>".
 LINK_TYPES = {
@@ -1052,7 +1062,7 @@ def _restricted_read(ctx, names, selected, raw):
     return read_names, netdevs_by_dev
 
 
-def gather(host, interfaces=None, pkeys=PKEYS_PHYSICAL):
+def gather(host, interfaces=None, pkeys=PKEYS_PHYSICAL, lean=False):
     """All IB host networking facts (``ib_facts``, schema 1) of the host seen through ``host``.
 
     :param interfaces: restrict the facts to these netdevs (unknown names -> FactsError): ``nics`` holds
@@ -1062,6 +1072,10 @@ def gather(host, interfaces=None, pkeys=PKEYS_PHYSICAL):
         ConnectX: most of the cost on InfiniBand hosts with many ports): ``"all"``; ``"physical"``
         (ports of physical functions; VF ports too when ``interfaces`` restricts the gather); ``"none"``.
         Ports whose table is not read have ``pkeys`` None. True/False mean "all"/"none".
+    :param lean: the ib_facts module's result form: no copy of the port record per netdev (``nics[].ib``
+        keeps ``LEAN_IB_FIELDS``, ``port_of(facts, nic)`` finds the rest) and short records for loopback
+        and virtual netdevs (``SHORT_NIC_FIELDS``); ``lean: true`` at the top. In-process callers keep
+        the full form (default).
     :raises FactsError: sysfs_root is not a sysfs tree, or ``interfaces`` names an unknown netdev,
         or ``pkeys`` is none of the above.
     """
@@ -1071,7 +1085,8 @@ def gather(host, interfaces=None, pkeys=PKEYS_PHYSICAL):
     if interfaces and pkeys == PKEYS_PHYSICAL:
         pkeys = PKEYS_ALL  # a restricted gather reads only the devices of the named interfaces
     with host.cached():
-        return _gather(host, interfaces, pkeys)
+        facts = _gather(host, interfaces, pkeys)
+    return _lean(facts) if lean else facts
 
 
 def complete_pkeys(host, nics, names):
@@ -1083,7 +1098,7 @@ def complete_pkeys(host, nics, names):
         if ib and ib.get("pkeys") is None and ib.get("device") and ib.get("port") is not None:
             key = (ib["device"], ib["port"])
             if key not in tables:
-                port = read_port(host, *key)
+                port = read_port(host, *key, pkeys=True)
                 tables[key] = port["pkeys"] if port else None
             ib["pkeys"] = tables[key]
 
@@ -1201,6 +1216,7 @@ def _gather(host, interfaces, pkeys):
         "schema": SCHEMA_VERSION,
         "source": "live" if getattr(host, "live", False) else "snapshot",
         "sysfs_root": getattr(host, "sysfs_root", None),
+        "lean": False,
         "network_mode": node_mode,
         "network_mode_reasons": reasons,
         "network_mode_interfaces": by_mode,
@@ -1211,40 +1227,80 @@ def _gather(host, interfaces, pkeys):
     }
 
 
-def read_device(host, device):
-    """Facts of one RDMA device (``devices[device]`` of gather, without netdevs), or None."""
+def read_device(host, device, pkeys=False):
+    """Facts of one RDMA device (``devices[device]`` of gather, without netdevs), or None.
+
+    P_Key tables are read only with ``pkeys=True`` (else every port's ``pkeys`` is None): card and
+    link-layer detection need none of them, and each entry is a firmware query on real HCAs.
+    """
     if not valid_rdma_device(device) or not host.exists("class/infiniband/%s" % device):
         return None
     reader = _Reader(host)
     with host.cached():
-        info, _real = _read_device(reader, _PciContext(reader), device)
+        info, _real = _read_device(reader, _PciContext(reader), device, PKEYS_ALL if pkeys else PKEYS_NONE)
     for port in info["ports"].values():
         port.pop("_ndev0", None)
     return info
 
 
-def read_port(host, device, port):
-    """Facts of one RDMA port (``devices[device].ports[port]`` of gather, without netdevs), or None."""
+def read_port(host, device, port, pkeys=False):
+    """Facts of one RDMA port (``devices[device].ports[port]`` of gather, without netdevs), or None.
+
+    Its P_Key table is read only with ``pkeys=True`` (else ``pkeys`` is None).
+    """
     if not valid_rdma_device(device) or not str(port).isdigit():
         return None
     reader = _Reader(host)
     with host.cached():
         ddir = reader.dir("class/infiniband/%s" % device)
-        data = _read_port(reader, ddir, device, str(int(port))) if ddir is not None else None
+        data = _read_port(reader, ddir, device, str(int(port)), read_table=bool(pkeys)) if ddir is not None else None
     if data is not None:
         data.pop("_ndev0", None)
     return data
 
 
-def read_netdev(host, name):
+def read_netdev(host, name, pkeys=PKEYS_NONE):
     """Facts of one netdev (``nics[name]`` of gather), or None when it does not exist.
 
-    Costs one gather restricted to ``name`` (RDMA devices are read to place the netdev).
+    Costs one gather restricted to ``name`` (the RDMA devices it is on are read to place it). ``pkeys``
+    as for gather, taken literally: ``"none"`` (default) reads no P_Key table, ``"physical"`` the table
+    of the netdev's port unless it is a VF's, ``"all"`` that table in any case.
     """
     if not valid_ifname(name):
         return None
+    pkeys = {True: PKEYS_ALL, False: PKEYS_NONE}.get(pkeys, pkeys)
+    if pkeys not in PKEYS_CHOICES:
+        raise FactsError("pkeys must be one of %s, not %r" % (", ".join(PKEYS_CHOICES), pkeys))
     try:
-        facts = gather(host, interfaces=[name])
+        with host.cached():
+            facts = _gather(host, [name], pkeys)
     except FactsError:
         return None
     return facts["nics"].get(name)
+
+
+def port_of(facts, nic):
+    """The whole port record (``devices[dev].ports[n]``) behind a netdev of ``facts``, or None.
+
+    In a lean result (``gather(..., lean=True)``, the ib_facts module's default) ``nics[name].ib`` holds
+    only the port's identity and link summary (``LEAN_IB_FIELDS``); this finds the rest.
+    """
+    ib = (nic or {}).get("ib") if isinstance(nic, dict) else None
+    if not isinstance(ib, dict) or ib.get("device") is None or ib.get("port") is None:
+        return None
+    device = ((facts or {}).get("devices") or {}).get(ib["device"])
+    if not isinstance(device, dict):
+        return None
+    return (device.get("ports") or {}).get(str(ib["port"]))
+
+
+def _lean(facts):
+    """Lean result, in place: ``nics[name].ib`` keeps LEAN_IB_FIELDS (the rest is in ``devices``) and
+    loopback/virtual netdevs without an RDMA port keep SHORT_NIC_FIELDS."""
+    for name, nic in facts["nics"].items():
+        if nic["ib"] is not None:
+            nic["ib"] = dict((key, nic["ib"].get(key)) for key in LEAN_IB_FIELDS)
+        elif nic["kind"] in ("loopback", "virtual"):
+            facts["nics"][name] = dict((key, nic[key]) for key in SHORT_NIC_FIELDS)
+    facts["lean"] = True
+    return facts

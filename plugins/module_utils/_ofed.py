@@ -113,7 +113,7 @@ def detect_cards(host):
             continue
         cards[address] = _card(host, base, address, vendor, device, known)
     for ibdev in host.listdir("class/infiniband"):
-        info = read_device(host, ibdev) if read_device else None
+        info = read_device(host, ibdev, pkeys=False) if read_device else None  # no P_Key table: link layers only
         if not info:
             continue
         address = info.get("pci_address")

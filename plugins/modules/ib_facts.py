@@ -57,6 +57,18 @@ options:
     type: str
     choices: [all, physical, none]
     default: physical
+  lean:
+    description:
+      - V(true) (default) returns a lean result - no copy of the RDMA port record per netdev
+        (C(nics[name].ib) keeps the port's identity and link summary, C(device), C(port), C(link_layer),
+        C(state), C(lid), C(sm_lid), C(rate), C(rate_gbps), C(port_guid); the whole record, P_Key table
+        included, is C(devices[device].ports[port])), and short records for loopback and virtual netdevs
+        without an RDMA port (C(name), C(ifindex), C(mac), C(type), C(link_type), C(kind), C(virtual),
+        C(driver), C(driver_source), C(bus_info), C(mtu), C(operstate), C(carrier), C(speed_mbps),
+        C(master), C(network_mode)).
+      - V(false) copies the whole port record into every netdev's C(ib) and gives every netdev every field.
+    type: bool
+    default: true
 notes:
   - Read-only; check mode is supported and changes nothing (nothing is ever changed).
   - Field reference and the schema version policy are in C(docs/facts.md).
@@ -121,6 +133,10 @@ ansible_facts:
           description: The sysfs tree that was read (links resolved).
           type: str
           sample: /sys
+        lean:
+          description: Whether the result is lean (see O(lean)).
+          type: bool
+          sample: true
         network_mode:
           description: Node network mode, V(infiniband), V(ethernet), V(mixed) or V(none).
           type: str
@@ -140,7 +156,8 @@ ansible_facts:
               applicable) - name, ifindex, mac, type, link_type, kind, driver, driver_source,
               driver_version, firmware_version, bus_info, pci_address, pci_driver, vendor_id,
               device_id, model, numa_node, mtu, operstate, carrier, speed_mbps, dev_port, virtual,
-              is_vf, physfn, master, network_mode, ib, ipoib, eipoib, sriov.
+              is_vf, physfn, master, network_mode, ib, ipoib, eipoib, sriov (with O(lean), loopback and
+              virtual netdevs without an RDMA port have a short record and C(ib) is a summary of the port).
             - C(kind) is one of V(ipoib), V(ipoib_child), V(eipoib), V(roce), V(ethernet), V(vf),
               V(virtual), V(loopback).
             - C(driver_source) is one of V(ethtool), V(sysfs), V(inferred), V(unknown).
@@ -189,12 +206,14 @@ def main():
             sysfs_root=dict(type="path", default="/sys"),
             interfaces=dict(type="list", elements="str"),
             pkeys=dict(type="str", choices=list(PKEYS_CHOICES), default="physical"),
+            lean=dict(type="bool", default=True),
         ),
         supports_check_mode=True,
     )
     host = Host.from_module(module, sysfs_root=module.params["sysfs_root"])
     try:
-        facts = gather(host, interfaces=module.params["interfaces"], pkeys=module.params["pkeys"])
+        facts = gather(host, interfaces=module.params["interfaces"], pkeys=module.params["pkeys"],
+                       lean=module.params["lean"])
     except FactsError as exc:
         module.fail_json(msg=str(exc))
     module.exit_json(changed=False, ansible_facts={"ib_facts": facts})

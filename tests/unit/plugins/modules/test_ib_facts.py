@@ -108,7 +108,8 @@ def test_documentation_matches_argument_spec():
     import yaml
 
     doc = yaml.safe_load(ib_facts.DOCUMENTATION)
-    assert set(doc["options"]) == {"sysfs_root", "interfaces", "pkeys"}
+    assert set(doc["options"]) == {"sysfs_root", "interfaces", "pkeys", "lean"}
+    assert doc["options"]["lean"]["type"] == "bool" and doc["options"]["lean"]["default"] is True
     assert doc["options"]["pkeys"]["type"] == "str"
     assert doc["options"]["pkeys"]["default"] == "physical"
     assert doc["options"]["pkeys"]["choices"] == list(_facts.PKEYS_CHOICES)
@@ -119,3 +120,37 @@ def test_documentation_matches_argument_spec():
     yaml.safe_load(ib_facts.EXAMPLES)
     ret = yaml.safe_load(ib_facts.RETURN)
     assert "ib_facts" in ret["ansible_facts"]["contains"]
+
+
+# ----------------------------------------------------------------------------- lean results (issue 13 item 3)
+def test_lean_by_default_refers_to_devices(mixed_tree, capsys):
+    facts = run_module(ib_facts, {"sysfs_root": mixed_tree}, capsys)["ansible_facts"]["ib_facts"]
+    assert facts["lean"] is True
+    ib = facts["nics"]["ib0"]["ib"]
+    assert tuple(ib) == _facts.LEAN_IB_FIELDS
+    assert (ib["device"], ib["port"], ib["state"], ib["link_layer"]) == ("mlx4_0", 1, "ACTIVE", "InfiniBand")
+    port = _facts.port_of(facts, facts["nics"]["ib0"])
+    assert port is facts["devices"]["mlx4_0"]["ports"]["1"] and port["pkeys"] == ["0xffff", "0x8002"]
+    # loopback: a short record; physical netdevs keep every field
+    assert tuple(facts["nics"]["lo"]) == _facts.SHORT_NIC_FIELDS
+    assert facts["nics"]["lo"]["kind"] == "loopback"
+    assert "sriov" in facts["nics"]["eth0"] and facts["nics"]["eth0"]["ib"] is None
+
+
+def test_lean_false_gives_the_full_copy(mixed_tree, capsys):
+    lean = run_module(ib_facts, {"sysfs_root": mixed_tree}, capsys)["ansible_facts"]["ib_facts"]
+    full = run_module(ib_facts, {"sysfs_root": mixed_tree, "lean": False}, capsys)["ansible_facts"]["ib_facts"]
+    assert full["lean"] is False
+    assert full["nics"]["ib0"]["ib"]["pkeys"] == ["0xffff", "0x8002"] and "gid0" in full["nics"]["ib0"]["ib"]
+    for name, nic in full["nics"].items():
+        if nic["ib"]:
+            expected = dict((k, v) for k, v in _facts.port_of(lean, lean["nics"][name]).items() if k != "netdevs")
+            assert nic["ib"] == expected
+    assert full["devices"] == lean["devices"]
+
+
+def test_lean_result_is_smaller_on_many_netdevs(tmp_path, capsys):
+    builder.many_netdevs(tmp_path / "sys", 64, vfs_per_pf=15, pkey_table_size=4)
+    lean = run_module(ib_facts, {"sysfs_root": str(tmp_path / "sys")}, capsys)["ansible_facts"]["ib_facts"]
+    full = run_module(ib_facts, {"sysfs_root": str(tmp_path / "sys"), "lean": False}, capsys)["ansible_facts"]["ib_facts"]
+    assert len(json.dumps(lean["nics"])) < 0.9 * len(json.dumps(full["nics"]))
