@@ -30,6 +30,9 @@ except ImportError:  # pragma: no cover - only while the facts model is not ther
     read_device = None
 
 __all__ = [
+    "IB_MODULES",
+    "HCA_MODULES",
+    "host_module_names",
     "OPENIB_CONF",
     "STACK_MODULES",
     "detect_stack",
@@ -49,6 +52,19 @@ STACK_MODULES = (
     "ib_core", "ib_uverbs", "ib_umad", "ib_cm", "rdma_cm", "rdma_ucm", "ib_ipoib",
     "mlx4_core", "mlx4_ib", "mlx4_en", "mlx5_core", "mlx5_ib", "ib_qib", "eth_ipoib",
 )
+# The collection's list of RDMA/InfiniBand kernel modules: a name outside it must be known to the host
+# (loaded, built in, in modules.dep/modules.builtin, or found by modprobe) or listed in allow_unknown,
+# so that a misspelt name is refused instead of being persisted.
+IB_MODULES = frozenset(STACK_MODULES + (
+    "ib_mad", "ib_sa", "ib_addr", "iw_cm", "ib_ucm", "rdma_rxe", "siw", "ib_srp", "ib_srpt", "ib_iser",
+    "ib_isert", "rpcrdma", "svcrdma", "xprtrdma", "nvme_rdma", "nvmet_rdma", "smc", "rds_rdma", "mlx_compat",
+    "mlx5_vdpa", "mlxfw", "mlxdevm", "hfi1", "ib_mthca", "ib_qib", "irdma", "i40iw", "bnxt_re", "qedr", "efa",
+    "erdma", "mana_ib", "ocrdma", "vmw_pvrdma", "usnic_verbs", "iw_cxgb4", "iw_cxgb3", "hns_roce_hw_v2", "knem", "ib_sdp", "mlx4_vnic", "mlx5_fpga_tools", "ib_ipath", "ib_ehca", "nes",
+))
+# Card family -> the RDMA (verbs) module of its driver (option hca_modules).
+HCA_MODULES = {"mlx4": "mlx4_ib", "mlx5": "mlx5_ib"}
+_RELEASE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+\-]{0,63}$")
+_MODULE_FILE_RE = re.compile(r"^(?:.*/)?([A-Za-z0-9_\-]+)\.ko(?:\.[a-z0-9]+)?:?$")
 _MLNX_VERSION_RE = re.compile(r"^\d+\.\d+-\d+\.\d+\.\d+")
 _OFED_INFO_RE = re.compile(r"MLNX_OFED_LINUX-([0-9][0-9A-Za-z.\-]*?)\s*:?\s*$")
 _OPENIB_KEY_RE = re.compile(r"^[A-Z][A-Z0-9_]*$")
@@ -256,10 +272,41 @@ def set_openib_values(text, settings):
 
 
 # ---------------------------------------------------------------------- have
-def read_have(host, want_modules, option_modules, check_availability=True):
-    """Everything the plan needs to know about the host."""
+def host_module_names(host):
+    """Module names the running kernel has (modules.dep and modules.builtin of ``uname -r``, '-' as
+    '_'), or None when they cannot be read (no commands, no /lib/modules for that release)."""
+    if not host.has_commands():
+        return None
+    try:
+        rc, out, _err = host.run(["uname", "-r"], timeout=10)
+    except HostError:
+        return None
+    release = (out or "").strip()
+    if rc != 0 or not _RELEASE_RE.match(release):
+        return None
+    names, found = set(), False
+    for index in ("modules.dep", "modules.builtin"):
+        try:
+            text = host.read_file("/lib/modules/%s/%s" % (release, index))
+        except HostError:
+            text = None
+        if text is None:
+            continue
+        found = True
+        for line in text.splitlines():
+            match = _MODULE_FILE_RE.match(line.split(" ", 1)[0].strip())
+            if match:
+                names.add(match.group(1).replace("-", "_"))
+    return names if found else None
+
+
+def read_have(host, want_modules, option_modules, check_availability=True, hca_modules=False):
+    """Everything the plan needs to know about the host. ``hca_modules``: add the RDMA module of every
+    mlx4/mlx5 card found to ``want_modules`` (reported as ``have["hca_modules"]``)."""
     stack = detect_stack(host)
     cards = detect_cards(host)
+    extra = sorted({HCA_MODULES[c["family"]] for c in cards if c.get("family") in HCA_MODULES}) if hca_modules else []
+    want_modules = list(want_modules) + [m for m in extra if m not in want_modules]
     files = {}
     paths = [mp.MODULES_LOAD_FILE, OPENIB_CONF] + [mp.options_file_path(m) for m in option_modules]
     for path in paths:
@@ -284,8 +331,12 @@ def read_have(host, want_modules, option_modules, check_availability=True):
         entry["parameters"] = module_parameters(host, module, mp.MODULES.get(module, {}))
         modules[module] = entry
     stack_loaded = any(module_state(host, module) == "loaded" for module in STACK_MODULES)
+    # Only a name outside the collection's list, not loaded and not found by modprobe needs the index.
+    unsure = [m for m in want_modules if m not in IB_MODULES and modules[m]["state"] == "absent"
+              and not modules[m].get("available")]
     return {"stack": stack, "cards": cards, "files": files, "other_options": other_options, "modules": modules,
-            "stack_loaded": stack_loaded}
+            "stack_loaded": stack_loaded, "hca_modules": extra,
+            "host_modules": host_module_names(host) if unsure else None}
 
 
 def host_listdir_files(host, directory):
@@ -297,9 +348,19 @@ def host_listdir_files(host, directory):
 
 
 # ---------------------------------------------------------------------- plan
+def _module_known(module, have):
+    """The collection knows it, or the host does (loaded/built in, found by modprobe, in its index)."""
+    if module in IB_MODULES:
+        return True
+    info = have["modules"].get(module) or {}
+    if info.get("state", "absent") != "absent" or info.get("available"):
+        return True
+    return module in (have.get("host_modules") or ())
+
+
 def plan_kernel_modules(want, have):
-    """Plan for ib_kernel_modules. ``want`` keys: modules, options, eipoib, openib_conf, persist,
-    load, stack. Returns (plan, report) where report holds the per-module view."""
+    """Plan for ib_kernel_modules. ``want`` keys: modules, allow_unknown, options, eipoib, openib_conf,
+    persist, load, stack (``have["hca_modules"]`` are added to modules). Returns (plan, report) where report holds the per-module view."""
     plan = Plan()
     stack = have["stack"]["stack"]
     report = {"modules": {}, "files": {}}
@@ -310,11 +371,22 @@ def plan_kernel_modules(want, have):
             % (want["stack"], stack, "; ".join(have["stack"]["evidence"])))
 
     modules = []
+    allowed = set(mp.normalize_module_name(n) for n in (want.get("allow_unknown") or []) if isinstance(n, str))
     for name in want.get("modules") or []:
         module = mp.normalize_module_name(name)
         if not mp.valid_module_name(module):
             plan.refuse("%r is not a kernel module name" % (name,))
             continue
+        if module not in allowed and not _module_known(module, have):
+            plan.refuse(
+                "kernel module %s is unknown: not an RDMA module this collection knows, not loaded or built in, "
+                "%s, and modprobe cannot find it; fix the name, or list it in allow_unknown if it is expected"
+                % (module, "not in the kernel's modules.dep/modules.builtin" if have.get("host_modules") is not None
+                   else "the kernel's modules.dep could not be read"))
+            continue
+        if module not in modules:
+            modules.append(module)
+    for module in have.get("hca_modules") or []:
         if module not in modules:
             modules.append(module)
     eipoib = want.get("eipoib")

@@ -31,6 +31,7 @@ description:
     128, or the firmware's C(sriov_totalvfs)), MLNX_OFED-only options or modules on the inbox stack, and
     EIPoIB on a card or stack that cannot do it (it needs MLNX_OFED and a ConnectX-3 class card with an
     InfiniBand port).
+  - Refuses a module name that neither the collection nor the host knows (see O(allow_unknown)).
   - A module that modprobe cannot find is reported as C(skipped_not_available) with the reason, never as
     loaded; the files are written all the same so that it loads at the next boot when it is there.
   - When options of a loaded module change the result says so (C(reload_required), or
@@ -49,6 +50,21 @@ options:
     type: list
     elements: str
     default: []
+  allow_unknown:
+    description:
+      - Module names in O(modules) that are expected although nothing knows them yet. Without this, a name
+        that is not in the collection's list of RDMA modules, not loaded or built in, not in the running
+        kernel's C(modules.dep)/C(modules.builtin) and not found by C(modprobe --dry-run) is refused (a
+        misspelt C(ib_ipiob) is never persisted).
+    type: list
+    elements: str
+    default: []
+  hca_modules:
+    description:
+      - Add the RDMA module of every Mellanox card found (C(mlx4_ib) for ConnectX-3, C(mlx5_ib) for
+        ConnectX-4 and later) to O(modules).
+    type: bool
+    default: false
   options:
     description:
       - Module options, a mapping of module name to a mapping of option name to value. Known modules and options are listed in the
@@ -183,6 +199,8 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             modules=dict(type="list", elements="str", default=[]),
+            allow_unknown=dict(type="list", elements="str", default=[]),
+            hca_modules=dict(type="bool", default=False),
             options=dict(type="dict", default={}),
             eipoib=dict(type="bool"),
             openib_conf=dict(type="dict", default={}),
@@ -202,7 +220,8 @@ def main():
     option_modules = [_modprobe.normalize_module_name(m) for m in params["options"]
                       if _modprobe.valid_module_name(m) and _modprobe.normalize_module_name(m) in _modprobe.MODULES]
     try:
-        have = _ofed.read_have(host, want_modules, option_modules, check_availability=params["load"])
+        have = _ofed.read_have(host, want_modules, option_modules, check_availability=params["load"],
+                               hca_modules=params["hca_modules"])
     except HostError as exc:
         module.fail_json(msg="cannot read the host: %s" % exc)
     plan, report = _ofed.plan_kernel_modules(params, have)

@@ -251,3 +251,49 @@ def test_eipoib_false_switches_existing_conf_off(cx3_mlnx, monkeypatch, capsys):
     result = cx3_mlnx.run(ib_kernel_modules, monkeypatch, capsys, eipoib=False)
     assert result["changed"] is True and result["reload_required"] is False  # nothing of the stack is loaded
     assert "E_IPOIB_LOAD=no" in cx3_mlnx.file("/etc/infiniband/openib.conf").splitlines()
+
+
+# ------------------------------------------------------------------ unknown module names (issue 10 item 17)
+def test_misspelt_module_is_refused_naming_it(cx3, monkeypatch, capsys):
+    before = snapshot(cx3.fs), snapshot(cx3.sysfs)
+    result = cx3.run(ib_kernel_modules, monkeypatch, capsys, modules=["ib_ipiob", "ib_umad"])
+    assert result["failed"] is True and result["changed"] is False
+    assert "ib_ipiob" in result["msg"] and "allow_unknown" in result["msg"]
+    assert "ib_umad" not in result["msg"]
+    assert (snapshot(cx3.fs), snapshot(cx3.sysfs)) == before
+    assert cx3.runner.loads() == []
+
+
+def test_unknown_module_allowed_when_the_operator_expects_it(cx3, monkeypatch, capsys):
+    result = cx3.run(ib_kernel_modules, monkeypatch, capsys, modules=["vendor_rdma"], allow_unknown=["vendor_rdma"])
+    assert result.get("failed") is not True, result.get("msg")
+    assert "vendor_rdma" in cx3.file("/etc/modules-load.d/hpcnet-infiniband.conf")
+
+
+def _modules_dep(node, release, names):
+    cx_dir = node.fs / "lib" / "modules" / release
+    cx_dir.mkdir(parents=True)
+    (cx_dir / "modules.dep").write_text("".join("kernel/drivers/x/%s.ko.zst: kernel/y.ko\n" % n for n in names))
+    (cx_dir / "modules.builtin").write_text("kernel/drivers/z/builtin_rdma.ko\n")
+    node.runner.answers["uname"] = (0, "%s\n" % release, "")
+
+
+def test_module_known_to_the_host_is_accepted(cx3, monkeypatch, capsys):
+    _modules_dep(cx3, "6.1.0-18-amd64", ["vendor-rdma", "other"])
+    result = cx3.run(ib_kernel_modules, monkeypatch, capsys, modules=["vendor_rdma", "builtin_rdma"])
+    assert result.get("failed") is not True, result.get("msg")
+    result = cx3.run(ib_kernel_modules, monkeypatch, capsys, modules=["vendr_rdma"])
+    assert result["failed"] is True and "vendr_rdma" in result["msg"] and "modules.dep" in result["msg"]
+
+
+def test_loaded_or_findable_module_is_known(tmp_path, monkeypatch, capsys):
+    node = Node(tmp_path, available=("vendor_rdma",))
+    load_module_sysfs(node.sysfs, "vendor_loaded")
+    result = node.run(ib_kernel_modules, monkeypatch, capsys, modules=["vendor_rdma", "vendor_loaded"])
+    assert result.get("failed") is not True, result.get("msg")
+
+
+def test_hca_modules_follow_the_cards(cx3, monkeypatch, capsys):
+    result = cx3.run(ib_kernel_modules, monkeypatch, capsys, modules=["ib_umad"], hca_modules=True)
+    assert set(result["modules"]) >= {"ib_umad", "mlx4_ib"}
+    assert "mlx4_ib" in cx3.file("/etc/modules-load.d/hpcnet-infiniband.conf")
