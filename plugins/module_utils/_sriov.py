@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: hpcnet.infiniband contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""SR-IOV of one physical function (PF): VF count, InfiniBand VF GUIDs, persistence.
+"""SR-IOV of one physical function (PF): VF count, InfiniBand VF GUIDs, mlx4 module options.
 
 have (``read_pf``: sysfs + ``ip -j`` through the Host seam) -> plan (``plan_sriov``: pure, every refusal
 decided here) -> apply (``apply_sriov``: the only writer).
@@ -877,7 +877,7 @@ def apply_sriov(host, plan, timeout=60):
             try:
                 _apply_vf_guid(host, change, timeout, done)
             except SriovApplyError as exc:
-                raise _rolled_back(host, change, exc, timeout, done, unbound)
+                raise _rolled_back(host, change, exc, timeout, done, unbound) from exc
             done.append(change.describe())
         elif change.action == "bind_vf":
             _apply_bind(host, change, timeout, done, unbound)
@@ -907,7 +907,7 @@ def _apply_unbind(host, change, timeout, done, unbound):
     try:
         address, driver = _vf_function(host, change)
     except SriovApplyError as exc:
-        raise SriovApplyError(str(exc), done)
+        raise SriovApplyError(str(exc), done) from exc
     if driver is None:
         unbound[vf] = None
         done.append("%s: not bound to a driver, nothing to unbind" % change.target)
@@ -915,7 +915,7 @@ def _apply_unbind(host, change, timeout, done, unbound):
     try:
         host.write("bus/pci/drivers/%s/unbind" % driver, address, timeout=timeout)
     except HostError as exc:
-        raise SriovApplyError("unbinding VF %d (%s) from %s failed: %s" % (vf, address, driver, exc), done)
+        raise SriovApplyError("unbinding VF %d (%s) from %s failed: %s" % (vf, address, driver, exc), done) from exc
     unbound[vf] = (driver, address)
     done.append("%s: unbound %s from %s" % (change.target, address, driver))
 
@@ -938,7 +938,7 @@ def _apply_bind(host, change, timeout, done, unbound):
             "'echo %s > /sys/bus/pci/drivers/%s/bind')" % (vf, held[1], held[0], exc, held[1], held[0]),
             done,
             {"vf": vf, "pci_address": held[1], "driver": None},
-        )
+        ) from exc
     done.append("%s: bound %s to %s" % (change.target, held[1], held[0]))
 
 

@@ -197,3 +197,42 @@ def test_pkey_children(lab):
     node3 = ipoib(lab, "node3", parent="ib0", pkey="0x8004", mode="connected", mtu=65520)
     assert node3["changed"] and node3["interface"] == "ib0.8004", node3
     assert not ipoib(lab, "node3", parent="ib0", pkey="0x8004", mode="connected", mtu=65520)["changed"]
+
+
+def _vf_drivers_and_guids(lab, node):
+    script = ("for vf in %s/virtfn*; do basename \"$(readlink $vf/driver)\"; done; "
+              "cat %s/sriov/*/node %s/sriov/*/port" % (PF, PF, PF))
+    return lab.exec(node, ["sh", "-c", script], check=True).stdout.split()
+
+
+def test_vf_guids_unbind_set_rebind_and_in_use_refusal(lab):
+    """Issue 12 item 2: new GUIDs take effect through unbind/set/bind; a VF in use is refused first."""
+    sriov(lab, "node2", pf="ib0", num_vfs=2, force=True)
+    result = sriov(lab, "node2", pf="ib0", num_vfs=2, guid_policy="pool", guid_pool_start="0x0200000000002000")
+    assert result["changed"] and not result.get("failed"), result
+    assert [c["action"] for c in result["plan"]] == ["unbind_vf", "set_vf_guid", "bind_vf"] * 2
+    assert any("unbound" in a for a in result["applied"]) and any("bound 0000:" in a for a in result["applied"])
+    state = _vf_drivers_and_guids(lab, "node2")
+    assert state[:2] == ["mlx5_core", "mlx5_core"]
+    assert "02:00:00:00:00:00:20:00" in state and "02:00:00:00:00:00:20:03" in state
+    assert not sriov(lab, "node2", pf="ib0", num_vfs=2, guid_policy="pool", guid_pool_start="0x0200000000002000")["changed"]
+    vf1 = lab.exec("node2", ["readlink", "-f", PF + "/virtfn1"], check=True).stdout.strip().rsplit("/", 1)[-1]
+    driver = _make_vf_busy(lab, "node2", vf1)
+    before = snapshot(lab, "node2")
+    refused = sriov(lab, "node2", pf="ib0", num_vfs=2, guid_policy="pool", guid_pool_start="0x0200000000003000")
+    assert refused.get("failed") and refused["changed"] is False and refused["plan"] == [], refused
+    assert "VF 1 (%s)" % vf1 in refused["msg"] and driver in refused["msg"] and "unbinds and rebinds" in refused["msg"]
+    assert snapshot(lab, "node2") == before
+
+
+def test_mlx4_options_path_and_operator_file_refused(lab):
+    """Issue 10 item 2: /etc/hostname is never planned; an operator's modprobe.d file is neither replaced nor removed."""
+    lab.exec("node3", ["sh", "-c", "printf 'options mlx4_core num_vfs=2\\n' > /etc/modprobe.d/mlx4.conf"], check=True)
+    before = snapshot(lab, "node3") + lab.exec("node3", ["cat", "/etc/hostname", "/etc/modprobe.d/mlx4.conf"]).stdout
+    for path in ("/etc/hostname", "/etc/modprobe.d/mlx4.conf"):
+        for num_vfs in (4, 0):
+            result = sriov(lab, "node3", pf="ib0", num_vfs=num_vfs, mlx4_options_path=path)
+            assert result.get("failed") and result["changed"] is False and path in result["msg"], result
+    after = snapshot(lab, "node3") + lab.exec("node3", ["cat", "/etc/hostname", "/etc/modprobe.d/mlx4.conf"]).stdout
+    assert after == before
+    lab.exec("node3", ["rm", "-f", "/etc/modprobe.d/mlx4.conf"], check=True)
