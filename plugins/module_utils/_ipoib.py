@@ -56,7 +56,6 @@ class IpoibError(Exception):
     pass
 
 
-
 def child_name(parent, pkey):
     """Name the kernel gives a child made through create_child."""
     return "%s.%04x" % (parent, pkey)
