@@ -130,7 +130,7 @@ def _pkey_table(host, ifname, ibdev, port):
 def _facts_of(host, ifname):
     """The facts model's record of one netdev, without any P_Key table (None when it cannot place it)."""
     try:
-        return _facts.gather(host, interfaces=[ifname], pkeys="none")["nics"].get(ifname)
+        return _facts.read_netdev(host, ifname, pkeys="none")
     except Exception:  # pylint: disable=broad-except  # facts help here, never block
         return None
 
