@@ -19,7 +19,10 @@ description:
   - At the end of the run prints, for every host, the tasks that changed something (grouped by play, which
     in C(playbooks/site.yml) is the stage), the tasks that were skipped with the reason (the condition that
     was false, or the module's own skip message), the results that asked for a reboot
-    (C(reboot_required) true) and the failures.
+    (C(reboot_required) true), the failures, where a host was unreachable, and what the subnet-manager
+    check found (for example "no InfiniBand port, nothing for a subnet manager to serve").
+  - Ends with the hosts that were unreachable: C(playbooks/site.yml) leaves them out of its configuring
+    stages and the other hosts finish.
   - Also writes the summary as JSON when O(output) is set.
   - Enable it with C(ANSIBLE_CALLBACKS_ENABLED=hpcnet.infiniband.site_summary) or C(callbacks_enabled) in
     C(ansible.cfg); it prints beside the normal output.
@@ -47,6 +50,8 @@ import json
 import os
 
 from ansible.plugins.callback import CallbackBase
+
+from ansible_collections.hpcnet.infiniband.plugins.module_utils._host import Host, HostError
 
 
 def _reboot(result):
@@ -82,7 +87,7 @@ class CallbackModule(CallbackBase):
 
     def _host(self, name):
         return self.hosts.setdefault(name, {"changed": [], "skipped": [], "reboot": [], "failed": [],
-                                            "unreachable": False})
+                                            "unreachable": False, "unreachable_at": [], "notes": []})
 
     def _where(self, result):
         task = result._task.get_name().strip()
@@ -100,6 +105,9 @@ class CallbackModule(CallbackBase):
             host["reboot"].append(self._where(result))
         if res.get("skipped"):  # a loop whose items were all skipped
             host["skipped"].append({"task": self._where(result), "reason": _skip_reason(res)})
+        # What the subnet-manager check found is worth a line per node (which SM, or no IB port at all).
+        if result._task.action.endswith("ib_sm_check") and res.get("msg"):
+            host["notes"].append("%s: %s" % (self._where(result), res["msg"]))
 
     def v2_runner_on_skipped(self, result):
         host = self._host(result._host.get_name())
@@ -112,7 +120,9 @@ class CallbackModule(CallbackBase):
         host["failed"].append({"task": self._where(result), "msg": str(result._result.get("msg", ""))[:300]})
 
     def v2_runner_on_unreachable(self, result):
-        self._host(result._host.get_name())["unreachable"] = True
+        host = self._host(result._host.get_name())
+        host["unreachable"] = True
+        host["unreachable_at"].append({"task": self._where(result), "msg": str(result._result.get("msg", ""))[:300]})
 
     def v2_playbook_on_stats(self, stats):
         if not self.hosts:
@@ -133,11 +143,20 @@ class CallbackModule(CallbackBase):
                         entry["task"], " (%s)" % entry["reason"] if entry["reason"] else ""))
             for task in host["reboot"]:
                 self._display.display("    reboot   %s" % task)
+            for note in host["notes"]:
+                self._display.display("    note     %s" % note)
             for entry in host["failed"]:
                 self._display.display("    FAILED   %s: %s" % (entry["task"], entry["msg"]))
+            for entry in host["unreachable_at"]:
+                self._display.display("    UNREACHABLE %s: %s" % (entry["task"], entry["msg"]))
+        unreachable = sorted(name for name, host in self.hosts.items() if host["unreachable"])
+        if unreachable:
+            self._display.display("Unreachable: %s (left out of the configuring stages; the other nodes went on)"
+                                  % ", ".join(unreachable))
         output = self.get_option("output")
         if output:
-            os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-            with open(output, "w", encoding="utf-8") as handle:
-                json.dump(self.hosts, handle, indent=2, sort_keys=True)
-                handle.write("\n")
+            # The collection's one atomic writer (mkstemp in the target directory, then rename).
+            try:
+                Host().write_file(os.path.abspath(output), json.dumps(self.hosts, indent=2, sort_keys=True) + "\n", mode=0o644)
+            except HostError as exc:
+                self._display.warning("site_summary: %s" % exc)

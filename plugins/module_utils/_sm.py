@@ -407,9 +407,12 @@ def check_sms(host, selected, all_views, query, min_sms, sm_guid, allow_local_sm
     port it is about: two rails are two fabrics, and either may have lost its SM.
     """
     local = [v["port_guid"] for v in all_views if v.get("port_guid")]
+    # With one InfiniBand port on the host the tools' default port is that port: it is asked without
+    # -C/-P, which also works where the umad CA name differs from sysfs (the lab's simulated HCA).
+    explicit = len([v for v in all_views if is_infiniband(v)]) > 1
     first, problems, warnings = None, [], []
     for view in selected:
-        info = query_sm(host, view["device"], view["port"], timeout=timeout)
+        info = query_sm(host, view["device"] if explicit else None, view["port"], timeout=timeout)
         for sm in ([info["master"]] if info.get("master") else []) + info["sms"]:
             sm["local"] = sm["guid"] in local
         view["sm"] = sm_summary(info)

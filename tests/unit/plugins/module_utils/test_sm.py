@@ -229,13 +229,15 @@ def test_parse_smir_lists_master_and_standby():
 
 def test_query_sm_reports_master(tmp_path):
     make_port(tmp_path, "mlx4_0", 1)
+    make_port(tmp_path, "mlx4_0", 2, link_layer="Ethernet")
     runner = FakeRunner({"sminfo": SMINFO_MASTER, "saquery": SMIR_TWO})
     result, failure = _sm.run_check(host_for(tmp_path, runner), query="auto")
     assert failure is None
     sm = result["sm"]
     assert (sm["guid_hex"], sm["lid"], sm["priority"], sm["state"], sm["local"], sm["count"]) == (
         "0x0000000000100003", 1, 5, "MASTER", False, 2)
-    assert runner.calls == [["sminfo", "-C", "mlx4_0", "-P", "1"], ["saquery", "-C", "mlx4_0", "-P", "1", "SMIR"]]
+    # One IB port (the RoCE port does not count): the tools' default port is that port.
+    assert runner.calls == [["sminfo"], ["saquery", "SMIR"]]
     assert "master SM 0x0000000000100003 (LID 1, priority 5, MASTER)" in _sm.summary(result)
 
 
@@ -444,8 +446,9 @@ def test_every_rail_is_asked_through_its_own_port(tmp_path):
     runner = rails_runner({("mlx5_0", 1): SMINFO_MASTER, ("mlx5_1", 1): SMINFO_OTHER})
     result, failure = _sm.run_check(host_for(tmp_path, runner), query="always")
     assert failure is None
-    assert [c for c in runner.calls if c[0] == "sminfo"] == [
-        ["sminfo", "-C", "mlx5_0", "-P", "1"], ["sminfo", "-C", "mlx5_1", "-P", "1"]]
+    assert runner.calls == [
+        ["sminfo", "-C", "mlx5_0", "-P", "1"], ["saquery", "-C", "mlx5_0", "-P", "1", "SMIR"],
+        ["sminfo", "-C", "mlx5_1", "-P", "1"], ["saquery", "-C", "mlx5_1", "-P", "1", "SMIR"]]
     assert [p["sm"]["guid_hex"] for p in result["ports"]] == ["0x0000000000100003", "0x0000000000200009"]
     assert result["sm"]["guid_hex"] == "0x0000000000100003"
     assert _sm.summary(result) == (
@@ -476,6 +479,14 @@ def test_requirements_hold_on_every_rail(tmp_path):
     _result, failure = _sm.run_check(host_for(tmp_path, runner), sm_guid="0x100003")
     assert failure == ("mlx5_1 port 1: the master subnet manager is 0x0000000000200009 (LID 7, priority 3), "
                        "not the expected 0x0000000000100003")
+
+
+def test_one_rail_of_two_selected_is_asked_through_its_port(tmp_path):
+    two_rails(tmp_path)
+    runner = rails_runner({("mlx5_1", 1): SMINFO_OTHER})
+    result, failure = _sm.run_check(host_for(tmp_path, runner), devices=["mlx5_1"], query="always")
+    assert failure is None and result["sm"]["guid_hex"] == "0x0000000000200009"
+    assert runner.calls[0] == ["sminfo", "-C", "mlx5_1", "-P", "1"]
 
 
 def test_a_rail_that_is_down_is_named_and_not_queried(tmp_path):

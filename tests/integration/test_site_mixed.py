@@ -1,0 +1,119 @@
+"""playbooks/site.yml on the default 8-node lab mix, where not every node is an InfiniBand node, and
+with a node that cannot be reached (issue 10 items 5 and 6).
+
+Lab `site-mixed`: `labctl up --nodes 8` with the default profiles (cx3-eipoib, cx5-ib-sriov, cx3-ipoib,
+qib-ipoib, cx5-roce, plain-ethernet, cx3-eipoib, cx5-ib-sriov) and the site settings an operator
+would pass (`-e @docs/examples/lab-site-vars.yml`).
+
+- A subnet-manager verdict on a reachable node still stops every node (stage 2 is a prerequisite).
+- One unreachable node (an inventory host nobody answers for) no longer stops the others after stage
+  2: every real node finishes, the summary names the unreachable one. The RoCE-only and Ethernet-only
+  nodes pass stage 2 at once ("no InfiniBand port: nothing for a subnet manager to serve").
+- The second run changes nothing on any node.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import pytest
+
+LAB_NAME = "site-mixed"
+NON_IB_PROFILES = ("cx5-roce", "plain-ethernet")
+
+
+@pytest.fixture(scope="module")
+def lab(lab_factory):
+    return lab_factory(LAB_NAME, nodes=8)
+
+
+@pytest.fixture(scope="module")
+def out(tmp_path_factory):
+    return tmp_path_factory.mktemp("site-mixed")
+
+
+@pytest.fixture(scope="module")
+def site_vars(out):
+    return {
+        "discovery_output_dir": str(out / "discovery"),
+        "eipoib_ovs_nodes_model": str(out / "discovery" / "nodes.json"),
+        "netcheck_nodes_model": str(out / "discovery" / "nodes.json"),
+        "netcheck_result_file": str(out / "netcheck.json"),
+        "eipoib_ovs_datapath_type": "netdev",   # the lab's OVS has the userspace datapath only
+        "ofed_install_packages": False,         # the lab nodes share this machine's packages
+    }
+
+
+@pytest.fixture(scope="module")
+def ghost_inventory(out):
+    """One more node in the lab's group that nobody answers for (port 1 on loopback: refused at once)."""
+    path = out / "ghost.yml"
+    path.write_text(json.dumps({"lab_nodes": {"hosts": {"ghost": {
+        "ansible_host": "127.0.0.1", "ansible_port": 1, "ansible_user": "root"}}}}))
+    return path
+
+
+def site(lab, site_vars, out, monkeypatch, name, args=()):
+    """site.yml with the operator's site settings and the per-node summary; (process, summary JSON)."""
+    summary = out / ("summary-%s.json" % name)
+    monkeypatch.setenv("ANSIBLE_CALLBACKS_ENABLED", "hpcnet.infiniband.site_summary")
+    monkeypatch.setenv("HPCNET_SITE_SUMMARY", str(summary))
+    started = time.monotonic()
+    cp = lab.playbook("playbooks/site.yml", extra_vars=site_vars, timeout=1800,
+                      args=["-e", "@docs/examples/lab-site-vars.yml", *args])
+    print("site.yml %s on %d nodes: %.1f s, rc %s" % (name, len(lab.node_names), time.monotonic() - started,
+                                                      cp.returncode))
+    data = json.loads(summary.read_text()) if summary.exists() else {}
+    return cp, data
+
+
+def recap(stdout):
+    text = stdout.split("PLAY RECAP")[-1]
+    return {m.group(1): {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", m.group(2))}
+            for m in re.finditer(r"^(\S+)\s+:\s+(ok=.*)$", text, re.M)}
+
+
+def non_ib_nodes(lab):
+    return [n["name"] for n in lab.nodes if n["profile"] in NON_IB_PROFILES]
+
+
+def test_sm_verdict_on_a_reachable_node_stops_everybody(lab, site_vars, out, monkeypatch):
+    # min_sms=5: the lab's fabric has one SM, so every IB node's check fails; the non-IB nodes pass, and
+    # are stopped all the same. Stage 2 only (--tags sm): nothing else runs.
+    cp, summary = site(lab, site_vars, out, monkeypatch, "verdict", ["--tags", "sm", "-e", "subnet_manager_check_min_sms=5"])
+    assert cp.returncode != 0
+    assert "stopping every node: without a subnet manager no InfiniBand port becomes ACTIVE" in cp.stdout
+    counts = recap(cp.stdout)
+    assert set(counts) == set(lab.node_names)
+    assert all(counts[node]["failed"] == 1 for node in lab.node_names), counts
+    assert "Stage 3" not in "".join(re.findall(r"^PLAY \[.*$", cp.stdout, re.M))
+    for node in non_ib_nodes(lab):
+        assert any("no InfiniBand port: nothing for a subnet manager to serve" in n for n in summary[node]["notes"])
+
+
+def test_unreachable_node_is_reported_and_the_others_finish(lab, site_vars, out, ghost_inventory, monkeypatch):
+    cp, summary = site(lab, site_vars, out, monkeypatch, "ghost", ["-i", str(ghost_inventory)])
+    counts = recap(cp.stdout)
+    assert counts["ghost"]["unreachable"] >= 1, counts
+    assert summary["ghost"]["unreachable"] is True
+    assert "Unreachable: ghost (left out of the configuring stages; the other nodes went on)" in cp.stdout
+    for node in lab.node_names:
+        assert counts[node]["failed"] == 0 and counts[node]["unreachable"] == 0, (node, cp.stdout[-6000:])
+        assert summary[node]["failed"] == [], summary[node]
+    # Every real node went through the last configuring stage and the verification.
+    stage7 = cp.stdout.split("PLAY [Stage 7")[1].split("PLAY [Stage 8")[0]
+    assert all(re.search(r"\[%s\]" % node, stage7) for node in lab.node_names), stage7[-3000:]
+    assert "ghost" not in stage7
+    for node in non_ib_nodes(lab):
+        assert any("no InfiniBand port: nothing for a subnet manager to serve" in n for n in summary[node]["notes"])
+
+
+def test_second_run_changes_nothing(lab, site_vars, out, monkeypatch):
+    cp, summary = site(lab, site_vars, out, monkeypatch, "second")
+    assert cp.returncode == 0, cp.stdout[-6000:]
+    counts = recap(cp.stdout)
+    assert set(counts) == set(lab.node_names)
+    assert {node: c["changed"] for node, c in counts.items()} == {node: 0 for node in lab.node_names}
+    assert {node: entry["changed"] for node, entry in summary.items()} == {node: [] for node in lab.node_names}
