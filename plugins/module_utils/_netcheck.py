@@ -67,12 +67,13 @@ def _ib_behind(nics, nic):
     return ib or {}, ipoib or {}
 
 
-def local_report(nics, addresses, interfaces, ovs_bridge_of=None):
+def local_report(nics, addresses, interfaces, ovs_bridge_of=None, devices=None):
     """One record per requested interface, from ``ib_facts.nics`` and ``parse_ip_addr_json``.
 
     ``ovs_bridge_of(name)`` -> bridge name or None: an interface without an address that is an OVS port
     is reached through its bridge (with the kernel datapath, the host's address lives on the bridge's
     internal interface), so the record then carries the bridge's addresses and ``probe_interface``.
+    ``devices`` (``ib_facts.devices``) gives each IB record its HCA's node GUID (to find its link in the fabric).
     """
     report = {}
     for name in interfaces:
@@ -95,6 +96,7 @@ def local_report(nics, addresses, interfaces, ovs_bridge_of=None):
             "ib_port": ib.get("port"),
             "port_state": ib.get("state"),
             "port_guid": ib.get("port_guid"),
+            "node_guid": ((devices or {}).get(ib.get("device")) or {}).get("node_guid") if ib else None,
             "lid": ib.get("lid"),
             "sm_lid": ib.get("sm_lid"),
             "pkeys": list(ib["pkeys"]) if ib and isinstance(ib.get("pkeys"), list) else None,
@@ -403,8 +405,10 @@ def _degraded(name, node, iface, record, where, port, rate, topology):
         findings.append(_finding(name, node, iface, "rate", "%s: %s runs at %s, the network expects %g Gb/sec" % (
             where, port, record.get("rate") or "%g Gb/sec" % actual, rate), expected=rate, actual=actual,
             rate=record.get("rate")))
-    guid = guid_or_none(record.get("port_guid"))
-    link = _topology.port_link(topology, format_guid_hex(guid)) if topology and guid is not None else None
+    guid, node_guid = guid_or_none(record.get("port_guid")), guid_or_none(record.get("node_guid"))
+    link = _topology.port_link(topology, format_guid_hex(guid) if guid is not None else None,
+                               format_guid_hex(node_guid) if node_guid is not None else None,
+                               record.get("ib_port")) if topology else None
     if link and link.get("degraded"):
         findings.append(_finding(name, node, iface, "link", "%s: the link of %s to %s port %s is degraded: %s" % (
             where, port, link.get("switch"), link.get("switch_port"), "; ".join(link.get("reasons") or [])),

@@ -291,11 +291,17 @@ def build(ibnetdiscover_text, iblinkinfo_text=None, expect_width=None, expect_sp
     return mark_degraded(topo, expect_width, expect_speed)
 
 
-def port_link(topo, port_guid):
-    """The ``hca_ports`` row of an HCA port (GUID in any spelling), or None."""
-    wanted = _guid(port_guid)
-    for row in (topo or {}).get("hca_ports") or []:
+def port_link(topo, port_guid, node_guid=None, port=None):
+    """The ``hca_ports`` row of an HCA port, by its port GUID, else by its node GUID and port number (GUIDs in
+    any spelling; tools and drivers do not always agree on port GUIDs: ibsim's are node GUID + port), or None."""
+    rows = (topo or {}).get("hca_ports") or []
+    wanted = _guid(port_guid) if port_guid else None
+    for row in rows:
         if wanted and row.get("port_guid") == wanted:
+            return row
+    node = _guid(node_guid) if node_guid else None
+    for row in rows:
+        if node and row.get("hca_guid") == node and port is not None and str(row.get("port")) == str(port):
             return row
     return None
 

@@ -141,7 +141,7 @@ netcheck:
       elements: dict
     interfaces:
       description: Interface name -> record (exists, operstate, mtu, ipoib_mode, addresses, ib_device, ib_port,
-        port_state, port_guid, lid, sm_lid, pkeys, rate, rate_gbps, link_width, link_speed, kind, link_type, carrier).
+        port_state, port_guid, node_guid, lid, sm_lid, pkeys, rate, rate_gbps, link_width, link_speed, kind, link_type, carrier).
       type: dict
     probes:
       description: One entry per peer and network (network, peer, interface, address, size, reachable, mtu_ok);
@@ -170,15 +170,18 @@ def read_members(host, networks, node):
     P_Key tables only of the ports a network with a P_Key checks."""
     wanted = _netcheck.interfaces_of(networks, node)
     present = [name for name in wanted if host.exists("class/net/%s" % name)]
-    nics = dict(gather(host, interfaces=present, pkeys=PKEYS_NONE)["nics"]) if present else {}
+    facts = gather(host, interfaces=present, pkeys=PKEYS_NONE) if present else {"nics": {}, "devices": {}}
+    nics, devices = dict(facts["nics"]), dict(facts.get("devices") or {})
     slaves = sorted({s for nic in nics.values() for s in ((nic.get("eipoib") or {}).get("slaves") or [])
                      if s not in nics and host.exists("class/net/%s" % s)})
     if slaves:
-        nics.update(gather(host, interfaces=slaves, pkeys=PKEYS_NONE)["nics"])
+        more = gather(host, interfaces=slaves, pkeys=PKEYS_NONE)
+        nics.update(more["nics"])
+        devices.update(more.get("devices") or {})
     checked = sorted({net["members"][node] for net in networks
                       if node in net["members"] and net.get("pkey") not in (None, "")})
     complete_pkeys(host, nics, checked)
-    return wanted, nics
+    return wanted, nics, devices
 
 
 def main():
@@ -219,7 +222,7 @@ def main():
     else:
         host = Host.from_module(module, sysfs_root=params["sysfs_root"])
         try:
-            wanted, nics = read_members(host, networks, node)
+            wanted, nics, devices = read_members(host, networks, node)
             rc, out, err = host.run(["ip", "-j", "addr", "show"], timeout=10)
         except (FactsError, HostError) as exc:
             module.fail_json(msg=str(exc))
@@ -235,7 +238,7 @@ def main():
             rc, out, _err = host.run([vsctl, "--timeout=5", "port-to-br", name], timeout=10)
             return out.strip() if rc == 0 else None
 
-        interfaces = _netcheck.local_report(nics, _netcheck.parse_ip_addr_json(out), wanted, ovs_bridge_of)
+        interfaces = _netcheck.local_report(nics, _netcheck.parse_ip_addr_json(out), wanted, ovs_bridge_of, devices)
     result = {"node": node, "networks": networks, "interfaces": interfaces, "probes": [], "seconds": 0.0}
     if params["peers"] is not None:
         started = time.monotonic()

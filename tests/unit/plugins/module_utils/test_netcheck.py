@@ -416,3 +416,16 @@ def test_ovs_port_is_probed_through_its_bridge():
 def test_matrix_text_natural_order():
     matrix = {n: {m: "ok" for m in ("node2", "node10", "node1") if m != n} for n in ("node2", "node10", "node1")}
     assert [line.split()[0] for line in nc.matrix_text("x", matrix)[2:]] == ["node1", "node2", "node10"]
+
+
+def test_degraded_link_found_by_node_guid_and_port():
+    """mlx5's port GUID is its node GUID; ibsim's CA port GUIDs are node GUID + port: match the HCA too."""
+    facts, addrs = healthy()
+    facts["node2"]["ib0"]["ib"].update(port_guid="0002:c903:00f9:c0a0", device="mlx5_0", port=1)
+    reports = {node: nc.local_report(facts[node], addrs[node], nc.interfaces_of(NETWORKS, node),
+                                     devices={"mlx5_0": {"node_guid": "0002:c903:00f9:c0a0"}}) for node in NODES}
+    assert reports["node2"]["ib0"]["node_guid"] == "0002:c903:00f9:c0a0"
+    topo = _topology.build(fixture("ibnetdiscover-ibsim-2switch-degraded.txt"),
+                           fixture("iblinkinfo-ibsim-2switch-degraded.txt"))
+    result = nc.evaluate(NETWORKS[:1], reports, simulate(reports), topology=topo)
+    assert where(result) == [("node2", "ib0", "link")]
