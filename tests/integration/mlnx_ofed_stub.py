@@ -2,8 +2,9 @@
 
 NVIDIA's MLNX_OFED packages cannot be downloaded on these machines, so this builds a small
 directory shaped like an unpacked ``MLNX_OFED_LINUX-<version>-<distro>-<machine>/DEBS``: a flat
-repository (``deb [trusted=yes] file:<dir> ./``) of .deb files plus its ``Packages`` and
-``Packages.gz`` index. The packages carry the names MLNX_OFED uses and only what the role and
+repository (``deb [signed-by=<key>] file:<dir> ./``) of .deb files plus its ``Packages`` and
+``Packages.gz`` index, and (``sign=True``, the default) a ``Release`` signed with a throwaway gpg key
+(``InRelease`` and ``Release.gpg``), whose public key is written beside ``DEBS`` as ``KEY_NAME``. The packages carry the names MLNX_OFED uses and only what the role and
 ``ib_ofed_info`` look at:
 
 - ``ofed-scripts``: ``/usr/bin/ofed_info`` answering ``-s`` (``MLNX_OFED_LINUX-<version>:``),
@@ -22,6 +23,7 @@ Debian); the index is written here, so dpkg-dev (dpkg-scanpackages) is not neede
 from __future__ import annotations
 
 import argparse
+import email.utils
 import gzip
 import hashlib
 import os
@@ -32,6 +34,8 @@ import tempfile
 from pathlib import Path
 
 DEFAULT_VERSION = "5.8-4.1.5.0"
+KEY_NAME = "hpcnet-test-repo.gpg"  # the public key, beside DEBS (MLNX_OFED ships RPM-GPG-KEY-Mellanox there)
+KEY_UID = "hpcnet.infiniband test repository (throwaway) <tests@hpcnet.invalid>"
 DEFAULT_DISTRO = "debian12.1"
 MAINTAINER = "hpcnet.infiniband tests <tests@hpcnet.invalid>"
 STAND_IN = "Test stand-in, not NVIDIA software: built by hpcnet.infiniband's integration tests."
@@ -212,9 +216,47 @@ def write_index(repo: Path) -> Path:
     return index
 
 
+def write_release(repo: Path) -> Path:
+    """``Release`` of a flat repository: the hashes of its index files, as apt checks them."""
+    lines = ["Origin: hpcnet-tests", "Label: MLNX_OFED stand-in", "Date: %s" % email.utils.formatdate(usegmt=True)]
+    for field, algo in (("MD5Sum", hashlib.md5), ("SHA256", hashlib.sha256)):
+        lines.append(field + ":")
+        for name in ("Packages", "Packages.gz"):
+            data = (repo / name).read_bytes()
+            lines.append(" %s %d %s" % (algo(data).hexdigest(), len(data), name))
+    release = repo / "Release"
+    release.write_text("\n".join(lines) + "\n")
+    return release
+
+
+def sign_repo(repo: Path, key_path: Path) -> Path:
+    """Sign ``repo``'s Release (InRelease + Release.gpg) with a new throwaway key; its public key goes to
+    ``key_path`` (binary, usable as apt's signed-by). The private key is deleted with its home."""
+    release = write_release(repo)
+    with tempfile.TemporaryDirectory(prefix="hpcnet-gpg-") as home:
+        gpg = ["gpg", "--batch", "--quiet", "--homedir", home, "--pinentry-mode", "loopback", "--passphrase", ""]
+        try:
+            subprocess.run(gpg + ["--quick-gen-key", KEY_UID, "ed25519", "sign", "1d"], check=True, timeout=60,
+                           capture_output=True)
+            for old in (repo / "InRelease", repo / "Release.gpg", key_path):
+                if old.exists():
+                    old.unlink()
+            subprocess.run(gpg + ["--clearsign", "-o", str(repo / "InRelease"), str(release)], check=True,
+                           timeout=60, capture_output=True)
+            subprocess.run(gpg + ["--detach-sign", "-o", str(repo / "Release.gpg"), str(release)], check=True,
+                           timeout=60, capture_output=True)
+            subprocess.run(gpg + ["--export", "-o", str(key_path)], check=True, timeout=60, capture_output=True)
+        finally:
+            subprocess.run(["gpgconf", "--homedir", home, "--kill", "gpg-agent"], check=False, timeout=30,
+                           capture_output=True)
+    os.chmod(key_path, 0o644)
+    return key_path
+
+
 def build_tree(parent: Path, version: str = DEFAULT_VERSION, distro: str = DEFAULT_DISTRO,
-               machine: str | None = None, arch: str | None = None) -> Path:
-    """parent/MLNX_OFED_LINUX-<version>-<distro>-<machine>/DEBS with the stand-ins; returns DEBS."""
+               machine: str | None = None, arch: str | None = None, sign: bool = True) -> Path:
+    """parent/MLNX_OFED_LINUX-<version>-<distro>-<machine>/DEBS with the stand-ins; returns DEBS.
+    ``sign``: a signed Release and the public key at ``DEBS/../KEY_NAME``."""
     machine = machine or platform.machine()
     top = Path(parent) / ("MLNX_OFED_LINUX-%s-%s-%s" % (version, distro, machine))
     debs = top / "DEBS"
@@ -224,6 +266,8 @@ def build_tree(parent: Path, version: str = DEFAULT_VERSION, distro: str = DEFAU
     for spec in package_specs(version, arch):
         build_deb(spec, debs)
     write_index(debs)
+    if sign:
+        sign_repo(debs, top / KEY_NAME)
     for path in (top, debs):
         os.chmod(path, 0o755)
     return debs
@@ -234,8 +278,9 @@ def main(argv=None) -> int:
     parser.add_argument("parent", help="directory to create MLNX_OFED_LINUX-*/DEBS in")
     parser.add_argument("--version", default=DEFAULT_VERSION)
     parser.add_argument("--distro", default=DEFAULT_DISTRO)
+    parser.add_argument("--unsigned", action="store_true", help="no Release signature, no key")
     args = parser.parse_args(argv)
-    print(build_tree(Path(args.parent), args.version, args.distro))
+    print(build_tree(Path(args.parent), args.version, args.distro, sign=not args.unsigned))
     return 0
 
 

@@ -2,7 +2,9 @@
 
 NVIDIA's packages cannot be fetched here, so mlnx_ofed_stub.py builds stand-ins with MLNX_OFED's
 names (mlnx-ofed-basic, ofed-scripts with ofed_info, mlnx-ofed-kernel-utils with openib.conf) in an
-unpacked-tarball layout, MLNX_OFED_LINUX-<version>-<distro>-<machine>/DEBS, with its Packages index.
+unpacked-tarball layout, MLNX_OFED_LINUX-<version>-<distro>-<machine>/DEBS, with its Packages index and a
+Release signed with a throwaway key (its public key beside DEBS). The role verifies that signature
+(ofed_mlnx_repo_key); without a key it refuses, since unsigned needs ofed_mlnx_allow_unsigned.
 The test copies that tree into one lab node and runs the role there; dpkg and apt write only into the
 node's overlay root, and the test checks that the host's package database and /etc stay as they were.
 
@@ -112,7 +114,8 @@ def _node_repo(lab, tmp_path_factory):
                         input=archive.getvalue(), capture_output=True, timeout=60, check=False)
     assert cp.returncode == 0, cp.stderr
     node_debs = "%s/%s/DEBS" % (NODE_PARENT, top.name)
-    return {"host_debs": debs, "node_debs": node_debs}
+    return {"host_debs": debs, "node_debs": node_debs,
+            "node_key": "%s/%s/%s" % (NODE_PARENT, top.name, mlnx_ofed_stub.KEY_NAME)}
 
 
 def _run_role(lab, tmp_path_factory, extra_vars: dict, check: bool = False):
@@ -133,10 +136,19 @@ def _refusal(lab, node_repo, tmp_path_factory):  # pylint: disable=unused-argume
             "apt_list": lab.exec(NODE, ["test", "-e", APT_LIST]).returncode == 0}
 
 
+@pytest.fixture(scope="module", name="unsigned_refusal")
+def _unsigned_refusal(lab, node_repo, refusal, tmp_path_factory):  # pylint: disable=unused-argument  # order
+    """The role with the local repository but no key (and no unsigned switch): refused by default."""
+    cp = _run_role(lab, tmp_path_factory, {"ofed_mlnx_repo": node_repo["node_debs"]})
+    return {"cp": cp, "installed": {p: _dpkg_installed(lab, p) for p in PACKAGES},
+            "apt_list": lab.exec(NODE, ["test", "-e", APT_LIST]).returncode == 0}
+
+
 @pytest.fixture(scope="module", name="check_run")
-def _check_run(lab, node_repo, refusal, tmp_path_factory):  # pylint: disable=unused-argument  # refusal first
+def _check_run(lab, node_repo, unsigned_refusal, tmp_path_factory):  # pylint: disable=unused-argument  # order
     """The role in check mode on the node before MLNX_OFED is installed."""
-    cp = _run_role(lab, tmp_path_factory, {"ofed_mlnx_repo": node_repo["node_debs"]}, check=True)
+    cp = _run_role(lab, tmp_path_factory, {"ofed_mlnx_repo": node_repo["node_debs"],
+                                           "ofed_mlnx_repo_key": node_repo["node_key"]}, check=True)
     return {"cp": cp, "installed": {p: _dpkg_installed(lab, p) for p in PACKAGES},
             "apt_list": lab.exec(NODE, ["test", "-e", APT_LIST]).returncode == 0,
             "openib_conf": lab.exec(NODE, ["test", "-e", OPENIB_CONF]).returncode == 0}
@@ -144,8 +156,9 @@ def _check_run(lab, node_repo, refusal, tmp_path_factory):  # pylint: disable=un
 
 @pytest.fixture(scope="module", name="converged")
 def _converged(lab, node_repo, check_run, tmp_path_factory):  # pylint: disable=unused-argument  # check first
-    first = _run_role(lab, tmp_path_factory, {"ofed_mlnx_repo": node_repo["node_debs"]})
-    second = _run_role(lab, tmp_path_factory, {"ofed_mlnx_repo": "file://" + node_repo["node_debs"]})
+    key = {"ofed_mlnx_repo_key": node_repo["node_key"]}
+    first = _run_role(lab, tmp_path_factory, dict(key, ofed_mlnx_repo=node_repo["node_debs"]))
+    second = _run_role(lab, tmp_path_factory, dict(key, ofed_mlnx_repo="file://" + node_repo["node_debs"]))
     return {"first": first, "second": second}
 
 
@@ -168,11 +181,17 @@ def test_stand_in_packages_are_shaped_like_mlnx_ofed(tmp_path):
                              capture_output=True, text=True, check=True).stdout
     assert "ofed-scripts" in depends and "mlnx-ofed-kernel-utils" in depends
     assert (debs / "Packages").exists() and (debs / "Packages.gz").exists()
+    # signed: InRelease and Release.gpg verify with the public key beside DEBS
+    key = debs.parent / mlnx_ofed_stub.KEY_NAME
+    for argv in (["gpgv", "--keyring", str(key), str(debs / "InRelease")],
+                 ["gpgv", "--keyring", str(key), str(debs / "Release.gpg"), str(debs / "Release")]):
+        cp = subprocess.run(argv, capture_output=True, text=True, check=False)
+        assert cp.returncode == 0, cp.stderr
 
 
 @pytest.mark.skipif(not shutil.which("dpkg-scanpackages"), reason="dpkg-dev (dpkg-scanpackages) not installed")
 def test_index_is_what_dpkg_scanpackages_writes(tmp_path):
-    debs = mlnx_ofed_stub.build_tree(tmp_path)
+    debs = mlnx_ofed_stub.build_tree(tmp_path, sign=False)
     scanned = subprocess.run(["dpkg-scanpackages", "."], cwd=debs, capture_output=True, text=True, check=True)
     assert (debs / "Packages").read_text() == scanned.stdout
 
@@ -187,6 +206,16 @@ def test_http_repository_is_refused_and_nothing_installed(refusal):
     assert "Nothing is installed from the internet" in out
     assert refusal["installed"] == dict.fromkeys(PACKAGES), refusal["installed"]
     assert not refusal["apt_list"], "the refused repository was added to apt"
+
+
+def test_unsigned_repository_is_refused_by_default(unsigned_refusal):
+    cp = unsigned_refusal["cp"]
+    assert cp.returncode != 0, cp.stdout[-3000:]
+    assert _recap(cp)["failed"] == 1
+    out = re.sub(r"\s+", " ", cp.stdout + cp.stderr)
+    assert "ofed_mlnx_repo_key is empty" in out and "ofed_mlnx_allow_unsigned=true" in out, out[-3000:]
+    assert unsigned_refusal["installed"] == dict.fromkeys(PACKAGES), unsigned_refusal["installed"]
+    assert not unsigned_refusal["apt_list"], "the unsigned repository was added to apt"
 
 
 def test_node_runs_the_inbox_stack_before(refusal):
@@ -221,7 +250,7 @@ def test_role_installs_the_packages_in_the_node(lab, converged):
 def test_apt_source_points_at_the_local_directory(lab, node_repo, converged):
     assert converged["first"].returncode == 0
     text = lab.exec(NODE, ["cat", APT_LIST], check=True).stdout
-    assert text.strip() == "deb [trusted=yes] file:%s ./" % node_repo["node_debs"], text
+    assert text.strip() == "deb [signed-by=%s] file:%s ./" % (node_repo["node_key"], node_repo["node_debs"]), text
 
 
 def test_ofed_info_answers_like_mlnx_ofed(lab, converged):
