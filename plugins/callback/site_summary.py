@@ -21,8 +21,8 @@ description:
     was false, or the module's own skip message), the results that asked for a reboot
     (C(reboot_required) true), the failures, where a host was unreachable, and what the subnet-manager
     check found (for example "no InfiniBand port, nothing for a subnet manager to serve").
-  - Ends with the hosts that were unreachable: C(playbooks/site.yml) leaves them out of its configuring
-    stages and the other hosts finish.
+  - Ends with the list of hosts that were unreachable; C(playbooks/site.yml) leaves them out of its
+    configuring stages and the other hosts finish.
   - Also writes the summary as JSON when O(output) is set.
   - Enable it with C(ANSIBLE_CALLBACKS_ENABLED=hpcnet.infiniband.site_summary) or C(callbacks_enabled) in
     C(ansible.cfg); it prints beside the normal output.
