@@ -85,8 +85,8 @@ def write_outputs(params, check_mode=False):
     results = dict(params["results"])
     # Hosts that failed an earlier task of this run (site.yml's later stages): the model says so.
     for name in params.get("failed_hosts") or ():
-        results.setdefault(name, {"failed": True, "msg": "%s failed an earlier task of this run (see its error "
-                                                         "above); its last discovered data is kept" % name})
+        results.setdefault(name, {"failed": True, "msg": "%s failed or was unreachable in an earlier task of this run "
+                                                         "(see above); its last discovered data is kept" % name})
     local = set(params.get("local_hosts") or ())
     # The address goes back out as ansible_host; a host reached by its name or locally has none of its own.
     addresses = {name: (None if name in local or address in (None, "", name) else address)

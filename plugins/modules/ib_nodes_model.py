@@ -308,6 +308,8 @@ def main():
         result = write_outputs(module.params, check_mode=module.check_mode)
     except (HostError, ValueError, OSError) as exc:
         module.fail_json(msg=str(exc))
+    for warning in result.pop("warnings"):
+        module.warn(warning)
     module.exit_json(**result)
 
 

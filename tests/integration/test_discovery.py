@@ -255,6 +255,61 @@ def test_unreachable_node_listed_others_discovered(lab, tmp_path):
     assert failing.returncode != 0 and re.search(r"^gone\s+:.*failed=1", failing.stdout, re.M)
 
 
+NETWORKS = [
+    {"name": "rdma", "cidr": "10.20.0.0/24", "mtu": 2044, "ipoib_mode": "datagram",
+     "ip_range": {"first": "10.20.0.11", "last": "10.20.0.250"}},
+    {"name": "storage", "cidr": "10.20.1.0/24", "pkey": "0x8002",
+     "ip_range": {"first": "10.20.1.11", "last": "10.20.1.250"}},
+]
+
+
+def test_networks_addresses_limit_and_removal(lab, tmp_path):
+    """Addresses allocated and kept; a --limit run keeps every other node; removal is explicit; the
+    discovery_host_networks fact has the contract's shape (docs/networks.md)."""
+    out = tmp_path / "out"
+    names = lab.node_names
+    first_node = names[0]
+    extra = {"discovery_output_dir": str(out), "discovery_networks": NETWORKS}
+    cp = lab.playbook("playbooks/discover.yml", extra_vars=extra)
+    assert cp.returncode == 0, cp.stdout[-4000:]
+    model = json.loads((out / "nodes.json").read_text())
+    by_name = {n["name"]: n for n in model["nodes"]}
+    rdma = {name: node["networks"]["rdma"]["address"] for name, node in by_name.items() if "rdma" in node["networks"]}
+    assert sorted(rdma.values()) == ["10.20.0.%d/24" % (11 + i) for i in range(len(rdma))]
+    assert "addresses: rdma 10.20.0.11/24 on" in cp.stdout
+    eipoib = next(n for n in lab.nodes if n["profile"] == "cx3-eipoib")["name"]
+    storage = by_name[eipoib]["networks"]["storage"]
+    assert (storage["kind"], storage["device"], storage["vlan"]) == ("eipoib", "br-storage", 2)
+
+    # --limit: the other nodes are kept as they were, and nobody's address moves.
+    fact_check = tmp_path / "fact.yml"
+    fact_check.write_text(yaml.safe_dump([{
+        "name": "discovery then the fact", "hosts": "all", "gather_facts": False,
+        "roles": [{"role": "hpcnet.infiniband.discovery"}],
+        "tasks": [{"name": "keep the fact", "delegate_to": "localhost", "ansible.builtin.copy": {
+            "content": "{{ discovery_host_networks | to_json }}", "dest": str(tmp_path / "fact.json")}}]}]))
+    limited = lab.playbook(str(fact_check), extra_vars=extra, limit=first_node)
+    assert limited.returncode == 0, limited.stdout[-4000:]
+    again = json.loads((out / "nodes.json").read_text())
+    assert [n["name"] for n in again["nodes"]] == [n["name"] for n in model["nodes"]]
+    assert again == model  # nothing changed: the same file
+    fact = json.loads((tmp_path / "fact.json").read_text())
+    assert [item["network"] for item in fact] == [r for r in by_name[first_node]["networks"] if r in ("rdma", "storage")]
+    for item in fact:
+        assert list(item) == ["network", "interface", "device", "kind", "address", "gateway", "pkey", "vlan", "mtu", "mode"]
+        assert item["address"] == by_name[first_node]["networks"][item["network"]]["address"]
+
+    # Removal is explicit; the freed address goes to the next new member, others stay.
+    removed = lab.playbook("playbooks/discover.yml", limit=names[1],
+                           extra_vars=dict(extra, discovery_remove_nodes=[first_node]))
+    assert removed.returncode == 0, removed.stdout[-4000:]
+    after = json.loads((out / "nodes.json").read_text())
+    assert first_node not in [n["name"] for n in after["nodes"]]
+    for node in after["nodes"]:
+        if "rdma" in node["networks"]:
+            assert node["networks"]["rdma"]["address"] == rdma[node["name"]]
+
+
 def test_discovery_of_real_captures(tmp_path):
     archives = capture_archives()
     if not archives:

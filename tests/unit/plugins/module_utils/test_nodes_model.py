@@ -387,7 +387,7 @@ def test_writer_merges_the_file_and_never_follows_a_planted_tmp_symlink(tmp_path
     assert sorted(limited["node_status"]) == ["node1", "node2", "node3", "node4", "node5"]
     gone = writer.write_outputs(dict(params, results={}, remove_nodes=["node4"], failed_hosts=["node2"]))
     assert gone["removed"] == ["node4"] and gone["node_status"]["node2"] == "failed"
-    assert "failed an earlier task of this run" in gone["node_errors"]["node2"]
+    assert "failed or was unreachable in an earlier task of this run" in gone["node_errors"]["node2"]
     (out / "nodes.json").write_text("operator notes, not a model\n")
     with pytest.raises(nm.ModelError, match="cannot read the existing nodes model"):
         writer.write_outputs(params)
