@@ -23,7 +23,7 @@ description:
     and a small one, to tell unreachable from a too small path MTU (see O(rounds)). At most
     O(max_parallel) pings run at a time, each waits O(wait) seconds.
   - It reads only the member interfaces (and the IPoIB interfaces EIPoIB members run over), and the P_Key
-    tables of the member ports of networks that have a P_Key. The probe run (with O(peers)) reads nothing:
+    tables of the member ports of networks that have a P_Key. The probe run (with O(peers)) reads nothing;
     it takes this node's report from O(peers).
   - Never changes the host.
 author:

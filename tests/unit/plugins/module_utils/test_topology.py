@@ -107,3 +107,23 @@ def test_svg_escapes_names():
     next(iter(topo["hcas"].values()))["name"] = '<script>alert(1)</script> HCA-1'
     svg = T.topology_svg(topo)
     assert "<script>" not in svg and "&lt;script&gt;" in svg
+
+
+def test_ib_topology_module(monkeypatch, capsys):
+    from ansible_collections.hpcnet.infiniband.plugins.module_utils._host import Host  # noqa: PLC0415
+    from ansible_collections.hpcnet.infiniband.plugins.modules import ib_topology  # noqa: PLC0415
+    from fakehost import FakeRunner  # noqa: PLC0415
+    from testlib import run_module  # noqa: PLC0415
+
+    outputs = {"ibnetdiscover": fixture("ibnetdiscover-ibsim-2switch-degraded.txt"),
+               "iblinkinfo": fixture("iblinkinfo-ibsim-2switch-degraded.txt")}
+    runner = FakeRunner({name: (0, text, "") for name, text in outputs.items()})
+    monkeypatch.setattr(Host, "from_module", classmethod(lambda cls, module, sysfs_root="/sys", fs_root="/": Host(
+        runner=runner)))
+    monkeypatch.setattr(ib_topology.AnsibleModule, "get_bin_path", lambda self, name, required=False, opt_dirs=None: name)
+    result = run_module(ib_topology, {"device": "mlx5_0", "port": 1}, capsys)
+    assert not result["changed"] and [r["host"] for r in result["degraded"]] == ["node2"]
+    assert runner.calls == [["ibnetdiscover", "-C", "mlx5_0", "-P", "1"], ["iblinkinfo", "-C", "mlx5_0", "-P", "1"]]
+    assert "timeout must be a positive" in run_module(ib_topology, {"timeout": 0}, capsys)["msg"]
+    runner.answers["ibnetdiscover"] = (1, "", "ibwarn: mad_rpc_open_port: can't open UMAD port")
+    assert "can't open UMAD port" in run_module(ib_topology, {}, capsys)["msg"]
