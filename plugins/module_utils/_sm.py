@@ -110,6 +110,11 @@ def list_ports(host):
     return sorted(found)
 
 
+def virtual_devices(host, devices):
+    """The RDMA devices that are SR-IOV VFs (their PCI function has a ``physfn``)."""
+    return {device for device in devices if host.exists("class/infiniband/%s/device/physfn" % device)}
+
+
 def _text(data):
     if data is None or len(data) >= ATTR_LIMIT:
         return None
@@ -200,7 +205,11 @@ def select_ports(views, devices=None, ports=None):
 def read_ports(host, devices=None, ports=None):
     """(all port views, selected views, selection errors) from one reading of the host."""
     with host.cached():
-        views = [port_view(read_port_attrs(host, device, port), device, port) for device, port in list_ports(host)]
+        ports_found = list_ports(host)
+        virtual = virtual_devices(host, {device for device, _port in ports_found})
+        views = [port_view(read_port_attrs(host, device, port), device, port) for device, port in ports_found]
+    for view in views:
+        view["virtual"] = view["device"] in virtual
     selected, errors = select_ports(views, devices, ports)
     return views, selected, errors
 
@@ -407,18 +416,21 @@ def check_sms(host, selected, all_views, query, min_sms, sm_guid, allow_local_sm
     port it is about: two rails are two fabrics, and either may have lost its SM.
     """
     local = [v["port_guid"] for v in all_views if v.get("port_guid")]
-    # With one InfiniBand port on the host the tools' default port is that port: it is asked without
-    # -C/-P, which also works where the umad CA name differs from sysfs (the lab's simulated HCA).
-    explicit = len([v for v in all_views if is_infiniband(v)]) > 1
+    # A VF's port is a virtual port of its PF's port, on the PF's fabric, and a VF may not send the
+    # SMPs sminfo sends: the SM is asked through physical ports only.
+    physical = [v for v in selected if not v.get("virtual")]
+    # With one physical InfiniBand port on the host the tools' default port is that port: it is asked
+    # without -C/-P, which also works where the umad CA name differs from sysfs (the lab's simulated HCA).
+    explicit = len([v for v in all_views if is_infiniband(v) and not v.get("virtual")]) > 1
     first, problems, warnings = None, [], []
-    for view in selected:
+    for view in physical:
         info = query_sm(host, view["device"] if explicit else None, view["port"], timeout=timeout)
         for sm in ([info["master"]] if info.get("master") else []) + info["sms"]:
             sm["local"] = sm["guid"] in local
         view["sm"] = sm_summary(info)
         if first is None:
             first = info
-        where = "%s port %s: " % (view["device"], view["port"]) if len(selected) > 1 else ""
+        where = "%s port %s: " % (view["device"], view["port"]) if len(physical) > 1 else ""
         checks = sm_problems(info, local, min_sms, sm_guid, allow_local_sm, required=(query == "always"))
         problems.extend(where + check for check in checks)
         if info["available"] and info["error"] and not checks:

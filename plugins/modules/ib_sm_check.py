@@ -24,7 +24,7 @@ description:
   - With infiniband-diags installed it asks the fabric with C(sminfo) (and C(saquery SMIR) for
     standby SMs) for the master SM's GUID, LID, priority and state, and tells whether the SM runs on
     this host. It can require a minimum number of SMs, a given SM GUID, or that the SM is not local.
-  - Every rail is asked. The query goes out through each checked port (C(sminfo -C <device> -P <port>));
+  - Every rail is asked. The query goes out through each checked physical port (C(sminfo -C <device> -P <port>));
     a host with two ports on two fabrics has two subnet managers, and either fabric may lack one. With
     more than one port every message names the port it is about.
   - It reads only the port attributes it judges (state, phys_state, link_layer, lid, sm_lid, sm_sl,
@@ -191,6 +191,11 @@ ports:
       sample: "56 Gb/sec (4X FDR)"
     local_sm:
       description: True when the SM answers from this very port (its LID equals its SM LID).
+      type: bool
+    virtual:
+      description:
+        - True for a port of an SR-IOV VF. It is checked like any port, but the SM is asked through the
+          physical ports only (a VF's port is on its PF's fabric and may not send SMPs).
       type: bool
     sm:
       description:

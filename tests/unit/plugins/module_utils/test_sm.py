@@ -535,3 +535,17 @@ def test_oversized_attribute_is_not_a_value(tmp_path):
     write_attr(os.path.join(pdir, "state"), "4: ACTIVE" + " " * 300 + "x")
     _result, failure = _sm.run_check(host_for(tmp_path), query="never")
     assert failure == "mlx4_0 port 1: the port state cannot be read (sysfs state missing)"
+
+
+def test_vf_ports_are_checked_but_not_asked(tmp_path):
+    """SR-IOV VF ports: virtual ports on the PF's fabric; sminfo (SMPs) is not sent through them."""
+    make_port(tmp_path, "mlx5_0", 1)
+    make_port(tmp_path, "mlx5_2", 1, guid="0002:c903:0001:0009")
+    os.makedirs(os.path.join(str(tmp_path), "class", "infiniband", "mlx5_2", "device", "physfn"))
+    runner = FakeRunner({"sminfo": SMINFO_MASTER, "saquery": SMIR_TWO})
+    result, failure = _sm.run_check(host_for(tmp_path, runner), query="always")
+    assert failure is None
+    assert [(p["device"], p["virtual"], p["ok"]) for p in result["ports"]] == [("mlx5_0", False, True),
+                                                                               ("mlx5_2", True, True)]
+    assert runner.calls == [["sminfo"], ["saquery", "SMIR"]]  # one physical port: the default port
+    assert result["ports"][1]["sm"] is None
