@@ -375,20 +375,24 @@ def check_overlaps(definitions, node, network_interfaces):
     return errors
 
 
+def _item(network, interface, device, kind, address, gateway, pkey, vlan, mtu, mode):
+    """One ``discovery_host_networks`` item. A P_Key child is described by its parent and the P_Key the
+    kernel named it after (full membership: ``0x0002`` and ``0x8002`` are both ``ib0.8002``)."""
+    if kind == "ipoib_child" and device:
+        parent, _sep, suffix = device.rpartition(".")
+        number = _values.pkey_or_none(suffix) if parent and len(suffix) == 4 else None
+        if number is not None:
+            interface, pkey = parent, _values.format_pkey(_values.full_member(number))
+    return {"network": network, "interface": interface, "device": device, "kind": kind, "address": address,
+            "gateway": gateway, "pkey": pkey, "vlan": vlan, "mtu": mtu,
+            "mode": mode if kind in ("ipoib", "ipoib_child") else None}
+
+
 def host_network(name, entry, definition):
     """One item of the ``discovery_host_networks`` fact (docs/networks.md) from a model network entry."""
-    return {
-        "network": name,
-        "interface": entry.get("interface"),
-        "device": entry.get("device"),
-        "kind": entry.get("kind"),
-        "address": entry.get("address"),
-        "gateway": definition.get("gateway"),
-        "pkey": definition.get("pkey"),
-        "vlan": entry.get("vlan"),
-        "mtu": definition.get("mtu"),
-        "mode": definition.get("mode") if entry.get("kind") in ("ipoib", "ipoib_child") else None,
-    }
+    return _item(name, entry.get("interface"), entry.get("device"), entry.get("kind"), entry.get("address"),
+                 definition.get("gateway"), definition.get("pkey"), entry.get("vlan"), definition.get("mtu"),
+                 definition.get("mode"))
 
 
 def from_ib_networks(ib_networks):
@@ -398,10 +402,9 @@ def from_ib_networks(ib_networks):
         if not isinstance(entry, dict) or not entry.get("address"):
             continue
         address = entry["address"] if entry.get("prefix") is None else "%s/%s" % (entry["address"], entry["prefix"])
-        items.append({"network": role, "interface": entry.get("interface"), "device": entry.get("device"),
-                      "kind": entry.get("kind"), "address": address, "gateway": entry.get("gateway"),
-                      "pkey": entry.get("pkey"), "vlan": entry.get("vlan"), "mtu": entry.get("mtu"),
-                      "mode": entry.get("mode")})
+        items.append(_item(role, entry.get("interface"), entry.get("device"), entry.get("kind"), address,
+                           entry.get("gateway"), entry.get("pkey"), entry.get("vlan"), entry.get("mtu"),
+                           entry.get("mode")))
     return items
 
 

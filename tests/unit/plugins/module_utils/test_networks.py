@@ -164,3 +164,16 @@ def test_host_network_contract_item():
     assert nw.host_network("rdma", entry, defs["rdma"]) == {
         "network": "rdma", "interface": "ib0", "device": "ib0.8002", "kind": "ipoib_child",
         "address": "10.20.0.11/24", "gateway": None, "pkey": "0x8002", "vlan": None, "mtu": 2044, "mode": "datagram"}
+
+
+def test_contract_item_of_a_child_names_its_parent_and_full_member_pkey():
+    limited = _defs({"name": "rdma", "cidr": "10.20.0.0/24", "pkey": "0x0002"})["rdma"]
+    derived = {"interface": "ib0", "device": "ib0.8002", "kind": "ipoib_child", "vlan": None, "address": "10.20.0.11/24"}
+    item = nw.host_network("rdma", derived, limited)
+    assert (item["interface"], item["device"], item["pkey"]) == ("ib0", "ib0.8002", "0x8002")
+    # An existing child chosen by the rules: described by its parent and its own P_Key.
+    existing = {"interface": "ib0.8005", "device": "ib0.8005", "kind": "ipoib_child", "vlan": None,
+                "address": "10.20.0.11/24"}
+    item = nw.host_network("rdma", existing, _defs({"name": "rdma", "cidr": "10.20.0.0/24"})["rdma"])
+    assert (item["interface"], item["device"], item["pkey"]) == ("ib0", "ib0.8005", "0x8005")
+    assert nw.from_ib_networks({"rdma": dict(existing, address="10.20.0.11", prefix=24, pkey=None)}) == [item]
