@@ -83,8 +83,8 @@ def test_converged_state_comes_back_after_reboot(lab, tmp_path):
     assert "node1: hpcnet-ib-boot.service: hpcnet-ib-boot:" in cp.stdout
     assert "node3: hpcnet-ib-boot.service: hpcnet-ib-boot: /etc/hpcnet-infiniband/boot-state.json is empty" in cp.stdout
     # Power-on state really was the profile: the boot path had work to do on node1 and node2.
-    assert re.search(r"node1: hpcnet-ib-boot.service: hpcnet-ib-boot: sriov ib0: set_numvfs .*: 0 -> 4", cp.stdout)
-    assert re.search(r"node2: .* create_child .* -> ib0\.8004", cp.stdout)
+    assert re.search(r"node1: hpcnet-ib-boot.service: hpcnet-ib-boot: sriov 0000:5e:00.0: set_numvfs \S+: 0 -> 4;.* set_vf_guid ib0 vf 3", cp.stdout), cp.stdout
+    assert re.search(r"node2: .* create_child .* -> ib0\.8004", cp.stdout), cp.stdout
 
     assert state(lab) == before
 
