@@ -21,7 +21,7 @@ import re
 
 from ansible_collections.hpcnet.infiniband.plugins.module_utils import _ids
 from ansible_collections.hpcnet.infiniband.plugins.module_utils import _modprobe as mp
-from ansible_collections.hpcnet.infiniband.plugins.module_utils._host import HostError, valid_pci_address
+from ansible_collections.hpcnet.infiniband.plugins.module_utils._host import HostError, valid_pci_address, valid_rdma_device
 from ansible_collections.hpcnet.infiniband.plugins.module_utils._plan import Plan
 
 try:  # the facts model gives RDMA devices with ports and link layers (contracts §4)
@@ -122,13 +122,19 @@ def detect_cards(host):
         if not valid_pci_address(address):
             continue
         base = "bus/pci/devices/%s" % address
+        if host.exists(base + "/physfn"):  # a VF: checked first, one lookup instead of two reads
+            continue
         vendor = _int_id(host.read(base + "/vendor"))
         device = _int_id(host.read(base + "/device"))
         known = _ids.lookup(vendor, device)
-        if known is None or known["vf"] or host.exists(base + "/physfn"):
+        if known is None or known["vf"]:
             continue
         cards[address] = _card(host, base, address, vendor, device, known)
     for ibdev in host.listdir("class/infiniband"):
+        # A VF's RDMA device is never a card (below, as in the PCI scan): not read at all, so that
+        # hundreds of VFs cost one existence check each.
+        if not valid_rdma_device(ibdev) or host.exists("class/infiniband/%s/device/physfn" % ibdev):
+            continue
         info = read_device(host, ibdev, pkeys=False) if read_device else None  # no P_Key table: link layers only
         if not info:
             continue
