@@ -59,7 +59,8 @@ IB_MODULES = frozenset(STACK_MODULES + (
     "ib_mad", "ib_sa", "ib_addr", "iw_cm", "ib_ucm", "rdma_rxe", "siw", "ib_srp", "ib_srpt", "ib_iser",
     "ib_isert", "rpcrdma", "svcrdma", "xprtrdma", "nvme_rdma", "nvmet_rdma", "smc", "rds_rdma", "mlx_compat",
     "mlx5_vdpa", "mlxfw", "mlxdevm", "hfi1", "ib_mthca", "ib_qib", "irdma", "i40iw", "bnxt_re", "qedr", "efa",
-    "erdma", "mana_ib", "ocrdma", "vmw_pvrdma", "usnic_verbs", "iw_cxgb4", "iw_cxgb3", "hns_roce_hw_v2", "knem", "ib_sdp", "mlx4_vnic", "mlx5_fpga_tools", "ib_ipath", "ib_ehca", "nes",
+    "erdma", "mana_ib", "ocrdma", "vmw_pvrdma", "usnic_verbs", "iw_cxgb4", "iw_cxgb3", "hns_roce_hw_v2", "knem",
+    "ib_sdp", "mlx4_vnic", "mlx5_fpga_tools", "ib_ipath", "ib_ehca", "nes",
 ))
 # Card family -> the RDMA (verbs) module of its driver (option hca_modules).
 HCA_MODULES = {"mlx4": "mlx4_ib", "mlx5": "mlx5_ib"}

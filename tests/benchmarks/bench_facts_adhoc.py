@@ -150,7 +150,10 @@ def main():
             shutil.rmtree(tmp, ignore_errors=True)
     mid = 512 if 512 in rows else sizes[len(sizes) // 2]
     row = rows[mid]
-    extra = lambda r, key: max(r[key][1] - r["ping"][1], 1e-3)  # noqa: E731  (CPU over the ad-hoc floor)
+
+    def extra(r, key):  # CPU over the ad-hoc floor (ping)
+        return max(r[key][1] - r["ping"][1], 1e-3)
+
     growth = (extra(rows[sizes[-1]], "ib_facts") / extra(rows[sizes[0]], "ib_facts")) if len(sizes) > 1 else 1.0
     print("RATIO at %d netdevs: ib_facts/setup_network wall %.2f, cpu %.2f; ib_facts cpu over ping +%.2f s;"
           " lean/full cpu over ping %.2f; growth %d->%d (cpu over ping) %.1fx" % (

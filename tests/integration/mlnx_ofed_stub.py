@@ -4,8 +4,8 @@ NVIDIA's MLNX_OFED packages cannot be downloaded on these machines, so this buil
 directory shaped like an unpacked ``MLNX_OFED_LINUX-<version>-<distro>-<machine>/DEBS``: a flat
 repository (``deb [signed-by=<key>] file:<dir> ./``) of .deb files plus its ``Packages`` and
 ``Packages.gz`` index, and (``sign=True``, the default) a ``Release`` signed with a throwaway gpg key
-(``InRelease`` and ``Release.gpg``), whose public key is written beside ``DEBS`` as ``KEY_NAME``. The packages carry the names MLNX_OFED uses and only what the role and
-``ib_ofed_info`` look at:
+(``InRelease`` and ``Release.gpg``), whose public key is written beside ``DEBS`` as ``KEY_NAME``.
+The packages carry the names MLNX_OFED uses and only what the role and ``ib_ofed_info`` look at:
 
 - ``ofed-scripts``: ``/usr/bin/ofed_info`` answering ``-s`` (``MLNX_OFED_LINUX-<version>:``),
   ``-n`` (``<version>``) and no option (a header line, then the component list);
