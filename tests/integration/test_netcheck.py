@@ -199,3 +199,41 @@ def test_pkey_dropped_from_one_port_table_is_found_on_that_node_only(lab, model,
     assert where(result) == {("node2", "ib0")}, result["findings"]
     assert fields(result) == {"pkeys"}
     assert result["findings"][0]["expected"] == "0x8002"
+
+
+def test_limit_says_which_nodes_were_not_checked(lab, model, tmp_path):
+    """Issue 10 item 1: a run over part of the model must not say "all networks verified"."""
+    result_file = tmp_path / "netcheck.json"
+    cp = lab.playbook("playbooks/verify_network.yml", limit="node1,node2", extra_vars={
+        "netcheck_nodes_model": str(model), "netcheck_result_file": str(result_file),
+        "netcheck_networks": [{"name": "rdma"}]})
+    assert cp.returncode == 0, cp.stdout[-4000:]
+    text = " ".join(cp.stdout.split())   # the callback wraps long messages
+    assert "all networks verified" not in text
+    assert "NOT checked: node3 (not in this play)" in text
+    result = json.loads(result_file.read_text())
+    assert result["not_checked"] == {"node3": "not in this play"} and result["ok"]
+
+
+def test_bad_bounds_are_refused_before_probing(lab, model, tmp_path):
+    """Issue 10 item 15: netcheck_wait=-1 is refused, not turned into "unreachable" findings."""
+    cp, result = verify(lab, model, tmp_path, netcheck_wait=-1)
+    assert cp.returncode != 0 and result is None
+    text = " ".join(cp.stdout.split())
+    assert "netcheck_wait (-1)" in text and "must be 1 or more" in text
+
+
+def test_result_path_relative_to_the_working_directory(lab, model, tmp_path):
+    """The default result file is out/netcheck/netcheck.json under the directory ansible-playbook runs in."""
+    import subprocess
+
+    from conftest import REPO, VENV_BIN, ansible_env
+
+    env = ansible_env()
+    env["ANSIBLE_CONFIG"] = str(REPO / "ansible.cfg")
+    cp = subprocess.run([str(VENV_BIN / "ansible-playbook"), "-i", str(lab.inventory),
+                         str(REPO / "playbooks" / "verify_network.yml"),
+                         "-e", json.dumps({"netcheck_nodes_model": str(model), "netcheck_networks": [{"name": "rdma"}]})],
+                        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600, check=False)
+    assert cp.returncode == 0, cp.stdout[-3000:]
+    assert json.loads((tmp_path / "out" / "netcheck" / "netcheck.json").read_text())["ok"]
