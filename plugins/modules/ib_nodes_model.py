@@ -18,7 +18,7 @@ description:
     V(current_speed), V(max_speed), V(state), V(assigned_networks)) and the InfiniBand fields of
     C(ib_facts); every node its network mode and RDMA devices; the C(networks) section says which
     interface carries which network role, chosen by O(rules).
-  - The run is merged into the model already in O(output_dir) (schema 1 or 2; it is rewritten as schema 2):
+  - The run is merged into the model already in O(output_dir) (schema 1 or 2, rewritten as schema 2);
     nodes of this run are updated, every other node is kept as it was, and a node that failed or was
     unreachable this run keeps its last good data with the status and error of this run. Only
     O(remove_nodes) takes a node out of the model.
@@ -123,7 +123,7 @@ options:
     default: {}
   eipoib_bridges:
     description:
-      - The C(hpcnet.infiniband.eipoib_ovs) role's bridges in its priority order (its C(eipoib_ovs_networks):
+      - The C(hpcnet.infiniband.eipoib_ovs) role's bridges in its priority order (its C(eipoib_ovs_networks),
         items with C(role) and C(bridge)). The address of an EIPoIB member goes on the bridge of the first of
         these roles allocated to the same interface.
       - Default the role's default, V(storage) C(br-storage), V(private) C(br-prv), V(public) C(br-ex).
@@ -286,7 +286,7 @@ def main():
                 cidr=dict(type="str", required=True),
                 gateway=dict(type="str"),
                 ip_range=dict(type="dict", options=dict(first=dict(type="str"), last=dict(type="str"))),
-                pkey=dict(type="raw"),
+                pkey=dict(type="raw", no_log=False),
                 vlan=dict(type="int"),
                 mtu=dict(type="int"),
                 ipoib_mode=dict(type="str", choices=["datagram", "connected"]),
