@@ -11,8 +11,11 @@ mirror=${HPCNET_SYSTEMD_SM_MIRROR:-http://deb.debian.org/debian}
 suite=bookworm
 # systemd as PID 1 (with systemd-networkd), dbus, python3 for Ansible, and the three network managers the
 # role writes for: NetworkManager (its daemon, nmcli), ifupdown (ifquery), and iproute2.
-packages=systemd,systemd-sysv,dbus,python3,network-manager,ifupdown,iproute2
-key=$( (printf '%s %s %s\n' "$suite" "$mirror" "$packages"; cat "$0") | sha256sum | cut -c1-12)
+packages=systemd,systemd-sysv,dbus,python3,ifupdown,iproute2,adduser,ca-certificates
+# NetworkManager is installed by apt inside the configured rootfs: as a debootstrap --include its
+# polkitd dependency fails to configure (measured on Debian 12: "Failure while configuring base packages").
+later=network-manager
+key=$( (printf '%s %s %s %s\n' "$suite" "$mirror" "$packages" "$later"; cat "$0") | sha256sum | cut -c1-12)
 image=localhost/hpcnet-network-backends:$key
 podman="$here/../systemd_sm/podman.sh"
 
@@ -35,6 +38,17 @@ trap 'rm -rf "$rootfs"' EXIT INT TERM
 started=$(date +%s)
 debootstrap --variant=minbase --include="$packages" "$suite" "$rootfs" "$mirror" >"$cache/debootstrap.log" 2>&1 ||
   { tail -n 20 "$cache/debootstrap.log" >&2; exit 1; }
+# policy-rc.d: the packages' scripts start no service in the chroot; /proc for their maintainer scripts.
+printf '#!/bin/sh\nexit 101\n' >"$rootfs/usr/sbin/policy-rc.d"
+chmod 0755 "$rootfs/usr/sbin/policy-rc.d"
+mount -t proc proc "$rootfs/proc"
+trap 'umount "$rootfs/proc" 2>/dev/null; rm -rf "$rootfs"' EXIT INT TERM
+cp /etc/resolv.conf "$rootfs/etc/resolv.conf"
+{ chroot "$rootfs" apt-get update -qq && DEBIAN_FRONTEND=noninteractive chroot "$rootfs" \
+    apt-get install -y -qq --no-install-recommends $later; } >>"$cache/debootstrap.log" 2>&1 ||
+  { tail -n 20 "$cache/debootstrap.log" >&2; exit 1; }
+umount "$rootfs/proc"
+rm -f "$rootfs/usr/sbin/policy-rc.d" "$rootfs/etc/resolv.conf"
 
 # A container needs no getty on a console and no udev; the machine id is made at first boot.
 rm -f "$rootfs/etc/machine-id" "$rootfs/var/lib/dbus/machine-id"

@@ -19,7 +19,7 @@ testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(
 MARKER = "# Managed by hpcnet.infiniband"
 FIELDS = "connection.type,connection.interface-name,infiniband.p-key,infiniband.parent,infiniband.transport-mode," \
          "infiniband.mtu,ipv4.method,ipv4.addresses,ipv4.gateway"
-VLAN_FIELDS = "connection.type,connection.interface-name,vlan.id,vlan.parent,ethernet.mtu,ipv4.method,ipv4.addresses"
+VLAN_FIELDS = "connection.type,connection.interface-name,vlan.id,vlan.parent,802-3-ethernet.mtu,ipv4.method,ipv4.addresses"
 # Each connection the role wrote, with the nmcli --offline arguments of the same settings.
 REFERENCE = {
     "ib0.8002": (FIELDS, ["type", "infiniband", "ifname", "ib0.8002", "infiniband.parent", "ib0",
@@ -91,5 +91,7 @@ def test_ifquery_parses_our_stanzas(host):
     for line in ("address: 10.20.0.11", "netmask: 255.255.255.0", "gateway: 10.20.0.1", "mtu: 65520",
                  "pre-up: echo connected > /sys/class/net/ib0.8002/mode"):
         assert line in child
-    plan = run(host, "ifup", "--no-act", "ib0.8002")
+    cmd = host.run("ifup --no-act ib0.8002")  # prints what it would run on stderr
+    plan = cmd.stdout + cmd.stderr
+    assert cmd.rc == 0, plan
     assert "echo 0x8002 > /sys/class/net/ib0/create_child" in plan
