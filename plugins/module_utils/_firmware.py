@@ -192,8 +192,8 @@ def plan_firmware(have, settings, max_vfs=None):
     """Plan of ``set_firmware`` changes (target = key, before/after = Next Boot values) and the reboot."""
     plan = Plan()
     card, firmware = have["card"], have["firmware"]
-    where = "%s (%s)" % (card["pci_address"], card.get("model") or "PCI %s:%s" % (card.get("vendor_id"),
-                                                                               card.get("device_id")))
+    model = card.get("model") or "PCI %s:%s" % (card.get("vendor_id"), card.get("device_id"))
+    where = "%s (%s)" % (card["pci_address"], model)
     if _ids.normalize_id(card.get("vendor_id")) != _ids.VENDOR_MELLANOX:
         plan.refuse("%s is not a Mellanox/NVIDIA card (PCI vendor %s, not 0x15b3): its firmware is not "
                     "configured with mstconfig" % (where, card.get("vendor_id")))

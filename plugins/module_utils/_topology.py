@@ -372,9 +372,9 @@ def topology_svg(topology, min_width=320):
         tip = "%s port %s - %s port %s: %s%s" % (a.get("name"), a["port"], b.get("name"), b["port"], label,
                                                  ("; degraded: " + "; ".join(link.get("reasons") or []))
                                                  if link.get("degraded") else "")
+        css = " degraded" if link.get("degraded") else ""
         out.append('<g class="link%s"><title>%s</title><line x1="%d" y1="%d" x2="%d" y2="%d" stroke="%s" '
-                   'stroke-width="%d"%s/>' % (" degraded" if link.get("degraded") else "", html.escape(tip),
-                                             x1, y1, x2, y2, color, 3 if link.get("degraded") else 2, dash))
+                   'stroke-width="%d"%s/>' % (css, html.escape(tip), x1, y1, x2, y2, color, 3 if css else 2, dash))
         # Labels near the lower end (the HCA), where lines fanning out of one switch are apart.
         mx, my = ((x1 + x2) // 2, (y1 + y2) // 2) if y1 == y2 else ((x1 + 2 * x2) // 3, (y1 + 2 * y2) // 3)
         out.append('<text x="%d" y="%d" text-anchor="middle" fill="%s" font-size="11" stroke="white" '

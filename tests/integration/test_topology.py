@@ -32,7 +32,7 @@ def lab(lab_factory):
 
 def topology(lab, node="node1", tries=20):
     result = {}
-    for _ in range(tries):  # right after a fabric reset the SM is still sweeping
+    for _attempt in range(tries):  # right after a fabric reset the SM is still sweeping
         result = run_module(lab, "hpcnet.infiniband.ib_topology", node)[node]
         hosts = {r["host"] for r in (result.get("topology") or {}).get("hca_ports", [])}
         if not result.get("failed") and {"node1", "node2", "node3"} <= hosts and all(

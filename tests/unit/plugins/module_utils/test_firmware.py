@@ -127,8 +127,8 @@ def test_refusals_of_the_card():
     assert "mstflint" in F.plan_firmware(no_tool, {"SRIOV_EN": 1}).error_message()
     plan = F.plan_firmware(have_from("mstconfig-cx5-e-q.txt"), {"NUM_OF_VFS": 32}, max_vfs=16)
     assert "above the card's maximum of 16 VFs" in plan.error_message()
-    cx3 = F.plan_firmware(have_from("mstconfig-cx3-e-q.txt", device="0x1003"), {"LINK_TYPE_P1": "VPI", "NUM_OF_VFS": 127,
-                                                                                 "SRIOV_EN": True})
+    wanted = {"LINK_TYPE_P1": "VPI", "NUM_OF_VFS": 127, "SRIOV_EN": True}
+    cx3 = F.plan_firmware(have_from("mstconfig-cx3-e-q.txt", device="0x1003"), wanted)
     assert "maximum of 126 VFs" in cx3.error_message()
 
 

@@ -16,6 +16,7 @@ def fixture(name):
     with open(os.path.join(FIXTURES, name), encoding="utf-8") as handle:
         return handle.read()
 
+
 NODES = ["node1", "node2", "node3", "node4"]
 
 

@@ -83,7 +83,7 @@ def test_kernel_rate():
 
 
 def test_garbage_is_no_topology():
-    assert T.build("nonsense\n[1] \"x\"[2]\n", "CA: x\n junk") ["links"] == []
+    assert T.build("nonsense\n[1] \"x\"[2]\n", "CA: x\n junk")["links"] == []
     assert T.topology_svg(None) == "" and T.topology_svg({}) == ""
 
 
