@@ -88,3 +88,19 @@ def test_plan_apply_second_run_then_reboot(lab):
                     .stdout.strip() == "Ethernet", 60)
     firmware(lab, {"LINK_TYPE_P1": "IB", "NUM_OF_VFS": 16})
     lab.labctl("reboot", "node1", timeout=300)
+
+
+def test_role_sets_and_reports_the_reboot(lab, tmp_path):
+    """The firmware role: first run changes Next Boot and says which host waits for a boot; second run 0 changed."""
+    playbook = tmp_path / "firmware.yml"
+    playbook.write_text(
+        "- hosts: lab_nodes\n  gather_facts: false\n  roles:\n    - role: hpcnet.infiniband.firmware\n"
+        "      vars:\n        firmware_devices: [{device: ib0, settings: {SRIOV_EN: true, NUM_OF_VFS: 4}}]\n")
+    first = lab.playbook(playbook)
+    assert first.returncode == 0, first.stdout[-3000:]
+    assert "changed=1" in first.stdout and "NUM_OF_VFS" in first.stdout and "-> 4" in first.stdout
+    second = lab.playbook(playbook)
+    assert second.returncode == 0 and "changed=0" in second.stdout, second.stdout[-3000:]
+    assert "after the next boot" in " ".join(second.stdout.split())
+    bad = lab.playbook(playbook, extra_vars={"firmware_devices": [{"device": "ib0", "settings": {"LINK_TYPE_P1": "VPI"}}]})
+    assert bad.returncode != 0 and "not a port type of this card" in bad.stdout
