@@ -1,0 +1,1 @@
+../systemd_sm/image.sh
