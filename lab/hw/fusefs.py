@@ -15,6 +15,7 @@ import sys
 
 import mfusepy as fuse
 
+from hw import mstconfig_shim
 from hw import profile as hwprofile
 from hw.sysfs import SysfsModel
 
@@ -109,7 +110,9 @@ def main(argv=None):
     ap.add_argument("--mirror-links", action="store_true")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    hw = hwprofile.expand(hwprofile.load_profile(args.profile), args.node_index, args.node)
+    # A (re)start of this server is the node's power-on: the firmware's Next Boot settings become current.
+    state = os.path.join(os.path.dirname(args.mountpoint), mstconfig_shim.STATE_IN_NODE.lstrip("/"))
+    hw = hwprofile.expand(mstconfig_shim.boot(hwprofile.load_profile(args.profile), state), args.node_index, args.node)
     model = SysfsModel(hw, realsys=args.realsys, state_dir=args.state_dir, ethtool_path=args.ethtool_table,
                        netlink=NetlinkMirror(args.realsys) if args.mirror_links else None)
     log.info("serving profile %s (node %s index %d) on %s", args.profile, args.node, args.node_index,

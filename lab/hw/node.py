@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 
+from hw import mstconfig_shim
 from hw import profile as hwprofile
 from hw.fabric import UMAD2SIM, sim_host, fabric_hcas
 
@@ -170,6 +171,13 @@ def install_wrappers(args, hw):
 # so the tool runs in a private temporary directory (relative file arguments are relative to it).
 . /etc/hpcnet-lab/fabric.env
 export IBSIM_SERVER_NAME SIM_HOST
+# The node's HCA is {hcas[0]} in its sysfs and ibsim0 to umad2sim: -C takes either name.
+n=$#
+for arg in "$@"; do
+    [ "$arg" = "{hcas[0]}" ] && arg=ibsim0
+    set -- "$@" "$arg"
+done
+shift "$n"
 preload="{UMAD2SIM}${{LD_PRELOAD:+ $LD_PRELOAD}}"
 scratch=$(mktemp -d /tmp/umad2sim.XXXXXX) || exit 1
 cd "$scratch" || exit 1
@@ -198,6 +206,8 @@ def setup(args):
     table = os.path.join(args.root, TABLE_IN_NODE.lstrip("/"))
     _write(table, hwprofile.ethtool_table(hw.ethtool))
     shim = build_shim(args.lab_dir)
+    # The card's firmware settings (mstconfig stand-in); kept across reboots like real firmware.
+    mstconfig_shim.install(args.root, hwprofile.resolve(hwprofile.load_profile(args.profile), args.node_index))
     pid = start_sysfs(args, hw_dir)
     first = next(iter(sorted(n for n in hw.ethtool if hw.netdevs[n]["kind"] != "mgmt")), None) or \
         next(iter(hw.ethtool), None)

@@ -631,12 +631,13 @@ def _same_but_time(left, right):
 
 def merge_model(results, rules=None, addresses=None, allow_mixed=False, generated_at=None,
                 exclude_kinds=DEFAULT_EXCLUDE_KINDS, networks=None, static_addresses=None, previous=None,
-                remove_nodes=(), bridges=None):
+                remove_nodes=(), bridges=None, topology=None):
     """The nodes model from ``results`` (host name -> registered ib_facts result or ib_facts dict),
     merged into ``previous`` (the model already written, or None).
 
     ``networks`` is the operator's ``discovery_networks`` list, ``static_addresses`` {node: {network:
-    address}}, ``bridges`` the eipoib_ovs (role, bridge) list, ``remove_nodes`` the nodes to drop.
+    address}}, ``bridges`` the eipoib_ovs (role, bridge) list, ``remove_nodes`` the nodes to drop,
+    ``topology`` the fabric as ib_topology maps it (None: the previous model's topology is kept).
     Raises RuleError, NetworkError or ModelError for operator errors (nothing else is fatal: bad nodes
     are marked in the model). Returns (model, removed, warnings).
     """
@@ -695,6 +696,10 @@ def merge_model(results, rules=None, addresses=None, allow_mixed=False, generate
         },
         "nodes": nodes,
     }
+    if topology is None and isinstance(previous, dict):
+        topology = previous.get("topology")
+    if topology:
+        model["topology"] = topology
     return model, removed, warnings
 
 

@@ -107,6 +107,7 @@ def write_outputs(params, check_mode=False):
         previous=existing,
         remove_nodes=params.get("remove_nodes") or (),
         bridges=params.get("eipoib_bridges"),
+        topology=params.get("topology"),
     )
     if existing is not None and comparable(existing) == comparable(json.loads(dump_json(model))):
         model["generated_at"] = existing.get("generated_at") or model["generated_at"]

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import html
 
+from ansible_collections.hpcnet.infiniband.plugins.module_utils import _topology
+
 __all__ = ["COLUMNS", "interface_rows", "render_table", "render_html", "format_speed"]
 
 # (key, terminal heading, HTML heading)
@@ -262,6 +264,10 @@ def render_html(model, title="InfiniBand discovery report"):
                       _esc(node.get("status")), _esc(node.get("network_mode")), _esc(node.get("address")),
                       len(node.get("interfaces") or [])))
     out.append("</table>")
+    # The fabric as a picture (ib_topology): switches, hosts, links with width/speed, degraded ones red.
+    svg = _topology.topology_svg(model.get("topology"))
+    if svg:
+        out.append('<section id="topology"><h2>Fabric</h2>%s</section>' % svg)
     for node in nodes:
         name = node.get("name")
         out.append('<section class="node" id="node-%s" data-node="%s" data-status="%s">'

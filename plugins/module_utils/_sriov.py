@@ -25,6 +25,7 @@ import hashlib
 import json
 import re
 
+from ansible_collections.hpcnet.infiniband.plugins.module_utils import _firmware  # the one mstconfig parser
 from ansible_collections.hpcnet.infiniband.plugins.module_utils import _ids
 from ansible_collections.hpcnet.infiniband.plugins.module_utils import _modprobe  # OFED role's option model
 from ansible_collections.hpcnet.infiniband.plugins.module_utils._host import (
@@ -51,7 +52,6 @@ __all__ = [
     "SriovError",
     "read_pf",
     "read_firmware",
-    "parse_mstconfig",
     "vfs_in_use",
     "plan_sriov",
     "files_to_read",
@@ -81,6 +81,8 @@ PASSTHROUGH_DRIVERS = ("vfio-pci", "vfio_pci", "pci-stub", "pci_stub", "uio_pci_
 IFF_UP = 0x1
 IP_TIMEOUT = 15
 MSTCONFIG_TIMEOUT = 30
+# Firmware settings the SR-IOV hint reports (ib_firmware changes them).
+FIRMWARE_KEYS = ("SRIOV_EN", "NUM_OF_VFS", "SRIOV_IB_ROUTING_MODE_P1")
 MLX4_OPTIONS_PATH = "/etc/modprobe.d/hpcnet-sriov-mlx4.conf"
 # The only files mlx4_options_path may name: modprobe.d reads *.conf only, and nothing else is ours to write.
 MLX4_OPTIONS_PATH_RE = re.compile(r"^/etc/modprobe\.d/[A-Za-z0-9_][A-Za-z0-9_.-]{0,100}\.conf$")
@@ -354,43 +356,6 @@ def read_pf(host, name, with_addresses=True):
 
 
 # ---------------------------------------------------------------------- firmware (read-only)
-def parse_mstconfig(text):
-    """``mstconfig -d <pci> q`` output -> {"device_type", "settings": {NAME: {...}}}.
-
-    Older mstflint prints one column (``Next Boot``), newer ones ``Default  Current  Next Boot``.
-    """
-    result = {"device_type": None, "settings": {}}
-    columns = None
-    for raw in (text or "").splitlines():
-        line = raw.strip()
-        if not line:
-            continue
-        if line.startswith("Device type:"):
-            result["device_type"] = line.split(":", 1)[1].strip() or None
-            continue
-        if line.startswith("Configurations:"):
-            header = line[len("Configurations:") :].strip()
-            columns = [c.strip().lower().replace(" ", "_") for c in re.split(r"\s{2,}", header) if c.strip()]
-            columns = columns or ["next_boot"]
-            continue
-        if columns is None:
-            continue
-        parts = line.split()
-        modified = False
-        if parts and parts[0] == "*":  # newer mstflint marks changed settings with a separate star
-            modified, parts = True, parts[1:]
-        if len(parts) < 2 or not re.match(r"^\*?[A-Z][A-Z0-9_\[\]]*$", parts[0]):
-            continue
-        name = parts[0].lstrip("*")
-        values = parts[1:]
-        entry = {"modified": modified or parts[0].startswith("*")}
-        names = columns[-len(values) :] if len(values) <= len(columns) else ["value%d" % i for i in range(len(values))]
-        for column, value in zip(names, values):
-            entry[column] = value
-        result["settings"][name] = entry
-    return result
-
-
 def read_firmware(host, pci_address):
     """Firmware SR-IOV settings (SRIOV_EN, NUM_OF_VFS) through ``mstconfig``; read-only.
 
@@ -405,14 +370,11 @@ def read_firmware(host, pci_address):
         if rc != 0:
             message = " ".join((err or out or "").split())[:300] or "exit code %d" % rc
             return {"available": True, "tool": tool, "settings": {}, "error": message}
-        parsed = parse_mstconfig(out)
-        wanted = {
-            k: v for k, v in parsed["settings"].items() if k in ("SRIOV_EN", "NUM_OF_VFS", "SRIOV_IB_ROUTING_MODE_P1")
-        }
+        parsed = _firmware.parse_query(out)
         return {
             "available": True,
             "tool": tool,
-            "settings": wanted,
+            "settings": _firmware.summary(parsed, keys=FIRMWARE_KEYS),
             "device_type": parsed["device_type"],
             "error": None,
         }

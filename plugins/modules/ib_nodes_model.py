@@ -164,6 +164,12 @@ options:
     description: Title of the HTML report.
     type: str
     default: InfiniBand discovery report
+  topology:
+    description:
+      - The fabric as M(hpcnet.infiniband.ib_topology) returns it (switches, HCAs, links, C(hca_ports)),
+        stored as the model's C(topology) and drawn in the HTML report. Omitted, the model keeps the
+        topology it had.
+    type: dict
   mode:
     description: File mode of the written files.
     type: raw
@@ -300,6 +306,7 @@ def main():
             exclude_kinds=dict(type="list", elements="str", default=["loopback", "virtual"]),
             html=dict(type="bool", default=True),
             title=dict(type="str", default="InfiniBand discovery report"),
+            topology=dict(type="dict"),
             mode=dict(type="raw", default="0644"),
         ),
         supports_check_mode=True,

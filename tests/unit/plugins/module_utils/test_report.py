@@ -126,3 +126,30 @@ def test_html_escapes_hostile_values():
     page = rp.render_html(nm.build_model({"<b>x</b>": facts}))
     assert "<script>" not in page and "&lt;script&gt;" in page
     assert 'data-node="&lt;b&gt;x&lt;/b&gt;"' in page
+
+
+def _fabric():
+    import os
+
+    from ansible_collections.hpcnet.infiniband.plugins.module_utils import _topology
+
+    fixtures = os.path.join(os.path.dirname(__file__), "..", "..", "fixtures", "tool_outputs")
+
+    def read(name):
+        with open(os.path.join(fixtures, name), encoding="utf-8") as handle:
+            return handle.read()
+
+    return _topology.build(read("ibnetdiscover-ibsim-2switch-degraded.txt"), read("iblinkinfo-ibsim-2switch-degraded.txt"))
+
+
+def test_topology_is_kept_in_the_model_and_drawn_in_the_html():
+    topology = _fabric()
+    model = nm.build_model(fx.lab_results(), generated_at="t1", topology=topology)
+    fx.validate_model(model)
+    assert model["topology"] == topology
+    # A later run that could not map the fabric keeps the last topology (the model never loses data).
+    again = nm.build_model(fx.lab_results(), generated_at="t2", previous=model)
+    assert again["topology"] == topology
+    page = rp.render_html(again)
+    assert '<section id="topology"><h2>Fabric</h2><svg' in page
+    assert "<svg" not in rp.render_html(nm.build_model(fx.lab_results(), generated_at="t3"))

@@ -411,12 +411,16 @@ def test_vf_rebind_failure_names_the_unbound_vf(node):
     assert info.value.state["driver"] is None and info.value.done
 
 
-def test_mstconfig_parsing():
-    old = _sriov.parse_mstconfig(MSTCONFIG_OLD)
+def test_read_firmware_both_layouts(node):
+    # The one mstconfig parser (_firmware.parse_query) serves the SR-IOV hint too.
+    host, runner, _sysfs = node
+    runner.mstconfig = MSTCONFIG_OLD
+    old = _sriov.read_firmware(host, PF_PCI)
     assert old["device_type"] == "ConnectX5"
-    assert old["settings"]["NUM_OF_VFS"] == {"modified": False, "next_boot": "16"}
-    new = _sriov.parse_mstconfig(MSTCONFIG_NEW)
-    assert new["settings"]["NUM_OF_VFS"] == {"modified": True, "default": "0", "current": "16", "next_boot": "16"}
+    assert old["settings"]["NUM_OF_VFS"] == {"default": None, "current": None, "next_boot": "16"}
+    runner.mstconfig = MSTCONFIG_NEW
+    new = _sriov.read_firmware(host, PF_PCI)
+    assert new["settings"]["NUM_OF_VFS"] == {"default": "0", "current": "16", "next_boot": "16"}
     assert new["settings"]["SRIOV_EN"]["current"] == "True(1)"
 
 
