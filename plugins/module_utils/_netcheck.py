@@ -310,9 +310,11 @@ def run_probes(probes, wait=1, max_parallel=64, spawn=None, ping="ping", rounds=
 
 
 # --------------------------------------------------------------------------- step 3: evaluate
-def _finding(network, node, interface, field, message, expected=None, actual=None, **extra):
+def _finding(network, node, interface, field, message, expected=None, actual=None, severity="error", **extra):
+    """One finding; ``severity`` "error" fails the verification, "warning" is reported only."""
     entry = {"network": network, "node": node, "interface": interface, "field": field,
-             "expected": expected, "actual": actual, "message": "[%s] %s" % (network, message)}
+             "expected": expected, "actual": actual, "severity": severity,
+             "message": "[%s] %s%s" % (network, "warning: " if severity == "warning" else "", message)}
     entry.update(extra)
     return entry
 
@@ -341,8 +343,14 @@ def _consistency(network, reports, unreachable_nodes, expect_rate=None, topology
     wanted = pkey_or_none(network.get("pkey")) if network.get("pkey") not in (None, "") else None
     want_pkey = partition(wanted) if wanted is not None else None
     # The rate every IB member port should run at: the network's, the play's, or the most common one.
-    rate = network.get("expect_rate") or expect_rate or _majority(
-        [r.get("rate_gbps") for r in records if r.get("ib_device") is not None])
+    # Below a rate the operator set is an error; below the most common one only a warning: a slower
+    # adapter generation in the network (a QDR card among FDR ones) runs at its best, its link is not
+    # degraded (that is the topology's verdict, which is an error).
+    rate = network.get("expect_rate") or expect_rate
+    rate_severity = "error"
+    if not rate:
+        rate = _majority([r.get("rate_gbps") for r in records if r.get("ib_device") is not None])
+        rate_severity = "warning"
     for node, iface, record in members:
         where = "%s %s" % (node, iface)
         if record.get("operstate") not in ("up", "unknown"):
@@ -377,7 +385,7 @@ def _consistency(network, reports, unreachable_nodes, expect_rate=None, topology
                 findings.append(_finding(name, node, iface, "pkeys", "%s: P_Key %s is not in the P_Key table "
                                          "of %s (the SM did not give this partition to the port)" % (
                                              where, shown, port), expected=shown, actual=record.get("pkeys")))
-        findings += _degraded(name, node, iface, record, where, port, rate, topology)
+        findings += _degraded(name, node, iface, record, where, port, (rate, rate_severity), topology)
 
     # Duplicates: the first holder (by node name) keeps the value, every later one is reported.
     for field, label, values_of in (
@@ -396,15 +404,17 @@ def _consistency(network, reports, unreachable_nodes, expect_rate=None, topology
     return findings
 
 
-def _degraded(name, node, iface, record, where, port, rate, topology):
-    """A member port running below the expected rate, or on a link that trained below what both of its ends
-    support or below the fabric's usual width/speed (the topology's verdict, by port GUID)."""
+def _degraded(name, node, iface, record, where, port, expected_rate, topology):
+    """A member port running below the expected rate ((Gb/s, severity)), or on a link that trained below
+    what both of its ends support or below the fabric's usual width/speed (the topology's verdict, by port
+    GUID)."""
     findings = []
     actual = record.get("rate_gbps")
+    rate, severity = expected_rate
     if rate and actual is not None and actual < rate:
         findings.append(_finding(name, node, iface, "rate", "%s: %s runs at %s, the network expects %g Gb/sec" % (
             where, port, record.get("rate") or "%g Gb/sec" % actual, rate), expected=rate, actual=actual,
-            rate=record.get("rate")))
+            severity=severity, rate=record.get("rate")))
     guid, node_guid = guid_or_none(record.get("port_guid")), guid_or_none(record.get("node_guid"))
     link = _topology.port_link(topology, format_guid_hex(guid) if guid is not None else None,
                                format_guid_hex(node_guid) if node_guid is not None else None,
@@ -491,8 +501,13 @@ def evaluate(networks, reports, probe_results, unreachable_nodes=(), expect_rate
             "findings": len(findings),
         }
         result["findings"] += findings
-    result["ok"] = not result["findings"]
+    result["ok"] = not errors(result["findings"])
     return result
+
+
+def errors(findings):
+    """The findings that fail a verification (warnings are only reported)."""
+    return [f for f in findings if f.get("severity", "error") == "error"]
 
 
 def _natural_key(name):

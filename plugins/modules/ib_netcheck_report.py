@@ -101,12 +101,16 @@ ok:
   returned: always
   type: bool
 findings:
-  description: Problems, each with network, node, interface, field, expected, actual and a message.
+  description:
+    - Problems, each with network, node, interface, field, expected, actual, severity and a message.
+    - C(severity) V(error) fails the verification; V(warning) is reported only (a member port slower than
+      the most common rate of its network when no expected rate was given: a slower adapter generation,
+      not a degraded link).
   returned: always
   type: list
   elements: dict
   sample: [{"network": "rdma", "node": "node2", "interface": "ib0", "field": "mtu", "expected": 2044,
-            "actual": 1500, "message": "node2 ib0 has MTU 1500, the network uses 2044"}]
+            "actual": 1500, "severity": "error", "message": "node2 ib0 has MTU 1500, the network uses 2044"}]
 networks:
   description: Per network its members, MTU, P_Key, matrix (sender -> receiver -> ok/mtu/fail/skip),
     cannot_reach and path_mtu_failures pairs.
@@ -181,8 +185,9 @@ def main():
             module.fail_json(msg=str(exc), **output)
         output["dest"] = params["dest"]
     if not verdict["ok"] and params["fail_on_findings"]:
+        problems = _netcheck.errors(verdict["findings"])
         module.fail_json(msg="network verification found %d problem(s): %s" % (
-            len(verdict["findings"]), "; ".join(f["message"] for f in verdict["findings"])), **output)
+            len(problems), "; ".join(f["message"] for f in problems)), **output)
     module.exit_json(**output)
 
 
