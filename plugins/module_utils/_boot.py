@@ -375,7 +375,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     def log(message):
-        print("hpcnet-ib-boot: %s" % message, flush=True)
+        # One line per message, flushed: journald timestamps each as it comes.
+        sys.stdout.write("hpcnet-ib-boot: %s\n" % message)
+        sys.stdout.flush()
 
     host = Host(sysfs_root=args.sysfs_root, fs_root=args.fs_root, runner=_runner)
     try:
@@ -396,7 +398,3 @@ def main(argv=None):
     changes, problems = apply_state(host, state, log)
     log("%d change(s) in %.1f s, %d problem(s)" % (changes, time.monotonic() - started, len(problems)))
     return 1 if problems else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

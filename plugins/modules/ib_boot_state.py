@@ -20,7 +20,7 @@ description:
   - Every file carries a C(Managed by hpcnet.infiniband) marker line; a file at one of these paths without it
     is never overwritten (the module refuses, naming it).
   - Enables the unit when it is not enabled, with C(systemctl enable), which also works without a running
-    systemd (it makes the C([Install]) symlinks: an image built in a chroot or container boots with the unit
+    systemd (it makes the C([Install]) symlinks, so an image built in a chroot or container boots with the unit
     enabled); runs C(systemctl daemon-reload) only when systemd is PID 1 and the unit file changed. Without
     C(systemctl) on the host it writes the files only and returns RV(enabled=null).
   - At boot, entries whose PF or parent interface is absent are logged and skipped (exit 0); the boot path
@@ -40,9 +40,9 @@ attributes:
 options:
   sriov:
     description:
-      - Parameters of M(hpcnet.infiniband.ib_sriov), one dict per PF, complete (with the module's defaults:
-        the M(hpcnet.infiniband.boot_state) role resolves them through the module itself).
-      - At boot O(sriov[].persist) and O(sriov[].firmware_info) are ignored (no files, no firmware query).
+      - Parameters of M(hpcnet.infiniband.ib_sriov), one dict per PF. The M(hpcnet.infiniband.boot_state) role
+        resolves them through the module itself, so they are complete and typed.
+      - At boot their C(persist) and C(firmware_info) are ignored (no files, no firmware query).
     type: list
     elements: dict
     default: []
