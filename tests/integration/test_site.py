@@ -87,7 +87,7 @@ def test_site_green_then_idempotent(lab, site_vars, summary_callback):
     assert first.returncode == 0, first.stdout[-6000:]
     assert "all networks verified" in first.stdout
     assert "SUMMARY PER NODE" in first.stdout
-    # Stage 7 rewrote the nodes model after stages 5-6 changed the nodes: the second run finds it current.
+    # Stage 10 rewrote the nodes model after stages 3-9 changed the nodes: the second run finds it current.
     second = run(lab, site_vars)
     assert second.returncode == 0, second.stdout[-6000:]
     recap = changed_counts(second.stdout)

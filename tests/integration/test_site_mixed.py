@@ -116,10 +116,10 @@ def test_unreachable_node_is_reported_and_the_others_finish(lab, site_vars, out,
     for node in lab.node_names:
         assert counts[node]["unreachable"] == 0, (node, cp.stdout[-6000:])
         stages = [entry["task"] for entry in summary[node]["failed"]]
-        assert not [t for t in stages if not t.startswith("Stage 8")], (node, summary[node]["failed"])
-    stage6 = cp.stdout.split("PLAY [Stage 6")[1].split("PLAY [Stage 7")[0]
-    assert all(re.search(r"\[%s\]" % node, stage6) for node in lab.node_names), stage6[-3000:]
-    assert "[ghost]" not in cp.stdout.split("PLAY [Stage 2")[1].split("PLAY [Stage 7")[0]
+        assert not [t for t in stages if not t.startswith("Stage 11")], (node, summary[node]["failed"])
+    ovs_stage = cp.stdout.split("PLAY [Stage 7")[1].split("PLAY [Stage 8")[0]
+    assert all(re.search(r"\[%s\]" % node, ovs_stage) for node in lab.node_names), ovs_stage[-3000:]
+    assert "[ghost]" not in cp.stdout.split("PLAY [Stage 2")[1].split("PLAY [Stage 10")[0]
     for node in non_ib_nodes(lab):
         assert any("no InfiniBand port: nothing for a subnet manager to serve" in n for n in summary[node]["notes"])
 
