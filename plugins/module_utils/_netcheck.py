@@ -125,25 +125,53 @@ def check_networks(networks):
             raise ValueError("network %s: expect_rate %r is not a positive number of Gb/s" % (network.get("name"), rate))
 
 
+def _member_netdev(value):
+    """The netdev a network runs over on a node: a plain name (``networks.allocation``), or a node's
+    network entry (the model's ``nodes[].networks``, the inventory's ``ib_networks``): its ``device``
+    (the P_Key child ib0.8002 or VLAN device that carries the address), except for EIPoIB members, which
+    are checked on the EIPoIB interface and probed through their OVS bridge."""
+    if not isinstance(value, dict):
+        return value
+    if value.get("device") and value.get("kind") != "eipoib":
+        return value["device"]
+    return value.get("interface")
+
+
 def normalize_allocation(allocation, nodes=None):
-    """{node: {role: interface}} from a nodes model's ``networks.allocation`` or the inventory plugin's
-    ``ib_networks`` host vars (role -> {"interface": ...}); only ``nodes`` when given."""
+    """{node: {role: netdev}} from a nodes model's ``networks.allocation`` or ``nodes[].networks``, or the
+    inventory plugin's ``ib_networks`` host vars (role -> {"interface": ..., "device": ...}); only
+    ``nodes`` when given."""
     result = {}
     for node, per_node in sorted((allocation or {}).items()):
         if nodes is not None and node not in nodes:
             continue
         roles = {}
         for role, value in (per_node or {}).items():
-            iface = value.get("interface") if isinstance(value, dict) else value
+            iface = _member_netdev(value)
             if isinstance(iface, str) and iface:
                 roles[role] = iface
         result[node] = roles
     return result
 
 
+def _role_settings(allocation):
+    """{role: {"pkey", "mtu"}} that the allocation's network entries carry (the model's definitions as
+    the inventory plugin and the model's nodes repeat them): the defaults of a network to verify."""
+    settings = {}
+    for per_node in (allocation or {}).values():
+        for role, value in (per_node or {}).items():
+            if isinstance(value, dict):
+                known = settings.setdefault(role, {})
+                for key in ("pkey", "mtu"):
+                    if value.get(key) is not None:
+                        known.setdefault(key, value[key])
+    return settings
+
+
 def networks_from_allocation(allocation, wanted=None, nodes=None):
     """Networks to check: ``wanted`` is a list of {name (role), pkey, mtu, members (optional)} or role
     names; default every role allocated on at least two nodes. Explicit ``members`` win."""
+    settings = _role_settings(allocation)
     allocation = normalize_allocation(allocation, nodes)
     if not wanted:
         roles = sorted({role for per_node in allocation.values() for role in per_node})
@@ -154,6 +182,9 @@ def networks_from_allocation(allocation, wanted=None, nodes=None):
     networks = []
     for entry in wanted:
         entry = {"name": entry} if isinstance(entry, str) else dict(entry)
+        for key, value in settings.get(entry["name"], {}).items():
+            if entry.get(key) is None:
+                entry[key] = value
         members = {node: roles[entry["name"]] for node, roles in allocation.items() if entry["name"] in roles}
         explicit = entry.get("members") or {}
         if explicit:

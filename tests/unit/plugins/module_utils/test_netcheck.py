@@ -434,3 +434,24 @@ def test_degraded_link_found_by_node_guid_and_port():
                            fixture("iblinkinfo-ibsim-2switch-degraded.txt"))
     result = nc.evaluate(NETWORKS[:1], reports, simulate(reports), topology=topo)
     assert where(result) == [("node2", "ib0", "link")]
+
+
+def test_a_pkey_network_is_checked_on_its_child_with_the_model_settings():
+    """The model's node entries (and the inventory's ib_networks) name the device that carries a network's
+    address: a P_Key network is verified on the child, with the definition's P_Key and MTU; an EIPoIB
+    member stays on its EIPoIB interface (probed through its bridge)."""
+    allocation = {
+        "node1": {"rdma": {"interface": "ib0", "device": "ib0.8002", "kind": "ipoib_child", "pkey": "0x8002",
+                           "mtu": 2044},
+                  "storage": {"interface": "eth1", "device": "br-storage", "kind": "eipoib"}},
+        "node2": {"rdma": {"interface": "ib0", "device": "ib0.8002", "kind": "ipoib_child", "pkey": "0x8002",
+                           "mtu": 2044},
+                  "storage": {"interface": "eth1", "device": "br-storage", "kind": "eipoib"}},
+    }
+    networks = {n["name"]: n for n in nc.networks_from_allocation(allocation)}
+    assert networks["rdma"]["members"] == {"node1": "ib0.8002", "node2": "ib0.8002"}
+    assert (networks["rdma"]["pkey"], networks["rdma"]["mtu"]) == ("0x8002", 2044)
+    assert networks["storage"]["members"] == {"node1": "eth1", "node2": "eth1"}
+    # What the operator says wins over the model's settings.
+    wanted = nc.networks_from_allocation(allocation, [{"name": "rdma", "mtu": 4092}])
+    assert wanted[0]["mtu"] == 4092 and wanted[0]["pkey"] == "0x8002"

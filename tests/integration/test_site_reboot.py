@@ -1,0 +1,135 @@
+"""The whole deployment and a power cycle (issues 11 and 12): site.yml allocates and configures every
+network's addresses (the lab pre-assigns none), verification passes over them; `--check` on the
+unconverged lab changes nothing; after `labctl reboot --all` the nodes come back from their own boot
+files (ifupdown stanzas, the hpcnet-ib-boot oneshot) and verify_network.yml passes again without
+re-running site.yml; a site.yml run after the reboot changes nothing.
+
+Lab `site-reboot`: node1 ConnectX-5 (4 VFs with derived GUIDs), node2 ConnectX-3 (an extra P_Key child
+ib0.8004 in connected mode, MTU 65520, through ipoib_interfaces and the boot path), node3 ConnectX-3 with
+EIPoIB (storage on its OVS bridge). Every node carries the rdma network on the P_Key child ib0.8002
+(datagram, MTU 2044), configured by the network stage (ifupdown: the lab nodes are Debian without
+NetworkManager). The lab's fabric has no partitions: the P_Key tables that an SM would fill are set
+with `labctl hw set`, as the hardware would show them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from conftest import run_module  # tests/integration/conftest.py
+
+LAB_NAME = "site-reboot"
+PROFILES = ["cx5-ib-sriov", "cx3-ipoib", "cx3-eipoib"]
+PKEY_TABLES = {"node1": ("mlx5_0", ["0x8002"]), "node2": ("mlx4_0", ["0x8002", "0x8004"]),
+               "node3": ("mlx4_0", ["0x8002"])}
+PF = "/sys/bus/pci/devices/0000:5e:00.0"
+VF_GUIDS = f"for f in {PF}/sriov/*/node {PF}/sriov/*/port; do [ -e $f ] && echo $f $(cat $f); done; true"
+# Everything the roles write under a node's /etc (compared before/after --check).
+ETC_FILES = "find /etc/network /etc/hpcnet-infiniband /etc/systemd/system /etc/modprobe.d /etc/modules-load.d " \
+            "-type f 2>/dev/null | sort | xargs -r sha256sum; true"
+
+
+@pytest.fixture(scope="module")
+def lab(lab_factory):
+    lab = lab_factory(LAB_NAME, nodes=3, profiles=PROFILES, data_addresses=False)
+    for node, (device, pkeys) in PKEY_TABLES.items():
+        for index, pkey in enumerate(pkeys, start=1):
+            lab.labctl("hw", "set", node, f"class/infiniband/{device}/ports/1/pkeys/{index}", pkey, check=True)
+    return lab
+
+
+@pytest.fixture(scope="module")
+def site_vars(tmp_path_factory):
+    out = tmp_path_factory.mktemp("site-reboot")
+    return {
+        "discovery_output_dir": str(out / "discovery"),
+        "eipoib_ovs_nodes_model": str(out / "discovery" / "nodes.json"),
+        "netcheck_nodes_model": str(out / "discovery" / "nodes.json"),
+        "netcheck_result_file": str(out / "netcheck.json"),
+        "eipoib_ovs_datapath_type": "netdev",
+        "ofed_install_packages": False,
+        "discovery_networks": [
+            {"name": "rdma", "cidr": "10.20.0.0/24", "pkey": "0x8002", "mtu": 2044, "ipoib_mode": "datagram"},
+            {"name": "storage", "cidr": "10.20.1.0/24"},
+        ],
+        "network_backend": "ifupdown",
+        "sriov_pfs": "{{ [{'pf': 'ib0', 'num_vfs': 4, 'guid_policy': 'derived', 'persist': true}]"
+                     " if lab_profile == 'cx5-ib-sriov' else [] }}",
+        "ipoib_interfaces": "{{ [{'parent': 'ib0', 'mode': 'connected', 'mtu': 65520},"
+                            " {'parent': 'ib0', 'pkey': '0x8004', 'mode': 'connected', 'mtu': 65520}]"
+                            " if lab_profile == 'cx3-ipoib' else [] }}",
+    }
+
+
+def recap(stdout):
+    text = stdout.split("PLAY RECAP")[-1]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(node\d+)\s*:\s*ok=\d+\s+changed=(\d+)", text, re.M)}
+
+
+def snapshot(lab):
+    """What the roles change on a node: files under /etc, sysfs values, OVS."""
+    return {node: (lab.exec(node, ["sh", "-c", ETC_FILES]).stdout,
+                   lab.exec(node, ["sh", "-c", "cat /sys/class/net/ib0/mode /sys/class/net/ib0/mtu; "
+                                   "ls /sys/class/net; cat %s/sriov_numvfs 2>/dev/null; true" % PF]).stdout,
+                   lab.exec(node, ["ovs-vsctl", "show"]).stdout)
+            for node in lab.node_names}
+
+
+def deployed(lab):
+    """Per node: its IPoIB/SR-IOV netdevs (mode, MTU, VF count) from ib_facts, the addresses of every
+    interface, and node1's VF GUIDs (ib_facts does not report them)."""
+    facts = run_module(lab, "hpcnet.infiniband.ib_facts", "all")
+    seen = {}
+    for node, result in facts.items():
+        nics = result["ansible_facts"]["ib_facts"]["nics"]
+        addresses = json.loads(lab.exec(node, ["ip", "-j", "-4", "addr", "show"], check=True).stdout)
+        seen[node] = {
+            "netdevs": {name: {"mtu": nic.get("mtu"), "ipoib": nic.get("ipoib"),
+                               "numvfs": (nic.get("sriov") or {}).get("numvfs")}
+                        for name, nic in nics.items() if nic.get("ipoib") or nic.get("sriov")},
+            "addresses": sorted("%s %s/%s" % (a["ifname"], i["local"], i["prefixlen"])
+                                for a in addresses for i in a.get("addr_info", [])
+                                if i["local"].startswith("10.20.")),
+        }
+    seen["node1 VF GUIDs"] = lab.exec("node1", ["sh", "-c", VF_GUIDS], check=True).stdout
+    return seen
+
+
+def test_check_mode_on_the_unconverged_lab_changes_nothing(lab, site_vars):
+    before = snapshot(lab)
+    cp = lab.playbook("playbooks/site.yml", extra_vars=site_vars, check=True, timeout=1800)
+    assert "Traceback" not in cp.stdout + cp.stderr
+    assert snapshot(lab) == before
+
+
+def test_site_deploys_the_networks_and_everything_survives_a_reboot(lab, site_vars):
+    first = lab.playbook("playbooks/site.yml", extra_vars=site_vars, timeout=1800)
+    assert first.returncode == 0, first.stdout[-8000:]
+    assert "all networks verified" in first.stdout
+    before = deployed(lab)
+    # The collection configured the addresses: rdma on every node's P_Key child, storage on node3's bridge.
+    assert [a for a in before["node1"]["addresses"] if a.startswith("ib0.8002 10.20.0.")], before["node1"]
+    assert [a for a in before["node3"]["addresses"] if a.startswith("br-storage 10.20.1.")], before["node3"]
+    assert before["node1"]["netdevs"]["ib0"]["numvfs"] == 4
+    assert before["node2"]["netdevs"]["ib0.8004"]["ipoib"]["mode"] == "connected"
+    assert before["node2"]["netdevs"]["ib0.8004"]["mtu"] == 65520
+    assert before["node1 VF GUIDs"].count("/port ") == 4
+    second = lab.playbook("playbooks/site.yml", extra_vars=site_vars, timeout=1800)
+    assert second.returncode == 0, second.stdout[-8000:]
+    assert set(recap(second.stdout).values()) == {0}, second.stdout.split("PLAY RECAP")[-1]
+
+    cp = lab.labctl("reboot", "--all", timeout=900)
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+    # Without re-running site.yml: the same VFs, GUIDs, children, modes, MTUs and addresses ...
+    assert deployed(lab) == before
+    # ... and the verification passes over them.
+    verify = lab.playbook("playbooks/verify_network.yml", extra_vars=site_vars, timeout=900)
+    assert verify.returncode == 0, verify.stdout[-6000:]
+    assert "all networks verified" in verify.stdout
+    # A site.yml run after the reboot finds nothing to do.
+    after = lab.playbook("playbooks/site.yml", extra_vars=site_vars, timeout=1800)
+    assert after.returncode == 0, after.stdout[-8000:]
+    assert set(recap(after.stdout).values()) == {0}, after.stdout.split("PLAY RECAP")[-1]
