@@ -16,6 +16,7 @@ DEBIAN_PACKAGES=(
   fuse3 libfuse3-3 libfuse2 ethtool
   chromium shellcheck dpkg-dev
   podman runc debootstrap
+  ifupdown
 )
 
 log() { printf '[setup] %s\n' "$*"; }
@@ -46,6 +47,16 @@ if [ ! -x .venv/bin/python ] || ! cmp -s requirements.txt .venv/.requirements.tx
   .venv/bin/pip install -q --disable-pip-version-check -r requirements.txt 2>&1 | grep -v '^WARNING: Location' || true
   .venv/bin/python -c 'import ansible, molecule, testinfra, netaddr, yaml, mfusepy' 
   cp requirements.txt .venv/.requirements.txt
+fi
+
+# NetworkManager's nmcli, unpacked and never installed (the daemon would take over this machine's
+# interfaces): the unit tests compare our keyfiles with what `nmcli --offline` writes.
+if [ ! -x .cache/nm/root/usr/bin/nmcli ]; then
+  log "unpacking nmcli (network-manager, libnm0) into .cache/nm"
+  rm -rf .cache/nm && mkdir -p .cache/nm/debs
+  (cd .cache/nm/debs && apt-get download -q network-manager libnm0 >/dev/null)
+  for deb in .cache/nm/debs/*.deb; do dpkg-deb -x "$deb" .cache/nm/root; done
+  rm -rf .cache/nm/debs
 fi
 
 # Local collections path: our collection linked to the checkout (community.general, which the roles
