@@ -79,16 +79,24 @@ lane_integration() {
   [ $stages_failed -eq 0 ]
 }
 
+# A lane counts its own stages (it runs in a subshell; its report file carries them back).
+run_lane() {
+  report=()
+  stages_passed=0
+  stages_failed=0
+  "$@"
+}
+
 run_stage unit pytest_stage -q tests/unit
 if [ "${HPCNET_TEST_SERIAL:-0}" = 1 ]; then
-  (report=(); stages_passed=0; stages_failed=0; lane_static_molecule) >"$lane_dir/static.log" 2>&1
+  (run_lane lane_static_molecule) >"$lane_dir/static.log" 2>&1
   cat "$lane_dir/static.log"
-  (report=(); stages_passed=0; stages_failed=0; lane_integration) >"$lane_dir/integration.log" 2>&1
+  (run_lane lane_integration) >"$lane_dir/integration.log" 2>&1
   cat "$lane_dir/integration.log"
 else
-  (report=(); stages_passed=0; stages_failed=0; lane_static_molecule) >"$lane_dir/static.log" 2>&1 &
+  (run_lane lane_static_molecule) >"$lane_dir/static.log" 2>&1 &
   static_pid=$!
-  (report=(); stages_passed=0; stages_failed=0; lane_integration) >"$lane_dir/integration.log" 2>&1 &
+  (run_lane lane_integration) >"$lane_dir/integration.log" 2>&1 &
   integration_pid=$!
   wait $static_pid; wait $integration_pid
   printf '\n===== lane: build, sanity, ansible-lint, molecule\n'; cat "$lane_dir/static.log"

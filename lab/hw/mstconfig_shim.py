@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """The lab's stand-in for mstflint's `mstconfig`: adapter firmware settings with next-boot semantics.
 
 Inside a node it is /usr/local/sbin/mstconfig (ahead of the real one on the node's PATH, as the
@@ -206,7 +205,8 @@ def install(root, profile):
                 os.unlink(path)
         return None
     with open(os.path.abspath(__file__), encoding="utf-8") as fh:
-        text = fh.read()
+        # The node's python3 runs the copy (this source file is a module: no shebang of its own).
+        text = "#!/usr/bin/python3\n" + fh.read()
     os.makedirs(os.path.dirname(shim), exist_ok=True)
     with open(shim + ".tmp", "w", encoding="utf-8") as fh:
         fh.write(text)

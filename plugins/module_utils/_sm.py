@@ -500,7 +500,7 @@ def run_check(
         warnings = []
         if query != "never" and not failed:
             sm_info, sm_checks, warnings = check_sms(host, selected, all_views, query, min_sms, sm_guid,
-                                                    allow_local_sm, sm_query_timeout)
+                                                     allow_local_sm, sm_query_timeout)
             problems.extend(sm_checks)
         message = combine(problems)
         if message is None or clock() >= deadline:

@@ -104,7 +104,7 @@ findings:
   description:
     - Problems, each with network, node, interface, field, expected, actual, severity and a message.
     - C(severity) V(error) fails the verification; V(warning) is reported only (a member port slower than
-      the most common rate of its network when no expected rate was given: a slower adapter generation,
+      the most common rate of its network when no expected rate was given; a slower adapter generation,
       not a degraded link).
   returned: always
   type: list

@@ -121,7 +121,7 @@ def floor_play(calls):
 
 def pairs(repeats, first, second):
     ratios, a_times, b_times = [], [], []
-    for _ in range(repeats):
+    for _repeat in range(repeats):
         a, b = first(), second()
         a_times.append(a)
         b_times.append(b)
@@ -134,7 +134,7 @@ def bench_reconverge(nodes, repeats):
     try:
         site = playbook(inventory, "playbooks/site.yml", "-e", "@" + SITE_VARS)
         timed(site)  # converge
-        _, out = timed(site, json_output=True)
+        out = timed(site, json_output=True)[1]
         calls = node_calls(out)
         with tempfile.NamedTemporaryFile("w", suffix=".yml", prefix="floor-", delete=False) as handle:
             handle.write(floor_play(calls))
@@ -180,7 +180,7 @@ def bench_verify(nodes, repeats):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("benchmark", choices=["reconverge", "discovery", "verify"])
     parser.add_argument("--nodes", default="3", help="comma-separated node counts (default 3)")
     parser.add_argument("--repeats", type=int, default=3)

@@ -89,7 +89,7 @@ def test_every_file_carries_the_marker():
 
 
 def test_networkmanager_keyfile_of_a_pkey_child():
-    (path, text), = files("networkmanager", CHILD).items()
+    [(path, text)] = list(files("networkmanager", CHILD).items())
     assert path == "/etc/NetworkManager/system-connections/hpcnet-ib0.8002.nmconnection"
     data = ini(text)
     assert data["connection"] == {"id": "hpcnet-ib0.8002", "uuid": N.connection_uuid("ib0.8002"),
@@ -126,7 +126,7 @@ def test_networkd_child_netdev_and_parent_network():
 
 
 def test_ifupdown_stanza_creates_the_child_in_pre_up():
-    (path, text), = files("ifupdown", CHILD).items()
+    [(path, text)] = list(files("ifupdown", CHILD).items())
     assert path == "/etc/network/interfaces.d/hpcnet-ib0_8002"
     assert "auto ib0.8002\niface ib0.8002 inet static\n" in text
     assert "    pre-up [ -e /sys/class/net/ib0.8002 ] || echo 0x8002 > /sys/class/net/ib0/create_child\n" in text

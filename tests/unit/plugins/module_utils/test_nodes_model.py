@@ -282,11 +282,11 @@ def test_static_address_from_host_vars_wins():
 
 def test_address_errors_refuse_the_whole_model():
     with pytest.raises(nm._networks.NetworkError, match="network storage, node node3: static address '10.30.0.1' "
-                                                         "is outside the network's CIDR 10.20.1.0/24"):
+                                                        "is outside the network's CIDR 10.20.1.0/24"):
         _run(fx.lab_results(), static_addresses={"node3": {"storage": "10.30.0.1"}})
     overlapping = fx.NETWORKS + [{"name": "private", "cidr": "10.20.1.128/25"}]
     with pytest.raises(nm._networks.NetworkError, match="node node2, interface eth1: networks private "
-                                                         r"\(10.20.1.128/25\) and storage \(10.20.1.0/24\) overlap"):
+                                                        r"\(10.20.1.128/25\) and storage \(10.20.1.0/24\) overlap"):
         _run(fx.lab_results(), networks=overlapping)
 
 
