@@ -74,7 +74,7 @@ lane_static_molecule() {
 }
 
 lane_integration() {
-  run_stage integration pytest_stage -q -p no:cacheprovider tests/integration
+  run_stage integration pytest_stage -q -p no:cacheprovider --durations=15 tests/integration
   printf '%s\n' "${report[@]}" > "$lane_dir/integration.report"
   [ $stages_failed -eq 0 ]
 }
