@@ -972,6 +972,13 @@ def _check_tree(host):
     root = getattr(host, "sysfs_root", None)
     if isinstance(root, str) and not os.path.isdir(root):
         raise FactsError("sysfs_root %s does not exist or is not a directory" % root)
+    check_sysfs_tree(host)
+
+
+def check_sysfs_tree(host):
+    """Raise FactsError naming sysfs_root when it has no class/net (a capture's top, a wrong path): for the
+    modules that read a few netdevs and would otherwise say "interface not found"."""
+    root = getattr(host, "sysfs_root", None)
     if not host.isdir("class/net"):
         hint = "give the 'sys' folder of a capture, e.g. <capture>/sys"
         if isinstance(root, str) and os.path.isdir(os.path.join(root, "sys", "class", "net")):

@@ -151,10 +151,10 @@ def read_ipoib(host, parent, pkey=None, read_table=True):
     ``pkey`` (full P_Key int). Reads the parent's own netdev, port and table only, not the whole host."""
     if not valid_ifname(parent):
         raise IpoibError("%r is not a valid interface name" % (parent,))
-    if not host.isdir("class/net"):
-        raise IpoibError(
-            "sysfs_root %s is not a sysfs tree (no class/net directory)" % getattr(host, "sysfs_root", "?")
-        )
+    try:
+        _facts.check_sysfs_tree(host)
+    except _facts.FactsError as exc:
+        raise IpoibError(str(exc))
     have = {
         "parent": _read_iface(host, parent),
         "child": None,

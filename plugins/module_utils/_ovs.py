@@ -317,9 +317,7 @@ def read_port_nics(host, names):
     bounds the port's), without P_Key tables: not the whole host. A raw IPoIB interface given as a port
     is refused, and the refusal names the EIPoIB interface over it: only then is every netdev read.
     Raises ``_facts.FactsError`` (naming the root) when sysfs_root is not a sysfs tree."""
-    if not host.isdir("class/net"):
-        raise _facts.FactsError("sysfs_root %s is not a sysfs tree (no class/net directory)" % getattr(
-            host, "sysfs_root", "?"))
+    _facts.check_sysfs_tree(host)
     present = [n for n in names if isinstance(n, str) and valid_ifname(n) and host.exists("class/net/" + n)]
     if not present:
         return {}
