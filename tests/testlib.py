@@ -116,3 +116,23 @@ def plain(value):
     if isinstance(value, list):
         return [plain(v) for v in value]
     return value
+
+
+def count_opens(monkeypatch, call):
+    """(call(), how many files the host seam opened during it): linear cost, counted rather than timed."""
+    # Imported here: the integration tests import this module without the collection on sys.path.
+    from ansible_collections.hpcnet.infiniband.plugins.module_utils import _host  # pylint: disable=import-outside-toplevel
+
+    calls = {"open": 0}
+    real_open = _host.os.open
+
+    def counting_open(*args, **kw):
+        calls["open"] += 1
+        return real_open(*args, **kw)
+
+    monkeypatch.setattr(_host.os, "open", counting_open)
+    try:
+        result = call()
+    finally:
+        monkeypatch.setattr(_host.os, "open", real_open)
+    return result, calls["open"]

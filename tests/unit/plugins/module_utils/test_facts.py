@@ -11,6 +11,7 @@ import pytest
 
 from ansible_collections.hpcnet.infiniband.plugins.module_utils import _facts, _host, _ids
 from ansible_collections.hpcnet.infiniband.plugins.module_utils._host import Host
+from testlib import count_opens
 from testlib import sysfs_builder as builder
 
 
@@ -426,18 +427,7 @@ def test_host_without_sysfs_root_uses_host_reads(tmp_path):
 # ---------------------------------------------------------------------------------------------------
 def gather_counting_opens(monkeypatch, root, **kwargs):
     """_facts.gather() on ``root`` with the files it opens counted: (facts, number of os.open calls)."""
-    calls = {"open": 0}
-    real_open = os.open
-
-    def counting_open(*args, **kw):
-        calls["open"] += 1
-        return real_open(*args, **kw)
-
-    monkeypatch.setattr(_host.os, "open", counting_open)
-    try:
-        return _facts.gather(snapshot(root), **kwargs), calls["open"]
-    finally:
-        monkeypatch.setattr(_host.os, "open", real_open)
+    return count_opens(monkeypatch, lambda: _facts.gather(snapshot(root), **kwargs))
 
 
 def test_reads_grow_linearly(tmp_path, monkeypatch):

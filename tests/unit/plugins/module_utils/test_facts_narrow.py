@@ -10,6 +10,7 @@ import pytest
 
 from ansible_collections.hpcnet.infiniband.plugins.module_utils import _facts, _host, _ofed
 from ansible_collections.hpcnet.infiniband.plugins.module_utils._host import Host
+from testlib import count_opens
 from testlib import sysfs_builder as builder
 
 
@@ -92,29 +93,13 @@ def test_complete_pkeys_reads_only_the_named_ports(tmp_path):
     assert nics["ib0"]["ib"]["pkeys"] == ["0xffff", "0x8002"]
 
 
-def _opens_of(monkeypatch, call):
-    calls = {"open": 0}
-    real_open = os.open
-
-    def counting_open(*args, **kw):
-        calls["open"] += 1
-        return real_open(*args, **kw)
-
-    monkeypatch.setattr(_host.os, "open", counting_open)
-    try:
-        call()
-    finally:
-        monkeypatch.setattr(_host.os, "open", real_open)
-    return calls["open"]
-
-
 def test_one_netdev_costs_the_same_on_8_or_128_netdevs(tmp_path, monkeypatch):
     opens = {}
     for size in (8, 128):
         root = tmp_path / str(size) / "sys"
         builder.many_netdevs(root, size, vfs_per_pf=7, pkey_table_size=4)
         host = snapshot(root)
-        opens[size] = (_opens_of(monkeypatch, lambda: _facts.read_netdev(host, "ib0v3")),
-                       _opens_of(monkeypatch, lambda: _facts.read_netdev(host, "ib0")))
+        opens[size] = (count_opens(monkeypatch, lambda: _facts.read_netdev(host, "ib0v3"))[1],
+                       count_opens(monkeypatch, lambda: _facts.read_netdev(host, "ib0"))[1])
         assert _facts.read_netdev(host, "ib0v3", pkeys="all") == _facts.gather(host, pkeys="all")["nics"]["ib0v3"]
     assert opens[128] == opens[8], opens
