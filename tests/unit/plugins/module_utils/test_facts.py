@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from ansible_collections.hpcnet.infiniband.plugins.module_utils import _facts, _host, _ids
+from ansible_collections.hpcnet.infiniband.plugins.module_utils import _facts, _ids
 from ansible_collections.hpcnet.infiniband.plugins.module_utils._host import Host
 from testlib import count_opens
 from testlib import sysfs_builder as builder
