@@ -116,6 +116,10 @@ networks:
     cannot_reach and path_mtu_failures pairs.
   returned: always
   type: dict
+problems:
+  description: How many findings fail the verification (severity V(error); warnings are not counted).
+  returned: always
+  type: int
 matrix_text:
   description: The matrices as printable lines.
   returned: always
@@ -176,8 +180,9 @@ def main():
     lines = []
     for name, network in verdict["networks"].items():
         lines += _netcheck.matrix_text(name, network["matrix"])
-    output = dict(changed=False, ok=verdict["ok"], findings=verdict["findings"], networks=verdict["networks"],
-                  matrix_text=lines, not_checked=verdict["not_checked"])
+    problems = _netcheck.errors(verdict["findings"])
+    output = dict(changed=False, ok=verdict["ok"], findings=verdict["findings"], problems=len(problems),
+                  networks=verdict["networks"], matrix_text=lines, not_checked=verdict["not_checked"])
     if params["dest"]:
         try:
             _netcheck.write_result(Host(), os.path.abspath(params["dest"]), verdict)
@@ -185,7 +190,6 @@ def main():
             module.fail_json(msg=str(exc), **output)
         output["dest"] = params["dest"]
     if not verdict["ok"] and params["fail_on_findings"]:
-        problems = _netcheck.errors(verdict["findings"])
         module.fail_json(msg="network verification found %d problem(s): %s" % (
             len(problems), "; ".join(f["message"] for f in problems)), **output)
     module.exit_json(**output)
