@@ -13,7 +13,15 @@
 ``verify``      playbooks/verify_network.yml on N nodes against ``ansible -m ping`` (its fixed cost).
 
 Each benchmark pairs its two runs in the same minute on the same lab (this shared machine's speed drifts)
-and takes the median of ``--repeats`` pairs. The last line printed is the ratio.
+and takes the median of ``--repeats`` pairs; each pair prints the load average before it. The last line
+printed is the ratio.
+
+Labs: ``bench-<benchmark>-<N>`` (no test or Molecule scenario uses a ``bench`` name), started and torn
+down by the benchmark. reconverge and verify use the profiles of tests/integration/test_site.py cycled over
+the nodes (cx3-eipoib, cx5-ib-sriov, cx3-ipoib: site.yml converges and verifies on them), discovery the
+lab's default profile mix. site.yml gets ``docs/examples/lab-site-vars.yml`` plus the lab's own settings
+(``LAB_SITE_VARS``: userspace OVS datapath, no package installs, verification of the rdma network); every
+output file (nodes model, netcheck result) goes to a temporary directory, never to out/ in the work tree.
 
 Run as root from the repository root, e.g.:
   .venv/bin/python tests/benchmarks/bench_site.py reconverge --nodes 3
@@ -26,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -37,6 +46,15 @@ VENV_BIN = os.path.join(REPO, ".venv", "bin")
 LABCTL = os.path.join(REPO, "lab", "labctl")
 SITE_VARS = os.path.join(REPO, "docs", "examples", "lab-site-vars.yml")
 TIMEOUT = 1800  # seconds, any single ansible call
+SITE_PROFILES = "cx3-eipoib,cx5-ib-sriov,cx3-ipoib"
+# The lab's own settings on top of lab-site-vars.yml (docs/site.md "On the lab"): its Open vSwitch has the
+# userspace datapath only, its nodes share this machine's packages; the EIPoIB storage network is not
+# reachable between lab nodes (docs/site.md, known limits), so the verification checks rdma.
+LAB_SITE_VARS = {
+    "eipoib_ovs_datapath_type": "netdev",
+    "ofed_install_packages": False,
+    "netcheck_networks": [{"name": "rdma"}],
+}
 
 # Actions that run on the controller even when a task targets a node.
 CONTROLLER_ACTIONS = {
@@ -70,15 +88,33 @@ def timed(argv, json_output=False):
     return took, proc.stdout
 
 
-def lab_up(nodes):
-    name = "bench%d" % nodes
-    subprocess.run([LABCTL, "up", "--name", name, "--nodes", str(nodes)], check=True, timeout=600,
-                   capture_output=True)
+def lab_up(benchmark, nodes, profiles=None):
+    """(name, inventory) of a fresh lab of this benchmark; a stale lab of that name is replaced."""
+    name = "bench-%s-%d" % (benchmark, nodes)
+    argv = [LABCTL, "up", "--name", name, "--nodes", str(nodes)] + (["--profiles", profiles] if profiles else [])
+    lab_down(name)
+    proc = subprocess.run(argv, check=False, timeout=900, capture_output=True, text=True)
+    if proc.returncode != 0:
+        lab_down(name)
+        sys.exit("labctl up failed (rc %d):\n%s" % (proc.returncode, (proc.stdout + proc.stderr)[-3000:]))
     return name, "/run/hpcnet-lab/%s/inventory.yml" % name
 
 
 def lab_down(name):
     subprocess.run([LABCTL, "down", "--name", name], check=False, timeout=300, capture_output=True)
+
+
+def site_vars(out):
+    """-e arguments of a site.yml or verify_network.yml run writing its files under ``out``."""
+    own = dict(LAB_SITE_VARS, discovery_output_dir=os.path.join(out, "discovery"),
+               eipoib_ovs_nodes_model=os.path.join(out, "discovery", "nodes.json"),
+               netcheck_nodes_model=os.path.join(out, "discovery", "nodes.json"),
+               netcheck_result_file=os.path.join(out, "netcheck", "netcheck.json"))
+    return ["-e", "@" + SITE_VARS, "-e", json.dumps(own)]
+
+
+def load():
+    return "load %.2f %.2f %.2f" % os.getloadavg()
 
 
 def playbook(inventory, path, *extra):
@@ -90,19 +126,32 @@ def adhoc(inventory, module, args=None):
     return argv + (["-a", args] if args else [])
 
 
+def on_controller(result):
+    """True when a task result did not run a module on its node (controller action or delegated here)."""
+    if (result.get("action") or "") in CONTROLLER_ACTIONS:
+        return True
+    delegated = result.get("_ansible_delegated_vars") or {}
+    return (delegated.get("ansible_connection") == "local"
+            or delegated.get("ansible_host") in ("localhost", "127.0.0.1", "::1"))
+
+
 def node_calls(json_stdout):
-    """{host: number of module calls that ran on the node} from an ansible.posix.json run."""
-    calls = {}
+    """({host: number of module calls that ran on the node}, {host: {action: calls}}) from an
+    ansible.posix.json run (a loop counts each item that was not skipped)."""
+    calls, actions = {}, {}
     for play in json.loads(json_stdout)["plays"]:
         for task in play["tasks"]:
             for host, result in task["hosts"].items():
-                action = result.get("action") or ""
-                if action in CONTROLLER_ACTIONS or result.get("skipped"):
+                if result.get("skipped") or on_controller(result):
                     continue
-                if result.get("_ansible_delegated_vars", {}).get("ansible_host") in ("localhost", "127.0.0.1"):
-                    continue
-                calls[host] = calls.get(host, 0) + 1
-    return calls
+                items = result.get("results")
+                count = sum(1 for item in items if isinstance(item, dict) and not item.get("skipped")) \
+                    if isinstance(items, list) else 1
+                if count:
+                    calls[host] = calls.get(host, 0) + count
+                    per_host = actions.setdefault(host, {})
+                    per_host[result["action"]] = per_host.get(result["action"], 0) + count
+    return calls, actions
 
 
 def floor_play(calls):
@@ -119,10 +168,14 @@ def floor_play(calls):
     return "\n".join(lines) + "\n"
 
 
-def pairs(repeats, first, second):
+def pairs(label, repeats, first, second):
+    """Medians of (first, second, first/second) over ``repeats`` pairs run back to back."""
     ratios, a_times, b_times = [], [], []
-    for _repeat in range(repeats):
+    for repeat in range(repeats):
+        before = load()
         a, b = first(), second()
+        print("  %s pair %d: %.1f s / %.1f s = %.2f (%s before, %s after)"
+              % (label, repeat + 1, a, b, a / b, before, load()), flush=True)
         a_times.append(a)
         b_times.append(b)
         ratios.append(a / b)
@@ -130,53 +183,67 @@ def pairs(repeats, first, second):
 
 
 def bench_reconverge(nodes, repeats):
-    name, inventory = lab_up(nodes)
+    name, inventory = lab_up("reconverge", nodes, SITE_PROFILES)
+    out = tempfile.mkdtemp(prefix="bench-site-")
     try:
-        site = playbook(inventory, "playbooks/site.yml", "-e", "@" + SITE_VARS)
-        timed(site)  # converge
-        out = timed(site, json_output=True)[1]
-        calls = node_calls(out)
-        with tempfile.NamedTemporaryFile("w", suffix=".yml", prefix="floor-", delete=False) as handle:
+        site = playbook(inventory, "playbooks/site.yml", *site_vars(out))
+        first = timed(site)[0]  # converge
+        second, json_out = timed(site, json_output=True)
+        print("reconverge %d nodes: first run %.1f s, second run (JSON callback) %.1f s, %s"
+              % (nodes, first, second, load()), flush=True)
+        stats = json.loads(json_out)["stats"]
+        changed = {host: s.get("changed", 0) for host, s in stats.items() if s.get("changed")}
+        if changed:
+            print("reconverge %d nodes: the second run changed something: %s" % (nodes, changed))
+        calls, actions = node_calls(json_out)
+        floor = os.path.join(out, "floor.yml")
+        with open(floor, "w", encoding="utf-8") as handle:
             handle.write(floor_play(calls))
-            floor = handle.name
-        try:
-            site_s, floor_s, ratio = pairs(repeats, lambda: timed(site)[0], lambda: timed(playbook(inventory, floor))[0])
-        finally:
-            os.unlink(floor)
         print("reconverge %d nodes: node-side calls per host %s" % (nodes, sorted(set(calls.values()))))
+        for host in sorted(actions, key=lambda h: -calls[h])[:1]:
+            print("reconverge %d nodes: %s's calls: %s" % (nodes, host, ", ".join(
+                "%s x%d" % (action.rsplit(".", 1)[-1], n) for action, n in sorted(actions[host].items()))))
+        site_s, floor_s, ratio = pairs("reconverge %d nodes site/floor" % nodes, repeats,
+                                       lambda: timed(site)[0], lambda: timed(playbook(inventory, floor))[0])
         print("reconverge %d nodes: site.yml second run %.1f s, floor play %.1f s (medians of %d)"
               % (nodes, site_s, floor_s, repeats))
         return ratio
     finally:
         lab_down(name)
+        shutil.rmtree(out, ignore_errors=True)
 
 
 def bench_discovery(nodes, repeats):
-    name, inventory = lab_up(nodes)
+    name, inventory = lab_up("discovery", nodes)
+    out = tempfile.mkdtemp(prefix="bench-discovery-")
     try:
-        discover = playbook(inventory, "playbooks/discover.yml", "-e", "discovery_output_dir=%s" % tempfile.mkdtemp())
-        timed(discover)  # first model write
-        disc_s, setup_s, ratio = pairs(repeats, lambda: timed(discover)[0],
+        discover = playbook(inventory, "playbooks/discover.yml", "-e", "discovery_output_dir=%s" % out)
+        timed(discover)  # the first model write
+        disc_s, setup_s, ratio = pairs("discovery %d nodes discover/setup" % nodes, repeats,
+                                       lambda: timed(discover)[0],
                                        lambda: timed(adhoc(inventory, "ansible.builtin.setup", "gather_subset=min"))[0])
         print("discovery %d nodes: discover.yml %.1f s, setup gather_subset=min %.1f s (medians of %d)"
               % (nodes, disc_s, setup_s, repeats))
         return ratio
     finally:
         lab_down(name)
+        shutil.rmtree(out, ignore_errors=True)
 
 
 def bench_verify(nodes, repeats):
-    name, inventory = lab_up(nodes)
+    name, inventory = lab_up("verify", nodes, SITE_PROFILES)
+    out = tempfile.mkdtemp(prefix="bench-verify-")
     try:
-        timed(playbook(inventory, "playbooks/site.yml", "-e", "@" + SITE_VARS))
-        verify = playbook(inventory, "playbooks/verify_network.yml")
-        verify_s, ping_s, ratio = pairs(repeats, lambda: timed(verify)[0],
+        timed(playbook(inventory, "playbooks/site.yml", *site_vars(out)))  # converge: model and addresses
+        verify = playbook(inventory, "playbooks/verify_network.yml", *site_vars(out))
+        verify_s, ping_s, ratio = pairs("verify %d nodes verify/ping" % nodes, repeats, lambda: timed(verify)[0],
                                         lambda: timed(adhoc(inventory, "ansible.builtin.ping"))[0])
         print("verify %d nodes: verify_network.yml %.1f s, ansible -m ping %.1f s (medians of %d)"
               % (nodes, verify_s, ping_s, repeats))
         return ratio
     finally:
         lab_down(name)
+        shutil.rmtree(out, ignore_errors=True)
 
 
 def main():
@@ -188,7 +255,7 @@ def main():
     if os.geteuid() != 0:
         sys.exit("needs root (the lab)")
     run = {"reconverge": bench_reconverge, "discovery": bench_discovery, "verify": bench_verify}[args.benchmark]
-    print("%s benchmark: %d CPUs, load average %s" % (args.benchmark, os.cpu_count(), os.getloadavg()))
+    print("%s benchmark: %d CPUs, %s" % (args.benchmark, os.cpu_count(), load()), flush=True)
     ratios = []
     for count in [int(n) for n in args.nodes.split(",")]:
         ratio = run(count, args.repeats)
