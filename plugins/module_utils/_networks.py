@@ -30,17 +30,22 @@ except ImportError:  # pragma: no cover - netaddr is a controller requirement (r
 __all__ = [
     "NetworkError",
     "MEMBER_KINDS",
+    "IB_FABRIC_KINDS",
     "DEFAULT_BRIDGES",
     "parse_networks",
     "parse_bridges",
     "member",
     "allocate",
     "check_overlaps",
+    "check_one_fabric",
+    "fabric_of",
     "host_network",
     "from_ib_networks",
 ]
 
 MEMBER_KINDS = ("ipoib", "ipoib_child", "eipoib", "roce", "ethernet")
+# Kinds whose frames travel on the InfiniBand fabric; the others on an Ethernet one.
+IB_FABRIC_KINDS = ("ipoib", "ipoib_child", "eipoib")
 MODES = ("datagram", "connected")
 NETWORK_KEYS = ("name", "cidr", "gateway", "ip_range", "pkey", "vlan", "mtu", "ipoib_mode")
 # The eipoib_ovs role's default bridges (roles/eipoib_ovs/defaults/main.yml, eipoib_ovs_networks): the
@@ -226,6 +231,30 @@ def member(definition, interface, node_networks, bridges):
     member_kind = "roce" if kind == "roce" else "ethernet"
     # A tagged Ethernet member's address sits on its 802.1Q device, named as iproute2 and ifupdown do.
     return member_kind, ("%s.%d" % (name, vlan) if vlan else name), vlan
+
+
+def fabric_of(member_kind):
+    """The link layer a member's frames travel on: IPoIB and EIPoIB on the InfiniBand fabric, RoCE and
+    plain Ethernet on an Ethernet one."""
+    return "InfiniBand" if member_kind in IB_FABRIC_KINDS else "Ethernet"
+
+
+def check_one_fabric(fabrics):
+    """Networks whose members are on both an InfiniBand and an Ethernet fabric -> list of errors.
+
+    ``fabrics``: {network: {fabric: ["node interface"]}}. One CIDR is one link: an IPoIB member cannot
+    reach a RoCE or Ethernet member without a router, so such a network would be allocated but never work.
+    """
+    errors = []
+    for network in sorted(fabrics):
+        by_fabric = fabrics[network]
+        if len(by_fabric) > 1:
+            errors.append(
+                "network %s has members on two fabrics that cannot reach each other over one subnet: %s; give "
+                "each fabric its own network (discovery_network_rules and discovery_networks)"
+                % (network, "; ".join("%s: %s" % (fabric, ", ".join(sorted(by_fabric[fabric], key=_natural)))
+                                      for fabric in sorted(by_fabric))))
+    return errors
 
 
 # ------------------------------------------------------------------------------------- addresses

@@ -69,7 +69,7 @@ MATCHER_KEYS = ("kind", "driver", "name", "link_type", "network_mode", "model", 
 DEFAULT_EXCLUDE_KINDS = ("loopback", "virtual")
 
 # Interface kinds whose traffic runs in InfiniBand mode, and in Ethernet (RoCE) mode.
-IB_MODE_KINDS = ("ipoib", "ipoib_child", "eipoib")
+IB_MODE_KINDS = _networks.IB_FABRIC_KINDS
 ETH_MODE_KINDS = ("roce",)
 
 # Highest link rate (Mb/s) of known adapters, for Fuel's max_speed. The kernel does not publish the
@@ -591,6 +591,7 @@ def _place_networks(nodes, definitions, bridges, kept_addresses, static_addresse
     """Member kind, device, VLAN and address of every node's networks (in place). Returns warnings."""
     errors = []
     members = {}
+    fabrics = {}  # network -> fabric -> ["node interface"]
     for node in nodes:
         by_name = {i.get("name"): i for i in node.get("interfaces") or [] if isinstance(i, dict)}
         placed = {}
@@ -605,8 +606,11 @@ def _place_networks(nodes, definitions, bridges, kept_addresses, static_addresse
             chosen.update(kind=kind, device=device, vlan=vlan, address=None)
             if definition is not None:
                 members.setdefault(role, []).append(node["name"])
+                fabrics.setdefault(role, {}).setdefault(_networks.fabric_of(kind), []).append(
+                    "%s %s" % (node["name"], chosen.get("interface")))
                 placed[role] = chosen.get("interface")
         errors.extend(_networks.check_overlaps(definitions, node["name"], placed))
+    errors.extend(_networks.check_one_fabric(fabrics))
     if errors:
         raise _networks.NetworkError("; ".join(errors))
     addresses, warnings = _networks.allocate(definitions, members, kept_addresses, static_addresses)

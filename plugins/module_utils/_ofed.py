@@ -377,7 +377,9 @@ def plan_kernel_modules(want, have):
             "the expected stack is %s but this host runs %s (%s)"
             % (want["stack"], stack, "; ".join(have["stack"]["evidence"])))
 
-    modules = []
+    # The cards' RDMA drivers first: systemd-modules-load loads the list in order, the HCA before the
+    # upper-layer modules that use it.
+    modules = list(have.get("hca_modules") or [])
     allowed = set(mp.normalize_module_name(n) for n in (want.get("allow_unknown") or []) if isinstance(n, str))
     for name in want.get("modules") or []:
         module = mp.normalize_module_name(name)
@@ -391,9 +393,6 @@ def plan_kernel_modules(want, have):
                 % (module, "not in the kernel's modules.dep/modules.builtin" if have.get("host_modules") is not None
                    else "the kernel's modules.dep could not be read"))
             continue
-        if module not in modules:
-            modules.append(module)
-    for module in have.get("hca_modules") or []:
         if module not in modules:
             modules.append(module)
     eipoib = want.get("eipoib")

@@ -38,7 +38,7 @@ def _model_results():
 @pytest.fixture(name="model_dir")
 def _model_dir(tmp_path):
     params = {"results": _model_results(), "addresses": {"node1": "10.77.1.11", "node2": "10.77.1.12"},
-              "output_dir": str(tmp_path / "out"), "basename": "nodes", "rules": None, "allow_mixed": False,
+              "output_dir": str(tmp_path / "out"), "basename": "nodes", "rules": fx.RULES, "allow_mixed": False,
               "exclude_kinds": ["loopback", "virtual"], "html": False, "title": "t", "mode": "0644",
               "networks": fx.NETWORKS}
     writer.write_outputs(params)
@@ -115,8 +115,9 @@ def test_list_round_trip(model_dir, model_file):
     assert members("driver_mlx5_core") == ["node3"]
     assert members("driver_mlx4_en") == ["node6"]
     assert members("driver_igb") == ["node1", "node2", "node3", "node5", "node6"]
-    assert members("ib_network_rdma") == ["node1", "node2", "node3", "node6"]
-    assert members("ib_network_storage") == ["node2", "node3", "node6"]
+    assert members("ib_network_rdma") == ["node1", "node2", "node6"]
+    assert members("ib_network_storage") == ["node2"]
+    assert members("ib_network_roce") == ["node3", "node6"]
     assert "node4" in hostvars and hostvars["node4"]["ib_last_seen"] is None
 
 
@@ -143,14 +144,14 @@ def test_graph_constructed_and_unreachable_left_out(model_dir):
         "plugin": "hpcnet.infiniband.nodes",
         "path": str(model_dir / "out" / "nodes.json"),
         "include_unreachable": False,
-        "keyed_groups": [{"key": "ib_networks.rdma.interface | default('none')", "prefix": "rdma_on"}],
+        "keyed_groups": [{"key": "ib_networks.roce.interface | default('none')", "prefix": "roce_on"}],
         "groups": {"ib_capable": "ib_network_mode in ['infiniband', 'mixed']"},
     }))
     proc = _inventory(["--graph"], config)
     assert proc.returncode == 0, proc.stderr
     graph = proc.stdout
     assert "@ib_mode_infiniband:" in graph and "@hca_connectx_3:" in graph and "@sm_local:" in graph
-    assert "@rdma_on_ib0:" in graph and "@rdma_on_ens2f0:" in graph and "@ib_capable:" in graph
+    assert "@roce_on_none:" in graph and "@roce_on_ens2f0:" in graph and "@ib_capable:" in graph
     assert "node4" not in graph and "@unreachable" not in graph
 
 

@@ -18,7 +18,11 @@ NETWORKS = [
      "ip_range": {"first": "10.20.0.11", "last": "10.20.0.250"}},
     {"name": "storage", "cidr": "10.20.1.0/24", "gateway": "10.20.1.1",
      "ip_range": {"first": "10.20.1.11", "last": "10.20.1.250"}},
+    {"name": "roce", "cidr": "10.20.2.0/24", "vlan": 2, "ip_range": {"first": "10.20.2.11", "last": "10.20.2.250"}},
 ]
+# One network per fabric, as a mixed site must have (a subnet over IPoIB and RoCE members is refused):
+# IPoIB and EIPoIB members on the InfiniBand fabric, the RoCE ports on their own network.
+RULES = {"rdma": [{"kind": "ipoib"}], "storage": [{"kind": "eipoib"}], "roce": [{"kind": "roce"}]}
 
 
 def validate_model(model):

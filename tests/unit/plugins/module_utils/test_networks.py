@@ -177,3 +177,16 @@ def test_contract_item_of_a_child_names_its_parent_and_full_member_pkey():
     item = nw.host_network("rdma", existing, _defs({"name": "rdma", "cidr": "10.20.0.0/24"})["rdma"])
     assert (item["interface"], item["device"], item["pkey"]) == ("ib0", "ib0.8005", "0x8005")
     assert nw.from_ib_networks({"rdma": dict(existing, address="10.20.0.11", prefix=24, pkey=None)}) == [item]
+
+
+def test_one_network_on_two_fabrics_is_refused():
+    # IPoIB and RoCE ports are on different fabrics: one subnet over both can never work.
+    assert nw.fabric_of("ipoib_child") == nw.fabric_of("eipoib") == "InfiniBand"
+    assert nw.fabric_of("roce") == nw.fabric_of("ethernet") == "Ethernet"
+    errors = nw.check_one_fabric({
+        "rdma": {"InfiniBand": ["node10 ib0", "node2 ib0"], "Ethernet": ["node5 eth1"]},
+        "storage": {"InfiniBand": ["node1 br-storage"]},
+    })
+    assert errors == ["network rdma has members on two fabrics that cannot reach each other over one subnet: "
+                      "Ethernet: node5 eth1; InfiniBand: node2 ib0, node10 ib0; give each fabric its own network "
+                      "(discovery_network_rules and discovery_networks)"]

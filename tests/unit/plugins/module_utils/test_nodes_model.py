@@ -211,6 +211,7 @@ def test_real_capture_through_facts(request, capture):
 # ------------------------------------------------------------------ schema 2: merge, facts checks, addresses
 def _run(results, previous=None, **options):
     options.setdefault("networks", fx.NETWORKS)
+    options.setdefault("rules", fx.RULES)
     model = nm.build_model(results, previous=previous, generated_at=options.pop("at", "t1"), **options)
     return fx.validate_model(model)
 
@@ -250,7 +251,7 @@ def test_failed_node_keeps_last_good_data_with_this_runs_status_and_error():
 
 def test_removal_is_explicit_and_frees_the_address():
     full = _run(fx.lab_results())
-    removed_model, removed, warnings = nm.merge_model({}, previous=full, networks=fx.NETWORKS, generated_at="t2",
+    removed_model, removed, warnings = nm.merge_model({}, previous=full, networks=fx.NETWORKS, rules=fx.RULES, generated_at="t2",
                                                       remove_nodes=["node1", "nodeX"])
     fx.validate_model(removed_model)
     assert removed == ["node1"] and warnings == ["remove_nodes: nodeX is not in the nodes model"]
@@ -262,22 +263,22 @@ def test_removal_is_explicit_and_frees_the_address():
 def test_addresses_are_stable_over_reruns_reorder_and_additions():
     first = _run(fx.lab_results())
     rdma = {n["name"]: n["networks"]["rdma"]["address"] for n in first["nodes"] if "rdma" in n["networks"]}
-    assert rdma == {"node1": "10.20.0.11/24", "node2": "10.20.0.12/24", "node3": "10.20.0.13/24"}
+    assert rdma == {"node1": "10.20.0.11/24", "node2": "10.20.0.12/24"}
     results = dict(reversed(list(fx.lab_results().items())))
     results["node0"] = fx.registered(fx.cx3_ipoib())  # sorts first, but takes the lowest *free* address
     again = _run(results, previous=first, at="t2")
     rdma2 = {n["name"]: n["networks"]["rdma"]["address"] for n in again["nodes"] if "rdma" in n["networks"]}
-    assert rdma2 == dict(rdma, node0="10.20.0.14/24")
+    assert rdma2 == dict(rdma, node0="10.20.0.13/24")
     node1 = _node(again, "node1")["networks"]["rdma"]
     assert (node1["interface"], node1["device"], node1["kind"]) == ("ib0", "ib0.8002", "ipoib_child")
     storage = _node(again, "node2")["networks"]["storage"]
     assert (storage["device"], storage["kind"], storage["address"]) == ("br-storage", "eipoib", "10.20.1.11/24")
-    assert _node(again, "node3")["networks"]["rdma"]["device"] == "ens2f0.2"  # RoCE member tagged (pkey 0x8002)
+    assert _node(again, "node3")["networks"]["roce"]["device"] == "ens2f0.2"  # RoCE member tagged (vlan 2)
 
 
 def test_static_address_from_host_vars_wins():
-    model = _run(fx.lab_results(), static_addresses={"node3": {"storage": "10.20.1.100"}})
-    assert _node(model, "node3")["networks"]["storage"]["address"] == "10.20.1.100/24"
+    model = _run(fx.lab_results(), static_addresses={"node2": {"storage": "10.20.1.100"}})
+    assert _node(model, "node2")["networks"]["storage"]["address"] == "10.20.1.100/24"
 
 
 def test_address_errors_refuse_the_whole_model():
@@ -288,6 +289,11 @@ def test_address_errors_refuse_the_whole_model():
     with pytest.raises(nm._networks.NetworkError, match="node node2, interface eth1: networks private "
                                                         r"\(10.20.1.128/25\) and storage \(10.20.1.0/24\) overlap"):
         _run(fx.lab_results(), networks=overlapping)
+    # The default rules put rdma on IPoIB and on RoCE ports: one subnet over two fabrics is refused.
+    with pytest.raises(nm._networks.NetworkError, match="network rdma has members on two fabrics that cannot reach "
+                                                        "each other over one subnet: Ethernet: node3 ens2f0; "
+                                                        "InfiniBand: node1 ib0, node2 ib0"):
+        _run(fx.lab_results(), rules=None)
 
 
 def test_host_networks_contract_shape():
@@ -376,7 +382,8 @@ def test_writer_merges_the_file_and_never_follows_a_planted_tmp_symlink(tmp_path
     victim.write_text("keep me\n")
     os.symlink(str(victim), str(out / "nodes.json.tmp"))
     params = {"results": fx.lab_results(), "output_dir": str(out), "basename": "nodes", "html": True,
-              "title": "t", "mode": "0640", "networks": fx.NETWORKS}
+              "title": "t", "mode": "0640", "networks": fx.NETWORKS,
+              "rules": fx.RULES}
     first = writer.write_outputs(params)
     assert victim.read_text() == "keep me\n" and os.path.islink(out / "nodes.json.tmp")
     assert oct(os.stat(out / "nodes.json").st_mode & 0o777) == "0o640"

@@ -11,7 +11,7 @@ def _model():
     results = fx.lab_results()
     results["node6"] = fx.registered(fx.mixed())
     model = nm.build_model(results, addresses={"node1": "10.77.1.11"}, generated_at="2026-11-26T07:00:00Z",
-                           networks=fx.NETWORKS)
+                           networks=fx.NETWORKS, rules=fx.RULES)
     fx.validate_model(model)
     return model
 
@@ -55,7 +55,7 @@ def test_table_columns_rows_and_summaries():
                  "infiniband/connected"):
         assert text in ib0_row
     roce = next(line for line in lines if " ens2f0 " in line)
-    assert "mlx5_core" in roce and "100 Gb/s" in roce and "storage,private,public,rdma" in roce
+    assert "mlx5_core" in roce and "100 Gb/s" in roce and "private,public,roce" in roce
     # Every column lines up: the MAC column starts at the same offset on every table row.
     offset = lines[0].index("MAC")
     table = lines[2:lines.index("")]
