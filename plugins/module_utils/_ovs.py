@@ -17,18 +17,35 @@ catching up with ``next_cfg``); it exits 0 even when vswitchd could not set a br
 database state is read back after every transaction: what was written is reported as a change, and a
 datapath vswitchd has not set up is a failure, on this run and on the next.
 
+The bridge's own MAC (``other_config:hwaddr``) is its first port's by default: an EIPoIB interface
+receives only for the MACs it maps to IPoIB (its own, and those of the VMs registered behind it), so the
+host's own address on the bridge works only with that MAC. Open vSwitch alone would pick a MAC of its own
+for a bridge whose first port is added later, and ARP over it would never be answered.
+
 ``nics`` everywhere below is ``ib_facts.nics`` (docs/dev/contracts.md section 4).
 """
 
 from __future__ import annotations
 
 import json
+import re
 
 from ansible_collections.hpcnet.infiniband.plugins.module_utils import _facts, _values
 from ansible_collections.hpcnet.infiniband.plugins.module_utils._host import valid_ifname
 from ansible_collections.hpcnet.infiniband.plugins.module_utils._plan import Plan
 
 DATAPATH_TYPES = ("system", "netdev")
+# hwaddr: "port" (the first port's MAC), "ovs" (left to Open vSwitch) or a unicast Ethernet MAC.
+HWADDR_CHOICES = ("port", "ovs")
+_MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+
+
+def ethernet_mac(text):
+    """A unicast Ethernet MAC as ovsdb stores it (lower case), or None: from input and from sysfs."""
+    mac = text.strip().lower() if isinstance(text, str) else ""
+    if not _MAC_RE.match(mac) or int(mac[:2], 16) & 1 or mac == "00:00:00:00:00:00":
+        return None
+    return mac
 VLAN_MIN, VLAN_MAX = 1, 4094
 # An OVS port's MTU: Linux's minimum for IPv4 and the largest IPoIB MTU (connected mode), since every
 # EIPoIB frame crosses an IPoIB interface.
@@ -184,9 +201,11 @@ def ovs_state_from_tables(bridges, ports, interfaces, root=()):
                 "tag": _scalar(port.get("tag")),
                 "interfaces": sorted(iface_by_uuid[u]["name"] for u in ifaces if u in iface_by_uuid),
             }
+        other_config = bridge.get("other_config")
         state["bridges"][bridge["name"]] = {
             "datapath_type": bridge.get("datapath_type") or "system",
             "ports": sorted(names),
+            "hwaddr": (other_config if isinstance(other_config, dict) else {}).get("hwaddr"),
         }
     return state
 
@@ -203,7 +222,7 @@ def read_ovs(host, database=None, timeout=5):
     """Bridges, ports and interfaces as ovsdb holds them, through one read-only ovs-vsctl call."""
     argv = vsctl_base(database, timeout) + [
         "--format=json", "--data=json",
-        "--", "--columns=name,datapath_type,ports", "list", "Bridge",
+        "--", "--columns=name,datapath_type,ports,other_config", "list", "Bridge",
         "--", "--columns=_uuid,name,tag,interfaces", "list", "Port",
         "--", "--columns=_uuid,name,type,error,ofport,mtu,mtu_request", "list", "Interface",
         "--", "--columns=next_cfg,cur_cfg", "list", "Open_vSwitch",
@@ -299,6 +318,10 @@ def check_params(want):
     if mtu is not None and not MTU_MIN <= mtu <= MTU_MAX:
         problems.append("mtu %d is out of range %d..%d (the largest IPoIB MTU is %d)" % (
             mtu, MTU_MIN, MTU_MAX, MTU_MAX))
+    hwaddr = want.get("hwaddr")
+    if hwaddr is not None and hwaddr not in HWADDR_CHOICES and ethernet_mac(hwaddr) is None:
+        problems.append("hwaddr %r is neither %s nor a unicast Ethernet MAC such as 02:00:00:00:00:01" % (
+            hwaddr, " nor ".join(HWADDR_CHOICES)))
     if want.get("state") == "absent":
         given = [key for key in ("ports", "mtu") if want.get(key)]
         if given:
@@ -408,12 +431,29 @@ def plan_bridge(want, nics, ovs):
             if have_iface.get("mtu_request") != mtu:
                 plan.add("set_mtu_request", iface, before=have_iface.get("mtu_request"), after=mtu)
 
+    wanted_mac = _wanted_hwaddr(want.get("hwaddr", "port"), ports, nics)
+    have_mac = (have_bridge or {}).get("hwaddr")
+    if wanted_mac is not None and wanted_mac != have_mac:
+        plan.add("set_hwaddr", bridge, before=have_mac, after=wanted_mac)
+
     if want.get("purge_ports") and have_bridge is not None:
         wanted = {p["name"] for p in ports} | {bridge}
         for name in have_bridge["ports"]:
             if name not in wanted:
                 plan.add("del_port", name, before={"bridge": bridge}, after=None)
     return plan
+
+
+def _wanted_hwaddr(hwaddr, ports, nics):
+    """The MAC the bridge should have, or None when it is left as it is."""
+    if hwaddr == "ovs":
+        return None
+    if hwaddr not in (None, "port"):
+        return ethernet_mac(hwaddr)
+    if not ports:
+        return None
+    # The port's MAC as sysfs gives it, checked like any value from the host before it lands in ovsdb.
+    return ethernet_mac(((nics or {}).get(ports[0]["name"]) or {}).get("mac"))
 
 
 def vsctl_argv(plan, bridge, database=None, timeout=5, datapath_type="system"):
@@ -439,6 +479,9 @@ def vsctl_argv(plan, bridge, database=None, timeout=5, datapath_type="system"):
                 argv += ["--", "clear", "Port", target, "tag"]
             else:
                 argv += ["--", "set", "Port", target, "tag=%d" % change.after]
+        elif change.action == "set_hwaddr":
+            # ovs-vsctl parses the value: a MAC is a string and needs its quotes (no shell is involved).
+            argv += ["--", "set", "Bridge", target, 'other_config:hwaddr="%s"' % change.after]
         elif change.action == "set_mtu_request":
             argv += ["--", "set", "Interface", target, "mtu_request=%d" % change.after]
         elif change.action == "del_port":

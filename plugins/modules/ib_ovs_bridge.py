@@ -86,6 +86,14 @@ options:
         (the largest IPoIB MTU). Must not exceed the MTU of the IPoIB parent of any EIPoIB port.
       - Not with O(state=absent).
     type: int
+  hwaddr:
+    description:
+      - MAC address of the bridge's own interface (ovsdb C(other_config:hwaddr)).
+      - V(port) gives it the MAC of the first port in O(ports). An EIPoIB interface receives only for the
+        MACs it maps to IPoIB, so an address on the bridge works only with the EIPoIB interface's own MAC.
+      - V(ovs) leaves it as it is (Open vSwitch picks one); or give a unicast MAC such as C(02:00:00:00:00:01).
+    type: str
+    default: port
   move:
     description: Move every listed interface that is a port of another bridge now.
     type: bool
@@ -197,6 +205,7 @@ def main():
                 move=dict(type="bool", default=False),
             ), mutually_exclusive=[("vlan", "pkey")]),
             mtu=dict(type="int"),
+            hwaddr=dict(type="str", default="port"),
             move=dict(type="bool", default=False),
             purge_ports=dict(type="bool", default=False),
             database=dict(type="str"),

@@ -180,8 +180,8 @@ def test_plan_bad_names():
 
 # ------------------------------------------------------------------ ovsdb parsing and status
 OVSDB_OUTPUT = "\n".join(json.dumps(doc) for doc in [
-    {"data": [["br-a", "netdev", ["set", [["uuid", "p1"], ["uuid", "p2"]]]],
-              ["br-sys", "", ["uuid", "p3"]]], "headings": ["name", "datapath_type", "ports"]},
+    {"data": [["br-a", "netdev", ["set", [["uuid", "p1"], ["uuid", "p2"]]], ["map", [["hwaddr", "02:00:00:00:00:0a"]]]],
+              ["br-sys", "", ["uuid", "p3"], ["map", []]]], "headings": ["name", "datapath_type", "ports", "other_config"]},
     {"data": [[["uuid", "p1"], "br-a", ["set", []], ["uuid", "i1"]],
               [["uuid", "p2"], "eth2", 5, ["uuid", "i2"]],
               [["uuid", "p3"], "br-sys", ["set", []], ["uuid", "i3"]]],
@@ -196,8 +196,8 @@ OVSDB_OUTPUT = "\n".join(json.dumps(doc) for doc in [
 
 def test_parse_ovsdb_and_status():
     state = _ovs.ovs_state_from_tables(*_ovs.parse_ovsdb_tables(OVSDB_OUTPUT))
-    assert state["bridges"] == {"br-a": {"datapath_type": "netdev", "ports": ["br-a", "eth2"]},
-                                "br-sys": {"datapath_type": "system", "ports": ["br-sys"]}}
+    assert state["bridges"] == {"br-a": {"datapath_type": "netdev", "ports": ["br-a", "eth2"], "hwaddr": "02:00:00:00:00:0a"},
+                                "br-sys": {"datapath_type": "system", "ports": ["br-sys"], "hwaddr": None}}
     assert state["ports"]["eth2"] == {"bridge": "br-a", "tag": 5, "interfaces": ["eth2"]}
     assert state["interfaces"]["eth2"]["mtu_request"] == 2044
     assert _ovs.bridge_problems(state, "br-a", ["eth2"]) == []

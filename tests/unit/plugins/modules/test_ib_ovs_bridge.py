@@ -56,10 +56,15 @@ class FakeOvs(FakeRunner):
 
     def _do(self, words):
         if words[0] == "add-br":
-            self.bridges[words[1]] = {"datapath_type": "", "ports": []}
+            self.bridges[words[1]] = {"datapath_type": "", "ports": [], "other_config": {}}
             self._add_iface(words[1], words[1])
         elif words[0] == "set" and words[1] == "Bridge":
-            self.bridges[words[2]]["datapath_type"] = words[3].split("=")[1]
+            column, value = words[3].split("=", 1)
+            if column.startswith("other_config:"):
+                assert value.startswith('"') and value.endswith('"'), value  # ovs-vsctl's string syntax
+                self.bridges[words[2]]["other_config"][column.split(":", 1)[1]] = value.strip('"')
+            else:
+                self.bridges[words[2]][column] = value
         elif words[0] == "add-port":
             tag = int(words[3].split("=")[1]) if len(words) > 3 else None
             self._add_iface(words[1], words[2], tag)
@@ -75,9 +80,9 @@ class FakeOvs(FakeRunner):
             return ["set", []] if value is None else value
 
         docs = [
-            {"headings": ["name", "datapath_type", "ports"],
-             "data": [[b, d["datapath_type"], ["set", [["uuid", "p-" + p] for p in d["ports"]]]]
-                      for b, d in self.bridges.items()]},
+            {"headings": ["name", "datapath_type", "ports", "other_config"],
+             "data": [[b, d["datapath_type"], ["set", [["uuid", "p-" + p] for p in d["ports"]]],
+                       ["map", sorted(d["other_config"].items())]] for b, d in self.bridges.items()]},
             {"headings": ["_uuid", "name", "tag", "interfaces"],
              "data": [[["uuid", "p-" + n], n, opt(p["tag"]), ["uuid", "i-" + n]] for n, p in self.ports.items()]},
             {"headings": ["_uuid", "name", "type", "error", "ofport", "mtu", "mtu_request"],
@@ -137,10 +142,28 @@ def test_healthy_apply_then_idempotent(ovs, capsys):
     assert not bridge(capsys, ports=[{"name": "eth2", "pkey": "8002"}])["changed"]
 
 
+def test_bridge_takes_the_eipoib_ports_mac(ovs, capsys, tmp_path):
+    # An EIPoIB interface receives only for its own MAC: the bridge's address must use it.
+    (tmp_path / "class/net/eth2/address").write_text("00:02:C9:0A:0B:0C\n")
+    mac = "00:02:c9:0a:0b:0c"
+    first = bridge(capsys)
+    assert {"action": "set_hwaddr", "target": "br-storage", "before": None, "after": mac} in \
+        [{k: c[k] for k in ("action", "target", "before", "after")} for c in first["plan"]]
+    assert ovs.bridges["br-storage"]["other_config"] == {"hwaddr": mac}
+    assert ovs.bridges["br-storage"]["datapath_type"] == "netdev"
+    assert not bridge(capsys)["changed"]
+    # An explicit MAC, or none managed at all.
+    assert bridge(capsys, hwaddr="02:AA:00:00:00:01")["changed"]
+    assert ovs.bridges["br-storage"]["other_config"] == {"hwaddr": "02:aa:00:00:00:01"}
+    assert not bridge(capsys, hwaddr="ovs")["changed"]
+
+
 @pytest.mark.parametrize("args,words", [
     ({"mtu": 100000}, "mtu 100000 is out of range 68..65520"),
     ({"timeout": -1}, "timeout -1 is not a positive number of seconds"),
     ({"timeout": 0}, "timeout 0 is not a positive number of seconds"),
+    ({"hwaddr": "01:00:5e:00:00:01"}, "hwaddr '01:00:5e:00:00:01' is neither port nor ovs nor a unicast Ethernet MAC"),
+    ({"hwaddr": "eth2"}, "hwaddr 'eth2' is neither port nor ovs nor a unicast Ethernet MAC"),
     ({"state": "absent", "mtu": 2044, "ports": []}, "state=absent removes bridge br-storage with its ports; mtu"),
     ({"state": "absent"}, "state=absent removes bridge br-storage with its ports; ports cannot be set"),
 ])
