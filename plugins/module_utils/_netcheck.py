@@ -35,22 +35,29 @@ ICMP_IPV4_OVERHEAD = 28  # 20 bytes IPv4 header + 8 bytes ICMP header
 
 
 # --------------------------------------------------------------------------- step 1: local report
-def parse_ip_addr_json(text):
-    """``ip -j addr show`` -> {ifname: ["10.0.0.1/24", ...]} (IPv4 only: the probes are IPv4)."""
+def _ip_links(text):
     try:
         data = json.loads(text or "[]")
     except ValueError:
-        return {}
+        return []
+    return [link for link in (data if isinstance(data, list) else []) if isinstance(link, dict) and link.get("ifname")]
+
+
+def parse_ip_addr_json(text):
+    """``ip -j addr show`` -> {ifname: ["10.0.0.1/24", ...]} (IPv4 only: the probes are IPv4)."""
     result = {}
-    for link in data if isinstance(data, list) else []:
-        if not isinstance(link, dict) or not link.get("ifname"):
-            continue
+    for link in _ip_links(text):
         addrs = []
         for info in link.get("addr_info") or []:
             if info.get("family") == "inet" and info.get("local"):
                 addrs.append("%s/%s" % (info["local"], info.get("prefixlen", 32)))
         result[link["ifname"]] = addrs
     return result
+
+
+def parse_ip_mtus(text):
+    """``ip -j addr show`` -> {ifname: mtu}."""
+    return {link["ifname"]: link["mtu"] for link in _ip_links(text) if isinstance(link.get("mtu"), int)}
 
 
 def _ib_behind(nics, nic):
@@ -67,12 +74,14 @@ def _ib_behind(nics, nic):
     return ib or {}, ipoib or {}
 
 
-def local_report(nics, addresses, interfaces, ovs_bridge_of=None, devices=None):
+def local_report(nics, addresses, interfaces, ovs_bridge_of=None, devices=None, mtus=None):
     """One record per requested interface, from ``ib_facts.nics`` and ``parse_ip_addr_json``.
 
     ``ovs_bridge_of(name)`` -> bridge name or None: an interface without an address that is an OVS port
     is reached through its bridge (with the kernel datapath, the host's address lives on the bridge's
     internal interface), so the record then carries the bridge's addresses and ``probe_interface``.
+    Its MTU is then the smaller of the port's and the bridge's (``mtus``, from ``parse_ip_mtus``): the
+    largest packet the address can send over the port.
     ``devices`` (``ib_facts.devices``) gives each IB record its HCA's node GUID (to find its link in the fabric).
     """
     report = {}
@@ -82,6 +91,8 @@ def local_report(nics, addresses, interfaces, ovs_bridge_of=None, devices=None):
             report[name] = {"interface": name, "exists": False, "addresses": []}
             continue
         ib, ipoib = _ib_behind(nics, nic)
+        if ib.get("link_layer") == "Ethernet":
+            ib = {}  # a RoCE port: an Ethernet link, no subnet manager, LID or P_Key to check
         rate = _topology.parse_kernel_rate(ib.get("rate"))
         report[name] = {
             "interface": name,
@@ -111,6 +122,9 @@ def local_report(nics, addresses, interfaces, ovs_bridge_of=None, devices=None):
             bridge = ovs_bridge_of(name)
             if bridge and valid_ifname(bridge) and (addresses or {}).get(bridge):
                 report[name].update(addresses=list(addresses[bridge]), probe_interface=bridge, ovs_bridge=bridge)
+                bridge_mtu = (mtus or {}).get(bridge)
+                if isinstance(bridge_mtu, int) and (not isinstance(nic.get("mtu"), int) or bridge_mtu < nic["mtu"]):
+                    report[name].update(mtu=bridge_mtu, mtu_limited_by=bridge)
     return report
 
 

@@ -238,7 +238,8 @@ def main():
             rc, out, _err = host.run([vsctl, "--timeout=5", "port-to-br", name], timeout=10)
             return out.strip() if rc == 0 else None
 
-        interfaces = _netcheck.local_report(nics, _netcheck.parse_ip_addr_json(out), wanted, ovs_bridge_of, devices)
+        interfaces = _netcheck.local_report(nics, _netcheck.parse_ip_addr_json(out), wanted, ovs_bridge_of, devices,
+                                            _netcheck.parse_ip_mtus(out))
     result = {"node": node, "networks": networks, "interfaces": interfaces, "probes": [], "seconds": 0.0}
     if params["peers"] is not None:
         started = time.monotonic()

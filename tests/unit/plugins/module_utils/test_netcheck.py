@@ -455,3 +455,26 @@ def test_a_pkey_network_is_checked_on_its_child_with_the_model_settings():
     # What the operator says wins over the model's settings.
     wanted = nc.networks_from_allocation(allocation, [{"name": "rdma", "mtu": 4092}])
     assert wanted[0]["mtu"] == 4092 and wanted[0]["pkey"] == "0x8002"
+
+
+def test_bridged_member_mtu_is_the_smaller_of_port_and_bridge():
+    # The lab's userspace datapath leaves the bridge at 1500 over a 2044 EIPoIB port: the address on the
+    # bridge sends at most 1500, so that is the member's MTU (the probe would fail locally otherwise).
+    facts, addrs = healthy()
+    addrs["node1"]["br-storage"] = addrs["node1"].pop("eth2")
+    text = json.dumps([{"ifname": "br-storage", "mtu": 1500, "addr_info": [
+        {"family": "inet", "local": "10.11.0.1", "prefixlen": 24}]}, {"ifname": "eth2", "mtu": 2044}])
+    assert nc.parse_ip_mtus(text) == {"br-storage": 1500, "eth2": 2044}
+    assert nc.parse_ip_addr_json(text) == {"br-storage": ["10.11.0.1/24"], "eth2": []}
+    record = nc.local_report(facts["node1"], addrs["node1"], ["eth2"], lambda name: "br-storage",
+                             mtus=nc.parse_ip_mtus(text))["eth2"]
+    assert (record["mtu"], record["mtu_limited_by"], record["probe_interface"]) == (1500, "br-storage", "br-storage")
+
+
+def test_roce_port_has_no_subnet_manager_to_check():
+    facts, addrs = healthy()
+    for node in NODES:
+        facts[node]["ib0"]["ib"].update(link_layer="Ethernet", sm_lid=0, lid=0)
+    reports = reports_of(facts, addrs)
+    assert reports["node1"]["ib0"]["ib_device"] is None
+    assert "sm_lid" not in [f["field"] for f in nc.evaluate(NETWORKS, reports, simulate(reports))["findings"]]
