@@ -22,9 +22,10 @@ description:
     (C(ping -M do -s MTU-28 -I IFACE)), then, only to the peers that did not answer, the same probe again
     and a small one, to tell unreachable from a too small path MTU (see O(rounds)). At most
     O(max_parallel) pings run at a time, each waits O(wait) seconds.
-  - It reads only the member interfaces (and the IPoIB interfaces EIPoIB members run over), and the P_Key
-    tables of the member ports of networks that have a P_Key. The probe run (with O(peers)) reads nothing;
-    it takes this node's report from O(peers).
+  - It reads only the member interfaces (and the IPoIB interfaces EIPoIB members run over), the P_Key
+    tables of the member ports of networks that have a P_Key, and the IPv4 addresses (one
+    C(ip -j -4 addr show), which lists only the links that have one). The probe run (with O(peers)) reads
+    nothing of the host; it takes this node's report from O(peers).
   - Never changes the host.
 author:
   - hpcnet.infiniband developers (@hpcnet)
@@ -223,11 +224,11 @@ def main():
         host = Host.from_module(module, sysfs_root=params["sysfs_root"])
         try:
             wanted, nics, devices = read_members(host, networks, node)
-            rc, out, err = host.run(["ip", "-j", "addr", "show"], timeout=10)
+            rc, out, err = host.run(["ip", "-j", "-4", "addr", "show"], timeout=10)
         except (FactsError, HostError) as exc:
             module.fail_json(msg=str(exc))
         if rc != 0:
-            module.fail_json(msg="ip -j addr show failed: %s" % (err or out).strip())
+            module.fail_json(msg="ip -j -4 addr show failed: %s" % (err or out).strip())
         vsctl = module.get_bin_path("ovs-vsctl")
 
         def ovs_bridge_of(name):
