@@ -87,9 +87,14 @@ def test_site_green_then_idempotent(lab, site_vars, summary_callback):
     assert first.returncode == 0, first.stdout[-6000:]
     assert "all networks verified" in first.stdout
     assert "SUMMARY PER NODE" in first.stdout
-    # Stage 10 rewrote the nodes model after stages 3-9 changed the nodes: the second run finds it current.
+    # Stage 10 rewrote the nodes model after stages 2-8 changed the nodes: the second run finds it current.
+    assert "refreshing the nodes model: changed node1 (" in first.stdout
     second = run(lab, site_vars)
     assert second.returncode == 0, second.stdout[-6000:]
+    # Nothing changed in stages 2-8: stage 10 says so instead of discovering every node again.
+    assert "stage 10 skipped: stages 2-8 changed nothing on any node" in second.stdout
+    stage10 = second.stdout.split("PLAY [Stage 10")[1].split("PLAY [Stage 11")[0]
+    assert "hpcnet.infiniband.discovery :" not in stage10, stage10
     recap = changed_counts(second.stdout)
     assert set(recap) == set(lab.node_names) and set(recap.values()) == {0}, second.stdout.split("PLAY RECAP")[-1]
     assert changed_tasks(summary_callback) == {node: [] for node in lab.node_names}
@@ -102,4 +107,5 @@ def test_check_mode_after_converge_changes_nothing(lab, site_vars):
     cp = run(lab, site_vars, check=True)
     assert cp.returncode == 0, cp.stdout[-6000:]
     assert set(changed_counts(cp.stdout).values()) == {0}
+    assert "stage 10 skipped: check mode changed nothing" in cp.stdout
     assert ovs_show(lab) == before
