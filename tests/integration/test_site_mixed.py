@@ -11,7 +11,8 @@ the RoCE-only and Ethernet-only nodes too, which have none).
 - One unreachable node (an inventory host nobody answers for) no longer stops the others after stage
   2: every real node finishes, the summary names the unreachable one. The RoCE-only and Ethernet-only
   nodes pass stage 2 at once ("no InfiniBand port: nothing for a subnet manager to serve").
-- The second run changes nothing on any node.
+- The second run changes nothing on any node, and the verification passes over the addresses the
+  collection configured (rdma and storage on the InfiniBand fabric, roce on the RoCE ports).
 """
 
 from __future__ import annotations
@@ -132,3 +133,6 @@ def test_second_run_changes_nothing(lab, site_vars, out, monkeypatch):
     assert {node: c["changed"] for node, c in counts.items()} == {node: 0 for node in lab.node_names}
     assert {node: entry["changed"] for node, entry in summary.items()} == {node: [] for node in lab.node_names}
     assert not [node for node in lab.node_names if summary[node]["unreachable"]]
+    # The networks of lab-site-vars (one per fabric) work on the mixed lab: IPoIB, EIPoIB bridges, RoCE.
+    assert cp.returncode == 0, cp.stdout[-6000:]
+    assert "all networks verified: management, rdma, roce, storage" in cp.stdout
