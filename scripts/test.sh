@@ -41,13 +41,17 @@ pytest_stage() {
 }
 
 molecule_all() {
-  local rc=0 scenario
+  local rc=0 scenario started times=()
   for dir in molecule/*/; do
     scenario=$(basename "$dir")
     [ -f "$dir/molecule.yml" ] || continue
     printf -- '--- molecule scenario %s\n' "$scenario"
+    started=$SECONDS
     (cd "$here" && molecule test -s "$scenario") || { echo "molecule scenario $scenario FAILED"; rc=1; }
+    times+=("$scenario $((SECONDS - started))s")
   done
+  # Where the lane's time goes, printed last so that it is in the tail of the log.
+  printf 'molecule scenario times: %s\n' "${times[*]}"
   return $rc
 }
 
