@@ -14,7 +14,8 @@
 
 Each benchmark pairs its two runs in the same minute on the same lab (this shared machine's speed drifts)
 and takes the median of ``--repeats`` pairs; each pair prints the load average before it. The last line
-printed is the ratio.
+printed is the ratio. ``--profile`` adds one more run of the playbook with the ansible.posix.profile_tasks
+callback and prints its slowest tasks (before the ratio).
 
 Labs: ``bench-<benchmark>-<N>`` (no test or Molecule scenario uses a ``bench`` name), started and torn
 down by the benchmark. reconverge and verify use the profiles of tests/integration/test_site.py cycled over
@@ -34,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -66,7 +68,7 @@ CONTROLLER_ACTIONS = {
 }
 
 
-def env(json_output=False):
+def env(json_output=False, profile=False):
     result = dict(os.environ)
     result["PATH"] = "%s:%s" % (VENV_BIN, result.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"))
     result["ANSIBLE_HOME"] = os.path.join(REPO, ".ansible")
@@ -74,13 +76,16 @@ def env(json_output=False):
     if json_output:
         result.update(ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
                       ANSIBLE_CALLBACK_RESULT_FORMAT="json")
+    if profile:
+        result.update(ANSIBLE_CALLBACKS_ENABLED="ansible.posix.profile_tasks", PROFILE_TASKS_SUMMARY_ONLY="true",
+                      PROFILE_TASKS_TASK_OUTPUT_LIMIT="15")
     return result
 
 
-def timed(argv, json_output=False):
+def timed(argv, json_output=False, profile=False):
     """(seconds, stdout) of one command from the repository root; exits on failure."""
     start = time.monotonic()
-    proc = subprocess.run(argv, cwd=REPO, env=env(json_output), capture_output=True, text=True,
+    proc = subprocess.run(argv, cwd=REPO, env=env(json_output, profile), capture_output=True, text=True,
                           timeout=TIMEOUT, check=False)
     took = time.monotonic() - start
     if proc.returncode != 0:
@@ -111,6 +116,16 @@ def site_vars(out):
                netcheck_nodes_model=os.path.join(out, "discovery", "nodes.json"),
                netcheck_result_file=os.path.join(out, "netcheck", "netcheck.json"))
     return ["-e", "@" + SITE_VARS, "-e", json.dumps(own)]
+
+
+def print_profile(label, argv):
+    """One more run with the profile_tasks callback; prints its slowest tasks (--profile)."""
+    took, out = timed(argv, profile=True)
+    print("%s: profiled run %.1f s (%s), slowest tasks:" % (label, took, load()))
+    for line in out.splitlines():
+        match = re.match(r"^(.*?\S) -{2,} (\d+\.\d+)s$", line.strip())
+        if match:
+            print("    %7ss  %s" % (match.group(2), match.group(1)))
 
 
 def load():
@@ -182,7 +197,7 @@ def pairs(label, repeats, first, second):
     return statistics.median(a_times), statistics.median(b_times), statistics.median(ratios)
 
 
-def bench_reconverge(nodes, repeats):
+def bench_reconverge(nodes, repeats, profile=False):
     name, inventory = lab_up("reconverge", nodes, SITE_PROFILES)
     out = tempfile.mkdtemp(prefix="bench-site-")
     try:
@@ -207,13 +222,15 @@ def bench_reconverge(nodes, repeats):
                                        lambda: timed(site)[0], lambda: timed(playbook(inventory, floor))[0])
         print("reconverge %d nodes: site.yml second run %.1f s, floor play %.1f s (medians of %d)"
               % (nodes, site_s, floor_s, repeats))
+        if profile:
+            print_profile("reconverge %d nodes site.yml" % nodes, site)
         return ratio
     finally:
         lab_down(name)
         shutil.rmtree(out, ignore_errors=True)
 
 
-def bench_discovery(nodes, repeats):
+def bench_discovery(nodes, repeats, profile=False):
     name, inventory = lab_up("discovery", nodes)
     out = tempfile.mkdtemp(prefix="bench-discovery-")
     try:
@@ -224,13 +241,15 @@ def bench_discovery(nodes, repeats):
                                        lambda: timed(adhoc(inventory, "ansible.builtin.setup", "gather_subset=min"))[0])
         print("discovery %d nodes: discover.yml %.1f s, setup gather_subset=min %.1f s (medians of %d)"
               % (nodes, disc_s, setup_s, repeats))
+        if profile:
+            print_profile("discovery %d nodes discover.yml" % nodes, discover)
         return ratio
     finally:
         lab_down(name)
         shutil.rmtree(out, ignore_errors=True)
 
 
-def bench_verify(nodes, repeats):
+def bench_verify(nodes, repeats, profile=False):
     name, inventory = lab_up("verify", nodes, SITE_PROFILES)
     out = tempfile.mkdtemp(prefix="bench-verify-")
     try:
@@ -240,6 +259,8 @@ def bench_verify(nodes, repeats):
                                         lambda: timed(adhoc(inventory, "ansible.builtin.ping"))[0])
         print("verify %d nodes: verify_network.yml %.1f s, ansible -m ping %.1f s (medians of %d)"
               % (nodes, verify_s, ping_s, repeats))
+        if profile:
+            print_profile("verify %d nodes verify_network.yml" % nodes, verify)
         return ratio
     finally:
         lab_down(name)
@@ -251,6 +272,8 @@ def main():
     parser.add_argument("benchmark", choices=["reconverge", "discovery", "verify"])
     parser.add_argument("--nodes", default="3", help="comma-separated node counts (default 3)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--profile", action="store_true",
+                        help="after the pairs, one more run of the playbook with ansible.posix.profile_tasks (slowest tasks)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("needs root (the lab)")
@@ -258,7 +281,7 @@ def main():
     print("%s benchmark: %d CPUs, %s" % (args.benchmark, os.cpu_count(), load()), flush=True)
     ratios = []
     for count in [int(n) for n in args.nodes.split(",")]:
-        ratio = run(count, args.repeats)
+        ratio = run(count, args.repeats, args.profile)
         ratios.append("%d nodes %.2f" % (count, ratio))
     print("%s ratio: %s" % (args.benchmark, "; ".join(ratios)))
 
