@@ -135,4 +135,5 @@ def test_second_run_changes_nothing(lab, site_vars, out, monkeypatch):
     assert not [node for node in lab.node_names if summary[node]["unreachable"]]
     # The networks of lab-site-vars (one per fabric) work on the mixed lab: IPoIB, EIPoIB bridges, RoCE.
     assert cp.returncode == 0, cp.stdout[-6000:]
-    assert "all networks verified: management, rdma, roce, storage" in cp.stdout
+    # (one cx5-roce node among the 8: its roce network has no pair to verify)
+    assert "all networks verified: management, rdma, storage" in cp.stdout
