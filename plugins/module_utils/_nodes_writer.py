@@ -75,6 +75,38 @@ def _now():
     return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
+# The arguments of ib_nodes_model: the module and its action plugin (which runs the writer in the
+# controller process) validate against this one spec.
+ARGUMENT_SPEC = dict(
+    results=dict(type="dict", required=True),
+    addresses=dict(type="dict", default={}),
+    local_hosts=dict(type="list", elements="str", default=[]),
+    failed_hosts=dict(type="list", elements="str", default=[]),
+    remove_nodes=dict(type="list", elements="str", default=[]),
+    networks=dict(type="list", elements="dict", default=[], options=dict(
+        name=dict(type="str", required=True),
+        cidr=dict(type="str", required=True),
+        gateway=dict(type="str"),
+        ip_range=dict(type="dict", options=dict(first=dict(type="str"), last=dict(type="str"))),
+        pkey=dict(type="raw", no_log=False),
+        vlan=dict(type="int"),
+        mtu=dict(type="int"),
+        ipoib_mode=dict(type="str", choices=["datagram", "connected"]),
+    )),
+    static_addresses=dict(type="dict", default={}),
+    eipoib_bridges=dict(type="list", elements="dict"),
+    output_dir=dict(type="path", required=True),
+    basename=dict(type="str", default="nodes"),
+    rules=dict(type="dict"),
+    allow_mixed=dict(type="bool", default=False),
+    exclude_kinds=dict(type="list", elements="str", default=["loopback", "virtual"]),
+    html=dict(type="bool", default=True),
+    title=dict(type="str", default="InfiniBand discovery report"),
+    topology=dict(type="dict"),
+    mode=dict(type="raw", default="0644"),
+)
+
+
 def write_outputs(params, check_mode=False):
     """Build the model from module params, write the files that differ. Returns the module result."""
     basename = params.get("basename") or "nodes"

@@ -176,9 +176,18 @@ options:
     default: '0644'
 notes:
   - Check mode computes everything and reports what would change, without writing.
+  - An action plugin runs the writer in the controller process (no module payload with every node's facts
+    as its arguments); the files are written on the controller whatever the task is delegated to.
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.flow
 attributes:
+  action:
+    support: full
+  async:
+    support: none
+  bypass_host_loop:
+    support: none
   check_mode:
     support: full
   diff_mode:
@@ -276,39 +285,12 @@ removed:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.hpcnet.infiniband.plugins.module_utils._host import HostError
-from ansible_collections.hpcnet.infiniband.plugins.module_utils._nodes_writer import write_outputs
+from ansible_collections.hpcnet.infiniband.plugins.module_utils._nodes_writer import ARGUMENT_SPEC, write_outputs
 
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            results=dict(type="dict", required=True),
-            addresses=dict(type="dict", default={}),
-            local_hosts=dict(type="list", elements="str", default=[]),
-            failed_hosts=dict(type="list", elements="str", default=[]),
-            remove_nodes=dict(type="list", elements="str", default=[]),
-            networks=dict(type="list", elements="dict", default=[], options=dict(
-                name=dict(type="str", required=True),
-                cidr=dict(type="str", required=True),
-                gateway=dict(type="str"),
-                ip_range=dict(type="dict", options=dict(first=dict(type="str"), last=dict(type="str"))),
-                pkey=dict(type="raw", no_log=False),
-                vlan=dict(type="int"),
-                mtu=dict(type="int"),
-                ipoib_mode=dict(type="str", choices=["datagram", "connected"]),
-            )),
-            static_addresses=dict(type="dict", default={}),
-            eipoib_bridges=dict(type="list", elements="dict"),
-            output_dir=dict(type="path", required=True),
-            basename=dict(type="str", default="nodes"),
-            rules=dict(type="dict"),
-            allow_mixed=dict(type="bool", default=False),
-            exclude_kinds=dict(type="list", elements="str", default=["loopback", "virtual"]),
-            html=dict(type="bool", default=True),
-            title=dict(type="str", default="InfiniBand discovery report"),
-            topology=dict(type="dict"),
-            mode=dict(type="raw", default="0644"),
-        ),
+        argument_spec=ARGUMENT_SPEC,
         supports_check_mode=True,
     )
     try:
