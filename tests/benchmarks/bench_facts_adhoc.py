@@ -120,8 +120,10 @@ def main():
     sizes = [int(s) for s in args.sizes.split(",")]
     with open("/proc/loadavg", encoding="ascii") as handle:
         load = handle.read().split()[:3]
-    print("machine: %d CPUs, load %s; python %s; setup %s" % (
-        os.cpu_count() or 0, " ".join(load), sys.version.split()[0],
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                            check=False).stdout.strip() or "unknown"
+    print("machine: %d CPUs, load %s; python %s; commit %s; setup %s" % (
+        os.cpu_count() or 0, " ".join(load), sys.version.split()[0], commit,
         "in a netns with N veth interfaces" if os.geteuid() == 0 else "on this host (not root: no netns)"))
     rows = {}
     base = "/dev/shm" if os.path.isdir("/dev/shm") else None

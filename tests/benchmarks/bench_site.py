@@ -128,6 +128,15 @@ def print_profile(label, argv):
             print("    %7ss  %s" % (match.group(2), match.group(1)))
 
 
+def code_version():
+    """The commit measured, and whether the code the playbooks run differs from it (a shared work tree)."""
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=False).stdout
+    dirty = [line[3:] for line in git("status", "--porcelain", "--", "playbooks", "roles", "plugins").splitlines()]
+    return "commit %s%s" % (git("rev-parse", "--short", "HEAD").strip() or "unknown",
+                            " + uncommitted changes (%s)" % ", ".join(dirty) if dirty else "")
+
+
 def load():
     return "load %.2f %.2f %.2f" % os.getloadavg()
 
@@ -278,7 +287,7 @@ def main():
     if os.geteuid() != 0:
         sys.exit("needs root (the lab)")
     run = {"reconverge": bench_reconverge, "discovery": bench_discovery, "verify": bench_verify}[args.benchmark]
-    print("%s benchmark: %d CPUs, %s" % (args.benchmark, os.cpu_count(), load()), flush=True)
+    print("%s benchmark: %s; %d CPUs, %s" % (args.benchmark, code_version(), os.cpu_count(), load()), flush=True)
     ratios = []
     for count in [int(n) for n in args.nodes.split(",")]:
         ratio = run(count, args.repeats, args.profile)
