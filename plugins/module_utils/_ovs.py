@@ -46,6 +46,8 @@ def ethernet_mac(text):
     if not _MAC_RE.match(mac) or int(mac[:2], 16) & 1 or mac == "00:00:00:00:00:00":
         return None
     return mac
+
+
 VLAN_MIN, VLAN_MAX = 1, 4094
 # An OVS port's MTU: Linux's minimum for IPv4 and the largest IPoIB MTU (connected mode), since every
 # EIPoIB frame crosses an IPoIB interface.

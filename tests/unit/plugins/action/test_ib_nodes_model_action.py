@@ -32,7 +32,8 @@ def play(tmp_path, args, check=False):
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(REPO / ".collections"), ANSIBLE_HOME=str(tmp_path / "home"))
     argv = [PLAYBOOK, "-i", "localhost,", "-c", "local", str(tmp_path / "play.yml"), "-e", "@" + str(tmp_path / "vars.json"),
             "-e", "ansible_python_interpreter=" + sys.executable]
-    cp = subprocess.run(argv + (["--check"] if check else []), capture_output=True, text=True, env=env, timeout=120)
+    cp = subprocess.run(argv + (["--check"] if check else []), capture_output=True, text=True, env=env, timeout=120,
+                        check=False)
     result = json.loads((tmp_path / "result.json").read_text()) if (tmp_path / "result.json").exists() else None
     return cp, result
 
