@@ -60,7 +60,7 @@ def notifying_stages():
 
 def test_the_handler_hears_every_change_of_the_notifying_stages():
     stages = notifying_stages()
-    assert [play["name"].split(":")[0] for play, _ in stages] == ["Stage %d" % n for n in range(2, 9)]
+    assert [play["name"].split(":")[0] for play, _include in stages] == ["Stage %d" % n for n in range(2, 9)]
     for play, include in stages:
         apply = include["ansible.builtin.include_role"]["apply"]
         assert apply["notify"] == "site changed", play["name"]
