@@ -19,8 +19,8 @@ datapath vswitchd has not set up is a failure, on this run and on the next.
 
 The bridge's own MAC (``other_config:hwaddr``) is its first port's by default: an EIPoIB interface
 receives only for the MACs it maps to IPoIB (its own, and those of the VMs registered behind it), so the
-host's own address on the bridge works only with that MAC. Open vSwitch alone would pick a MAC of its own
-for a bridge whose first port is added later, and ARP over it would never be answered.
+host's own address on the bridge works only with that MAC. Left to itself Open vSwitch may give the bridge
+another MAC (it did on the lab's userspace datapath), and ARP for the address is then never answered.
 
 ``nics`` everywhere below is ``ib_facts.nics`` (docs/dev/contracts.md section 4).
 """
