@@ -269,7 +269,12 @@ def test_networks_addresses_limit_and_removal(lab, tmp_path):
     out = tmp_path / "out"
     names = lab.node_names
     first_node = names[0]
-    extra = {"discovery_output_dir": str(out), "discovery_networks": NETWORKS}
+    # One network per fabric: the lab mixes IPoIB/EIPoIB nodes with a RoCE one (docs/networks.md).
+    extra = {"discovery_output_dir": str(out), "discovery_networks": NETWORKS,
+             "discovery_network_rules": {"rdma": [{"kind": "ipoib"}], "storage": [{"kind": "eipoib"}]}}
+    refused = lab.playbook("playbooks/discover.yml", extra_vars=dict(extra, discovery_network_rules={}))
+    assert refused.returncode != 0 and "network rdma has members on two fabrics" in refused.stdout + refused.stderr
+    assert not (out / "nodes.json").exists()
     cp = lab.playbook("playbooks/discover.yml", extra_vars=extra)
     assert cp.returncode == 0, cp.stdout[-4000:]
     model = json.loads((out / "nodes.json").read_text())

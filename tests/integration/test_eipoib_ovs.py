@@ -59,11 +59,16 @@ def test_check_mode_then_apply_then_idempotent(lab):
     before = show(lab, "node2")
     args = {"bridge": "br-storage", "datapath_type": "netdev", "ports": [{"name": "eth1", "pkey": "0x8002"}]}
     checked = module(lab, "node2", "hpcnet.infiniband.ib_ovs_bridge", args, check=True)
-    assert checked["changed"] and [c["action"] for c in checked["plan"]] == ["add_bridge", "add_port"]
+    assert checked["changed"] and [c["action"] for c in checked["plan"]] == ["add_bridge", "add_port", "set_hwaddr"]
     assert show(lab, "node2") == before
     applied = module(lab, "node2", "hpcnet.infiniband.ib_ovs_bridge", args)
     assert applied["changed"] and applied["ovs_status"] == []
     assert lab.exec("node2", ["ovs-vsctl", "get", "Port", "eth1", "tag"]).stdout.strip() == "2"
+    # The bridge has its EIPoIB port's MAC, the only one the EIPoIB interface receives for.
+    port_mac = lab.exec("node2", ["cat", "/sys/class/net/eth1/address"]).stdout.strip()
+    assert lab.exec("node2", ["ovs-vsctl", "get", "Bridge", "br-storage", "other_config:hwaddr"]).stdout.strip() \
+        == '"%s"' % port_mac
+    assert lab.exec("node2", ["cat", "/sys/class/net/br-storage/address"]).stdout.strip() == port_mac
     again = module(lab, "node2", "hpcnet.infiniband.ib_ovs_bridge", args)
     assert not again["changed"] and again["plan"] == []
 
@@ -74,7 +79,7 @@ def test_port_of_another_bridge_refused_unless_move(lab):
     assert refused["failed"]
     assert "interface eth2 is already a port of bridge br-old; set move: true" in refused["msg"]
     moved = bridge(lab, "node1", "br-prv", [{"name": "eth2", "move": True}])
-    assert moved["changed"] and [c["action"] for c in moved["plan"]] == ["add_bridge", "move_port"]
+    assert moved["changed"] and [c["action"] for c in moved["plan"]] == ["add_bridge", "move_port", "set_hwaddr"]
     assert lab.exec("node1", ["ovs-vsctl", "port-to-br", "eth2"]).stdout.strip() == "br-prv"
     assert bridge(lab, "node1", "br-old", [], state="absent")["changed"]
 
