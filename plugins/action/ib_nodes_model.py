@@ -23,7 +23,6 @@ from ansible_collections.hpcnet.infiniband.plugins.module_utils._nodes_writer im
 
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
-    _VALID_ARGS = frozenset(ARGUMENT_SPEC)
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
