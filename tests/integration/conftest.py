@@ -193,6 +193,15 @@ def lab_factory():
         run_labctl("down", "--name", name)
 
 
+def site_output_vars(out: Path) -> dict:
+    """Where site.yml's roles write on the controller, all under ``out``: the nodes model (discovery writes
+    it, eipoib_ovs and netcheck read it) and the verification's result. The lab inventory itself says what
+    the lab's nodes are like (userspace OVS datapath, no package installs)."""
+    model = str(out / "discovery" / "nodes.json")
+    return {"discovery_output_dir": str(out / "discovery"), "eipoib_ovs_nodes_model": model,
+            "netcheck_nodes_model": model, "netcheck_result_file": str(out / "netcheck.json")}
+
+
 def run_module(lab: Lab, module: str, hosts: str, args: dict | None = None, check: bool = False,
                diff: bool = False, timeout: float = 240) -> dict:
     """Run one module ad hoc on the lab (`ansible HOSTS -m MODULE -a ARGS`, from the repo root) through

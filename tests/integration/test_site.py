@@ -16,6 +16,8 @@ import time
 
 import pytest
 
+from conftest import site_output_vars  # tests/integration/conftest.py
+
 # HPCNET_SITE_LAB: another lab name, when a lab `site` is somebody else's.
 LAB_NAME = os.environ.get("HPCNET_SITE_LAB", "site")
 PROFILES = ["cx3-eipoib", "cx5-ib-sriov", "cx3-ipoib"]
@@ -31,12 +33,7 @@ def lab(lab_factory):
 def site_vars(tmp_path_factory):
     out = tmp_path_factory.mktemp("site")
     return {
-        "discovery_output_dir": str(out / "discovery"),
-        "eipoib_ovs_nodes_model": str(out / "discovery" / "nodes.json"),
-        "netcheck_nodes_model": str(out / "discovery" / "nodes.json"),
-        "netcheck_result_file": str(out / "netcheck.json"),
-        "eipoib_ovs_datapath_type": "netdev",   # the lab's OVS has the userspace datapath only
-        "ofed_install_packages": False,         # the lab nodes share this machine's packages
+        **site_output_vars(out),
         "netcheck_networks": [{"name": "rdma"}],
         # The profiles differ (cx5: ib0 MTU 4092; the real cx3 capture: connected mode): the IPoIB stage
         # makes the rdma network consistent, which the verification stage then checks.

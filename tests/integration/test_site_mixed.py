@@ -24,7 +24,7 @@ import time
 import pytest
 import yaml
 
-from conftest import REPO  # tests/integration/conftest.py
+from conftest import REPO, site_output_vars  # tests/integration/conftest.py
 
 LAB_NAME = "site-mixed"
 NON_IB_PROFILES = ("cx5-roce", "plain-ethernet")
@@ -42,14 +42,7 @@ def out(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def site_vars(out):
-    return {
-        "discovery_output_dir": str(out / "discovery"),
-        "eipoib_ovs_nodes_model": str(out / "discovery" / "nodes.json"),
-        "netcheck_nodes_model": str(out / "discovery" / "nodes.json"),
-        "netcheck_result_file": str(out / "netcheck.json"),
-        "eipoib_ovs_datapath_type": "netdev",   # the lab's OVS has the userspace datapath only
-        "ofed_install_packages": False,         # the lab nodes share this machine's packages
-    }
+    return site_output_vars(out)
 
 
 def group_vars(out, hosts=None):

@@ -19,7 +19,7 @@ import re
 
 import pytest
 
-from conftest import run_module  # tests/integration/conftest.py
+from conftest import run_module, site_output_vars  # tests/integration/conftest.py
 
 LAB_NAME = "site-reboot"
 PROFILES = ["cx5-ib-sriov", "cx3-ipoib", "cx3-eipoib"]
@@ -45,12 +45,7 @@ def lab(lab_factory):
 def site_vars(tmp_path_factory):
     out = tmp_path_factory.mktemp("site-reboot")
     return {
-        "discovery_output_dir": str(out / "discovery"),
-        "eipoib_ovs_nodes_model": str(out / "discovery" / "nodes.json"),
-        "netcheck_nodes_model": str(out / "discovery" / "nodes.json"),
-        "netcheck_result_file": str(out / "netcheck.json"),
-        "eipoib_ovs_datapath_type": "netdev",
-        "ofed_install_packages": False,
+        **site_output_vars(out),
         "discovery_networks": [
             {"name": "rdma", "cidr": "10.20.0.0/24", "pkey": "0x8002", "mtu": 2044, "ipoib_mode": "datagram"},
             {"name": "storage", "cidr": "10.20.1.0/24"},
