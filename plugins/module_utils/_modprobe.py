@@ -7,8 +7,8 @@ What the kernel accepts for each option is known here (types, ranges, array leng
 ships the option), so that a wrong value is refused before anything is written, with one clear
 message, instead of a driver that silently ignores it or fails to probe at the next boot.
 
-Pure functions, except the initramfs probes at the end (``initramfs_contains``,
-``initramfs_rebuild_argv``), which read the host through the Host seam. ``_ofed`` gathers the host
+Pure functions, except the initramfs probes at the end (``initramfs_modules``, ``initramfs_contains``,
+``initramfs_rebuild``, ``initramfs_rebuild_argv``), which read the host through the Host seam. ``_ofed`` gathers the host
 view (cards, stack) that ``validate`` checks against.
 
 Sources: the module_param declarations of drivers/net/ethernet/mellanox/mlx4/main.c
@@ -40,6 +40,8 @@ __all__ = [
     "HEADER",
     "initramfs_contains",
     "initramfs_list_argv",
+    "initramfs_modules",
+    "initramfs_rebuild",
     "initramfs_rebuild_argv",
 ]
 
@@ -604,27 +606,67 @@ def initramfs_list_argv(host):
     return ["lsinitrd", "/boot/initramfs-%s.img" % release]
 
 
-def initramfs_contains(host, module_name):
-    """Does the running kernel's initramfs contain ``module_name`` (``<name>.ko[.xz|.gz|.zst]``)?
+def initramfs_modules(host):
+    """Names (normalised) of the kernel modules in the running kernel's initramfs, listed once.
 
     None when it cannot be told (no commands, unknown distribution, no image, lister missing or failing).
     """
-    if not valid_module_name(module_name):
-        return None
     argv = initramfs_list_argv(host)
     if argv is None:
         return None
     rc, out, _err = host.run(argv, INITRAMFS_TIMEOUT)
     if rc != 0:
         return None
-    wanted = normalize_module_name(module_name)
+    names = set()
     for line in (out or "").splitlines():
         words = line.split()
         # lsinitramfs prints paths; lsinitrd prints ``ls -l`` lines whose last word is the path.
         match = _KO_RE.match(words[-1].rsplit("/", 1)[-1]) if words else None
-        if match and normalize_module_name(match.group("name")) == wanted:
-            return True
-    return False
+        if match:
+            names.add(normalize_module_name(match.group("name")))
+    return names
+
+
+def initramfs_contains(host, module_name):
+    """Does the running kernel's initramfs contain ``module_name`` (``<name>.ko[.xz|.gz|.zst]``)?
+
+    None when it cannot be told (see ``initramfs_modules``).
+    """
+    if not valid_module_name(module_name):
+        return None
+    names = initramfs_modules(host)
+    return None if names is None else normalize_module_name(module_name) in names
+
+
+def initramfs_rebuild(host, changed):
+    """What changed module options mean for the initramfs: ``changed`` is {module name: the options file
+    that changed}. Lists the image once. Returns (result, warning): result has ``initramfs_rebuild``
+    (true when the image holds one of the modules), ``initramfs_reason`` and ``initramfs_rebuild_argv``
+    (None when no rebuild); warning says when the image cannot be listed (None otherwise or when
+    ``changed`` is empty, which lists nothing)."""
+    result = {"initramfs_rebuild": False, "initramfs_reason": None, "initramfs_rebuild_argv": None}
+    wanted = {normalize_module_name(m): path for m, path in changed.items() if valid_module_name(m)}
+    if not wanted:
+        return result, None
+    names = initramfs_modules(host)
+    if names is None:
+        if not host.has_commands():
+            return result, None
+        return result, (
+            "cannot tell whether the initramfs contains %s (%s): if it does, rebuild it for %s to apply at boot"
+            % (", ".join(sorted(wanted)), " ".join(initramfs_list_argv(host) or ["no lsinitramfs/lsinitrd"]),
+               ", ".join(sorted(set(wanted.values())))))
+    inside = sorted(m for m in wanted if m in names)
+    if inside:
+        result.update(
+            initramfs_rebuild=True,
+            initramfs_reason="%s %s in the initramfs, which loads %s at boot with the modprobe.d options copied "
+            "into the image: %s changed, so the image must be rebuilt"
+            % (", ".join(inside), "is" if len(inside) == 1 else "are", "it" if len(inside) == 1 else "them",
+               ", ".join(sorted({wanted[m] for m in inside}))),
+            initramfs_rebuild_argv=initramfs_rebuild_argv(host),
+        )
+    return result, None
 
 
 def initramfs_rebuild_argv(host):

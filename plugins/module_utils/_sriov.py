@@ -1044,26 +1044,14 @@ def prepare(host, params):
 
 def _initramfs(host, plan):
     """Whether the mlx4_core options change needs an initramfs rebuild: only when the image holds mlx4_core."""
-    result = {"initramfs_rebuild": False, "initramfs_reason": None, "initramfs_rebuild_argv": None}
     path = plan.info.get("modprobe_changed")
     if not path or not plan.ok:
-        return result
-    contains = _modprobe.initramfs_contains(host, "mlx4_core")
-    if contains is None:
-        if host.has_commands():
-            plan.warn(
-                "cannot tell whether the initramfs contains mlx4_core (%s): if it does, rebuild it for %s to "
-                "apply at boot" % (" ".join(_modprobe.initramfs_list_argv(host) or ["no lsinitramfs/lsinitrd"]), path)
-            )
-        return result
-    if contains:
+        return {"initramfs_rebuild": False, "initramfs_reason": None, "initramfs_rebuild_argv": None}
+    result, warning = _modprobe.initramfs_rebuild(host, {"mlx4_core": path})
+    if warning:
+        plan.warn(warning)
+    if result["initramfs_rebuild"]:
         plan.reboot_required = True
-        result.update(
-            initramfs_rebuild=True,
-            initramfs_reason="mlx4_core is in the initramfs, which loads it at boot with the modprobe.d options "
-            "copied into the image: %s changed, so the image must be rebuilt" % path,
-            initramfs_rebuild_argv=_modprobe.initramfs_rebuild_argv(host),
-        )
     return result
 
 

@@ -100,6 +100,14 @@ def test_check_mode_on_the_unconverged_lab_changes_nothing(lab, site_vars):
     assert snapshot(lab) == before
 
 
+def members(site_vars):
+    """Every (node, network) member of the nodes model site.yml wrote: ["<device> <address/prefix>", ...]."""
+    with open(site_vars["netcheck_nodes_model"], encoding="utf-8") as handle:
+        model = json.load(handle)
+    return {node["name"]: sorted("%s %s" % (net["device"], net["address"]) for net in node["networks"].values())
+            for node in model["nodes"]}
+
+
 def test_site_deploys_the_networks_and_everything_survives_a_reboot(lab, site_vars):
     first = lab.playbook("playbooks/site.yml", extra_vars=site_vars, timeout=1800)
     assert first.returncode == 0, first.stdout[-8000:]
@@ -111,13 +119,29 @@ def test_site_deploys_the_networks_and_everything_survives_a_reboot(lab, site_va
     assert before["node1"]["netdevs"]["ib0"]["numvfs"] == 4
     assert before["node2"]["netdevs"]["ib0.8004"]["ipoib"]["mode"] == "connected"
     assert before["node2"]["netdevs"]["ib0.8004"]["mtu"] == 65520
-    assert before["node1 VF GUIDs"].count("/port ") == 4
+    assert before["node1 VF GUIDs"].count("/port ") == 4 and before["node1 VF GUIDs"].count("/node ") == 4
+    assert "00:00:00:00:00:00:00:00" not in before["node1 VF GUIDs"], before["node1 VF GUIDs"]
+    # Every network of every node carries its address: rdma on each node's P_Key child ib0.8002 (datagram,
+    # MTU 2044, through the ifupdown stanzas), storage where discovery put it.
+    wanted = members(site_vars)
+    assert set(wanted) == {"node1", "node2", "node3"} and all(wanted.values()), wanted
+    for node, addresses in wanted.items():
+        assert set(addresses) <= set(before[node]["addresses"]), (node, addresses, before[node]["addresses"])
+        assert [a for a in addresses if a.startswith("ib0.8002 10.20.0.")], (node, addresses)
+        assert before[node]["netdevs"]["ib0.8002"]["ipoib"]["mode"] == "datagram", before[node]
+        assert before[node]["netdevs"]["ib0.8002"]["mtu"] == 2044, before[node]
     second = lab.playbook("playbooks/site.yml", extra_vars=site_vars, timeout=1800)
     assert second.returncode == 0, second.stdout[-8000:]
     assert set(recap(second.stdout).values()) == {0}, second.stdout.split("PLAY RECAP")[-1]
 
     cp = lab.labctl("reboot", "--all", timeout=900)
     assert cp.returncode == 0, cp.stdout + cp.stderr
+    # The power-on state was the profile: the nodes' own boot files had the work to do (the boot path's
+    # oneshot: node1's VFs and their GUIDs, node2's ib0.8004; ifup -a: the networks' stanzas).
+    assert re.search(r"node1: hpcnet-ib-boot.service: hpcnet-ib-boot: sriov 0000:5e:00.0: set_numvfs \S+: 0 -> 4;"
+                     r".* set_vf_guid ib0 vf 3", cp.stdout), cp.stdout
+    assert re.search(r"node2: hpcnet-ib-boot.service: .* create_child .* -> ib0\.8004", cp.stdout), cp.stdout
+    assert all(f"{node}: rebooted in" in cp.stdout for node in lab.node_names), cp.stdout
     # Without re-running site.yml: the same VFs, GUIDs, children, modes, MTUs and addresses ...
     assert deployed(lab) == before
     # ... and the verification passes over them.
