@@ -9,9 +9,9 @@ Pure functions (no host access). The model (the nodes model's ``topology`` field
      "hcas": {"0x98039b0300456c10": {"guid", "name", "host", "ports"}},
      "links": [{"a": END, "b": END, "width": "4X", "speed": "EDR", "rate_gbps": 100.0,
                 "state": "Active", "phys_state": "LinkUp", "could_be": "12X" | None,
-                "degraded": bool, "reasons": [str]}],
+                "expected": "12X EDR", "degraded": bool, "reasons": [str]}],
      "hca_ports": [{"hca", "host", "port", "port_guid", "switch", "switch_guid", "switch_port",
-                    "width", "speed", "rate_gbps", "degraded"}],
+                    "width", "speed", "rate_gbps", "expected", "degraded", "reasons"}],
      "expected": {"width": "4X", "speed": "EDR"}}
     END = {"guid", "type": "switch"|"hca", "name", "port", "port_guid" (HCA ends)}
 
@@ -252,6 +252,7 @@ def mark_degraded(topo, expect_width=None, expect_speed=None):
     speed = (expect_speed or "").upper() or _most_common([l["speed"] for l in hca_links])
     topo["expected"] = {"width": width, "speed": speed}
     for link in topo["links"]:
+        link["expected"] = _should_run(link, width, speed)
         reasons = []
         if link.get("could_be"):
             reasons.append("both ends support %s, it runs %s %s" % (link["could_be"], link["width"], link["speed"]))
@@ -264,6 +265,16 @@ def mark_degraded(topo, expect_width=None, expect_speed=None):
         link["degraded"] = bool(reasons)
     topo["hca_ports"] = hca_ports(topo)
     return topo
+
+
+def _should_run(link, width, speed):
+    """What a link should run at ("12X HDR"): the widest and fastest of what it runs, what both of its ends
+    support (iblinkinfo's "could be") and the fabric's expected width/speed; None when nothing is known."""
+    could = (link.get("could_be") or "").split()
+    widths = [w for w in [link.get("width"), width] + could if w in WIDTHS]
+    speeds = [s for s in [link.get("speed"), speed] + could if s in SPEED_ORDER]
+    best = (max(widths, key=WIDTHS.get) if widths else None, max(speeds, key=SPEED_ORDER.index) if speeds else None)
+    return " ".join(v for v in best if v) or None
 
 
 def hca_ports(topo):
@@ -279,7 +290,8 @@ def hca_ports(topo):
                      "hca_guid": hca["guid"], "port": hca["port"], "port_guid": hca.get("port_guid"),
                      "switch": switch["name"], "switch_guid": switch["guid"], "switch_port": switch["port"],
                      "width": link["width"], "speed": link["speed"], "rate_gbps": link["rate_gbps"],
-                     "degraded": link["degraded"], "reasons": list(link["reasons"])})
+                     "expected": link.get("expected"), "degraded": link["degraded"],
+                     "reasons": list(link["reasons"])})
     return sorted(rows, key=lambda r: (str(r["host"]), r["port"]))
 
 

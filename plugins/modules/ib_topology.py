@@ -76,16 +76,18 @@ topology:
   description:
     - The fabric. C(switches) and C(hcas) by node GUID (C(0x) + 16 hex digits) with name and port count;
       C(links) with both ends (guid, type, name, port, port_guid for HCA ends), width, speed, rate_gbps,
-      state, phys_state, could_be, degraded and reasons; C(hca_ports) one row per cabled HCA port (hca,
-      host, port, port_guid, switch, switch_guid, switch_port, width, speed, rate_gbps, degraded,
-      reasons); C(expected) width and speed.
+      state, phys_state, could_be, expected (what the link should run - the widest and fastest of what it
+      runs, what both ends support and the fabric's expected width/speed), degraded and reasons;
+      C(hca_ports) one row per cabled HCA port (hca, host, port, port_guid, switch, switch_guid,
+      switch_port, width, speed, rate_gbps, expected, degraded, reasons); C(expected) the fabric's
+      expected width and speed.
   returned: success
   type: dict
   sample: {"switches": {"0x0000fab000000000": {"guid": "0x0000fab000000000", "name": "lab switch", "ports": 8,
                                                "lid": 2}},
            "hca_ports": [{"host": "node1", "hca": "node1 HCA-1", "port": 1, "port_guid": "0x98039b0300456c11",
                           "switch": "lab switch", "switch_port": 2, "width": "4X", "speed": "EDR",
-                          "rate_gbps": 100.0, "degraded": false, "reasons": []}]}
+                          "rate_gbps": 100.0, "expected": "4X EDR", "degraded": false, "reasons": []}]}
 degraded:
   description: The C(hca_ports) rows that are degraded.
   returned: success

@@ -4,7 +4,9 @@ Lab `h6topo` (HPCNET_TOPOLOGY_LAB): 3 cx5-ib-sriov nodes on the two-switch ibsim
 fabric. ib_topology maps every node's HCA port to its switch port; the picture (inline SVG) is rendered
 by headless Chromium and looked at (red pixels only where a link is degraded). Then node2's links are
 narrowed in the fabric (`hw.fabric degrade node2 --width 4x`) and its port's rate lowered in its sysfs
-(`labctl hw set`): the verification names node2 ib0 with the switch port, actual and expected.
+(`labctl hw set`): the verification names node2 ib0 with the switch port, actual and expected. Last,
+discovery (playbooks/discover.yml) puts the degraded fabric into the nodes model and draws it in the
+HTML report, whose screenshot shows the red link.
 """
 
 from __future__ import annotations
@@ -82,14 +84,19 @@ def png_pixels(path):
 
 def screenshot(topo, tmp_path, name):
     from ansible_collections.hpcnet.infiniband.plugins.module_utils import _topology  # noqa: PLC0415
+    page = tmp_path / f"{name}.html"
+    page.write_text("<!doctype html><html><body style='margin:0'>%s</body></html>" % _topology.topology_svg(topo))
+    return shoot(page, tmp_path, name, "900,400")
+
+
+def shoot(page, tmp_path, name, size):
+    """Headless Chromium's screenshot of ``page``: (red pixels, dark pixels)."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if not chromium:
         pytest.skip("chromium not installed")
-    page = tmp_path / f"{name}.html"
-    page.write_text("<!doctype html><html><body style='margin:0'>%s</body></html>" % _topology.topology_svg(topo))
     png = tmp_path / f"{name}.png"
     cp = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={png}",
-                         "--window-size=900,400", page.as_uri()], capture_output=True, text=True, timeout=120,
+                         f"--window-size={size}", page.as_uri()], capture_output=True, text=True, timeout=120,
                         check=False)
     assert png.exists(), cp.stderr[-2000:]
     rows = png_pixels(png)
@@ -139,4 +146,30 @@ def test_degraded_link_is_found_and_drawn_red(lab, tmp_path):
         assert "1X EDR" in rate_finding["message"]
     finally:
         lab.labctl("hw", "reset", "node2", rate)
+        fabric(lab, "restore", "node2")
+
+
+def test_discovery_report_draws_the_fabric(lab, tmp_path):
+    """Item 3: the nodes model carries the topology and the discovery report draws it (degraded link red)."""
+    cp = fabric(lab, "degrade", "node2", "--width", "4x")
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+    try:
+        topology(lab)                                    # the SM has swept the changed fabric
+        out = tmp_path / "discovery"
+        cp = lab.playbook("playbooks/discover.yml", extra_vars={"discovery_output_dir": str(out)})
+        assert cp.returncode == 0, cp.stdout[-3000:]
+        model = json.loads((out / "nodes.json").read_text())
+        topo = model["topology"]
+        assert sorted(s["name"] for s in topo["switches"].values()) == ["lab switch", "lab switch 2"]
+        rows = {r["host"]: r for r in topo["hca_ports"]}
+        assert {"node1", "node2", "node3"} <= set(rows), rows
+        assert [h for h, r in rows.items() if r["degraded"]] == ["node2"], rows
+        assert (rows["node2"]["width"], rows["node2"]["expected"]) == ("4X", "12X HDR")
+        page = out / "nodes.html"
+        html = page.read_text()
+        assert '<section id="topology"><h2>Fabric</h2><svg' in html
+        assert html.count('<g class="link degraded">') == 1 and html.count('<g class="switch">') == 2
+        red, dark = shoot(page, tmp_path, "report", "1600,1200")
+        assert red > 50 and dark > 500
+    finally:
         fabric(lab, "restore", "node2")

@@ -147,7 +147,7 @@ class ShimRunner(FakeRunner):
         self.state = state
 
     def answer(self, argv):
-        if os.path.basename(argv[0]) == "mstconfig":
+        if os.path.basename(argv[0]) in ("mstconfig", "mlxconfig"):  # MFT's mlxconfig: the same command line
             return shim.run(argv[1:], self.state)
         return super().answer(argv)
 
@@ -197,10 +197,54 @@ def test_module_refuses_before_any_write(card, capsys):
     assert json.loads(open(card["state"]).read()) == before
 
 
+@pytest.mark.parametrize("settings, words", [
+    ({"FOO": 1}, "unknown firmware setting 'FOO'"),
+    ({"NUM_OF_VFS": 128}, "NUM_OF_VFS=128 is above the card's maximum of 127 VFs"),
+    ({"LINK_TYPE_P1": "VPI"}, "LINK_TYPE_P1='VPI' is not a port type of this card (IB (1), ETH (2))"),
+    ({"LINK_TYPE_P1": 4}, "LINK_TYPE_P1=4 is not a port type"),
+    ({"LINK_TYPE_P2": "IB"}, "has no LINK_TYPE_P2"),
+])
+@pytest.mark.parametrize("check", [False, True])
+def test_module_each_refusal_changes_nothing(card, capsys, settings, words, check):
+    """Each refusal is decided from the query alone: changed false, no set, the card's state as it was."""
+    before = json.loads(open(card["state"]).read())
+    result = run_module(ib_firmware, {"device": "ib0", "settings": dict(settings, SRIOV_EN=True)}, capsys, check=check)
+    assert result["failed"] and result["changed"] is False and words in result["msg"], result
+    assert [c[1:] for c in card["runner"].calls] == [["-e", "-d", PCI, "q"]]   # the query only
+    assert json.loads(open(card["state"]).read()) == before
+
+
 def test_module_refuses_a_card_of_another_vendor_without_querying(card, capsys):
     write_attr(os.path.join(str(card["root"]), "devices", "pci0000:5d", PCI, "vendor"), "0x8086")
     result = run_module(ib_firmware, {"device": PCI, "settings": {"SRIOV_EN": 1}}, capsys)
-    assert result["failed"] and "PCI vendor 0x8086" in result["msg"] and card["runner"].calls == []
+    assert result["failed"] and result["changed"] is False and "PCI vendor 0x8086" in result["msg"]
+    assert card["runner"].calls == []
+
+
+def tools_present(monkeypatch, paths):
+    monkeypatch.setattr(ib_firmware.AnsibleModule, "get_bin_path",
+                        lambda self, name, required=False, opt_dirs=None: paths.get(name))
+
+
+def test_module_uses_mlxconfig_when_mstconfig_is_missing(card, capsys, monkeypatch):
+    tools_present(monkeypatch, {"mlxconfig": "/usr/bin/mlxconfig"})
+    result = run_module(ib_firmware, {"device": "ib0", "settings": {"SRIOV_EN": True, "NUM_OF_VFS": 4}}, capsys)
+    assert result["changed"] and result["firmware"]["tool"] == "/usr/bin/mlxconfig"
+    assert card["runner"].calls == [["/usr/bin/mlxconfig", "-e", "-d", PCI, "q"],
+                                    ["/usr/bin/mlxconfig", "-y", "-d", PCI, "set", "SRIOV_EN=1", "NUM_OF_VFS=4"],
+                                    ["/usr/bin/mlxconfig", "-e", "-d", PCI, "q"]]
+
+
+def test_module_tool_choice(card, capsys, monkeypatch):
+    both = {"mstconfig": "/usr/bin/mstconfig", "mlxconfig": "/usr/bin/mlxconfig"}
+    tools_present(monkeypatch, both)
+    assert run_module(ib_firmware, {"device": "ib0"}, capsys)["firmware"]["tool"] == "/usr/bin/mstconfig"
+    assert run_module(ib_firmware, {"device": "ib0", "tool": "mlxconfig"}, capsys)["firmware"]["tool"] == \
+        "/usr/bin/mlxconfig"
+    tools_present(monkeypatch, {})
+    result = run_module(ib_firmware, {"device": "ib0", "settings": {"SRIOV_EN": True}}, capsys)
+    assert result["failed"] and result["changed"] is False
+    assert "neither mstconfig (Debian/EL package mstflint) nor mlxconfig (MFT) is installed" in result["msg"]
 
 
 def test_module_bad_inputs(card, capsys):

@@ -384,6 +384,23 @@ def test_degraded_link_from_the_topology():
     assert "both ends support 12X" in finding["message"]
 
 
+def test_degraded_link_expects_what_both_ends_support():
+    """ibsim's default fabric: every link 4X SDR, each "could be 12X QDR". The fabric's usual width/speed is
+    4X SDR, so the finding's expected value is what both ends of the link support, not the usual."""
+    facts, addrs = healthy()
+    facts["node1"]["ib0"]["ib"]["port_guid"] = "9803:9b03:0045:6c11"
+    reports = reports_of(facts, addrs)
+    topo = _topology.build(fixture("ibnetdiscover-ibsim-1switch.txt"), fixture("iblinkinfo-ibsim-1switch.txt"))
+    result = nc.evaluate(NETWORKS[:1], reports, simulate(reports), topology=topo)
+    assert where(result) == [("node1", "ib0", "link")]
+    finding = result["findings"][0]
+    assert (finding["switch"], finding["switch_port"], finding["actual"], finding["expected"]) == (
+        "lab switch", 2, "4X SDR", "12X QDR")
+    assert finding["severity"] == "error" and not result["ok"]
+    assert "node1 ib0: the link of mlx4_0 port 1 to lab switch port 2 is degraded: both ends support 12X QDR, " \
+           "it runs 4X SDR" in finding["message"]
+
+
 def test_networks_from_allocation_inventory_form_and_limits():
     allocation = {"node1": {"rdma": {"interface": "ib0", "rule": {"kind": "ipoib"}}, "storage": {"interface": "eth2"}},
                   "node2": {"rdma": {"interface": "ib0"}, "storage": None},

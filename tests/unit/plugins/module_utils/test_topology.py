@@ -47,6 +47,7 @@ def test_degraded_link_below_what_both_ends_support():
     assert topo["expected"] == {"width": "12X", "speed": "HDR"}
     assert rows["node2"]["degraded"] and rows["node2"]["width"] == "4X"
     assert rows["node2"]["reasons"] == ["both ends support 12X, it runs 4X HDR", "width 4X below the expected 12X"]
+    assert (rows["node2"]["expected"], rows["node1"]["expected"]) == ("12X HDR", "12X HDR")
     assert not rows["node1"]["degraded"] and not rows["smhost"]["degraded"]
 
 
@@ -55,6 +56,9 @@ def test_could_be_speed_named_and_state_merged():
     link = topo["links"][0]
     assert link["state"] == "Active" and link["phys_state"] == "LinkUp"
     assert link["could_be"] == "12X QDR" and link["degraded"]   # ibsim's defaults: 4X SDR on 12X QDR ports
+    # Every link runs 4X SDR (so that is the fabric's usual), yet each should run what both ends support.
+    assert topo["expected"] == {"width": "4X", "speed": "SDR"}
+    assert {(r["width"], r["speed"], r["expected"]) for r in topo["hca_ports"]} == {("4X", "SDR", "12X QDR")}
     assert {r["host"] for r in topo["hca_ports"]} == {"node1", "node2", "smhost"}
 
 
