@@ -98,3 +98,26 @@ def test_systemd_reload_and_enable_only_when_needed(root, capsys):
     assert result["changed"] and [c for c in runner.calls if c[1] != "is-enabled"] == []
     result = run_module(ib_boot_state, dict(args, sriov=[]), capsys)
     assert not result["changed"]
+
+
+def test_check_mode_diff_shows_every_file_the_run_writes_and_removes(root, capsys):
+    """Done-when of issue 12: check mode and diff show every file the boot path would change, with its
+    text, and the real run then writes exactly those (and removes exactly those with state absent)."""
+    tmp_path, _runner = root
+    args = {"sriov": SRIOV, "ipoib": IPOIB, "fs_root": str(tmp_path)}
+    check = run_module(ib_boot_state, args, capsys, check=True, diff=True)
+    files = {d["after_header"]: d["after"] for d in check["diff"] if d["after_header"].startswith("/")}
+    assert set(files) == set(_boot.wanted_files(SRIOV, IPOIB))
+    assert {_boot.STATE_PATH, _boot.UNIT_PATH, _boot.SCRIPT_PATH, _boot.LIB_PACKAGE_DIR + "/_sriov.py"} <= set(files)
+    assert [d["after_header"] for d in check["diff"] if not d["after_header"].startswith("/")] == [
+        "enable " + _boot.UNIT_NAME]
+    assert not os.listdir(str(tmp_path))
+    run_module(ib_boot_state, args, capsys)
+    for path, text in files.items():
+        assert (tmp_path / path.lstrip("/")).read_text() == text, path
+    written = {"/" + os.path.relpath(os.path.join(d, f), str(tmp_path)) for d, _dirs, names in os.walk(str(tmp_path))
+               for f in names}
+    assert written == set(files)
+    check = run_module(ib_boot_state, {"state": "absent", "fs_root": str(tmp_path)}, capsys, check=True, diff=True)
+    assert {d["before_header"] for d in check["diff"] if d["after"] == ""} >= set(files)
+    assert {d["before_header"]: d["before"] for d in check["diff"] if d["before_header"] in files} == files
