@@ -71,6 +71,24 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(marker)
 
 
+# Seconds per test module (setup, call and teardown of its tests, its lab's bring-up and tear-down
+# included): scripts/test.sh splits the modules over its two lanes by these figures.
+MODULE_SECONDS: dict = {}
+
+
+def pytest_runtest_logreport(report):
+    module = report.nodeid.split("::", 1)[0]
+    MODULE_SECONDS[module] = MODULE_SECONDS.get(module, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not MODULE_SECONDS:
+        return
+    terminalreporter.write_line("seconds per test module (slowest first):")
+    for module, seconds in sorted(MODULE_SECONDS.items(), key=lambda item: -item[1]):
+        terminalreporter.write_line("%7.1f  %s" % (seconds, module))
+
+
 def ansible_env() -> dict:
     env = dict(os.environ)
     env["PATH"] = f"{VENV_BIN}:{env.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}"
