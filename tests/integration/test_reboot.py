@@ -105,3 +105,56 @@ def test_reboot_without_boot_path_is_the_profile(lab):
     assert lab.exec("node1", ["cat", PF + "/sriov_numvfs"], check=True).stdout.strip() == "0"
     assert "ib0.8002" not in lab.exec("node1", ["ls", "/sys/class/net"], check=True).stdout
     assert lab.ssh("node1", "true").returncode == 0
+
+
+# A node's image that holds mlx4_core, and an update-initramfs that records its calls: stand-ins in the
+# node's /usr/local/sbin (the overlay root; first in PATH), as Debian's initramfs-tools would answer.
+INITRAMFS_STUBS = {
+    "/usr/local/sbin/lsinitramfs":
+        '#!/bin/sh\necho "usr/lib/modules/$(uname -r)/kernel/drivers/net/ethernet/mellanox/mlx4/mlx4_core.ko"\n',
+    "/usr/local/sbin/update-initramfs": '#!/bin/sh\necho "$*" >> /var/tmp/update-initramfs.log\n',
+}
+MLX4_PLAYBOOK = textwrap.dedent("""
+    - name: ConnectX-3 VFs through mlx4_core options
+      hosts: node2
+      gather_facts: false
+      vars:
+        sriov_pfs: [{pf: ib0, num_vfs: NUM_VFS}]
+      roles:
+        - hpcnet.infiniband.sriov
+""")
+MLX4_CONF = "/etc/modprobe.d/hpcnet-sriov-mlx4.conf"
+
+
+def test_mlx4_options_rebuild_the_initramfs_in_the_handler(lab, tmp_path):
+    """Issue 12 item 3 on the lab: check mode with --diff shows the modprobe.d file and why the image would be
+    rebuilt, and rebuilds nothing; the run writes the file and the sriov role's handler runs update-initramfs
+    once; the second run changes nothing and rebuilds nothing."""
+    for path, text in INITRAMFS_STUBS.items():
+        lab.exec("node2", ["sh", "-ec", 'cat > "$1" && chmod 0755 "$1"', "sh", path], input=text, check=True)
+    log = ["sh", "-c", "cat /var/tmp/update-initramfs.log 2>/dev/null; true"]
+    playbook = tmp_path / "mlx4.yml"
+    playbook.write_text(MLX4_PLAYBOOK.replace("NUM_VFS", "4"))
+    try:
+        check = lab.playbook(playbook, check=True, args=["--diff"])
+        assert check.returncode == 0, check.stdout[-4000:] + check.stderr[-2000:]
+        assert MLX4_CONF in check.stdout and "options mlx4_core num_vfs=4" in check.stdout, check.stdout[-4000:]
+        assert "mlx4_core is in the initramfs" in check.stdout, check.stdout[-4000:]
+        assert lab.exec("node2", ["test", "-e", MLX4_CONF]).returncode == 1
+        assert lab.exec("node2", log).stdout == ""
+
+        first = lab.playbook(playbook)
+        assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-2000:]
+        assert "RUNNING HANDLER [hpcnet.infiniband.sriov : Rebuild the initramfs (sriov)]" in first.stdout
+        assert "reboot" in first.stdout and "mlx4_core is in the initramfs" in first.stdout
+        assert "options mlx4_core num_vfs=4" in lab.exec("node2", ["cat", MLX4_CONF], check=True).stdout
+        assert lab.exec("node2", log).stdout == "-u -k all\n"
+
+        again = lab.playbook(playbook)
+        assert again.returncode == 0, again.stdout[-4000:]
+        assert recap(again.stdout)["node2"][1] == 0, again.stdout[-4000:]
+        assert lab.exec("node2", log).stdout == "-u -k all\n"
+    finally:
+        playbook.write_text(MLX4_PLAYBOOK.replace("NUM_VFS", "0"))
+        lab.playbook(playbook)
+        lab.exec("node2", ["rm", "-f", *INITRAMFS_STUBS])
