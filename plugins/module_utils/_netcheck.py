@@ -467,8 +467,7 @@ def _degraded(name, node, iface, record, where, port, expected_rate, topology):
     if link and link.get("degraded"):
         findings.append(_finding(name, node, iface, "link", "%s: the link of %s to %s port %s is degraded: %s" % (
             where, port, link.get("switch"), link.get("switch_port"), "; ".join(link.get("reasons") or [])),
-            expected=link.get("expected") or " ".join(v for v in ((topology.get("expected") or {}).get("width"),
-                                                                 (topology.get("expected") or {}).get("speed")) if v) or None,
+            expected=link.get("expected"),
             actual=" ".join(v for v in (link.get("width"), link.get("speed")) if v) or None,
             switch=link.get("switch"), switch_port=link.get("switch_port")))
     return findings
