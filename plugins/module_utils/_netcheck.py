@@ -130,10 +130,14 @@ def local_report(nics, addresses, interfaces, ovs_bridge_of=None, devices=None, 
 
 # --------------------------------------------------------------------------- networks
 def check_networks(networks):
-    """Refuse networks whose P_Key or expected rate cannot be understood (ValueError naming the value)."""
+    """Refuse networks whose P_Key, MTU or expected rate cannot be understood (ValueError naming the value)."""
     for network in networks or []:
         if network.get("pkey") not in (None, ""):
             parse_pkey(network["pkey"])
+        mtu = network.get("mtu")
+        # The Linux range of an interface MTU: anything else would only give false MTU findings and probes.
+        if mtu is not None and (isinstance(mtu, bool) or not isinstance(mtu, int) or not 68 <= mtu <= 65520):
+            raise ValueError("network %s: mtu %r is out of range 68..65520" % (network.get("name"), mtu))
         rate = network.get("expect_rate")
         if rate is not None and (isinstance(rate, bool) or not isinstance(rate, (int, float)) or rate <= 0):
             raise ValueError("network %s: expect_rate %r is not a positive number of Gb/s" % (network.get("name"), rate))

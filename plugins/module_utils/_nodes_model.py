@@ -113,6 +113,19 @@ MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){0,19}$")
 MAX_DEPTH = 12
 # Sections of ib_facts and the type each must have (None allowed where the facts say "not read").
 _NIC_SECTIONS = ("ib", "ipoib", "eipoib", "sriov")
+# The scalar fields the model computes with, sorts by or copies, and their types in docs/facts.md (null
+# allowed): text, an integer, or a number with its range. A crafted value of another type or out of range
+# fails that node only (a rate of "1" and 400 zeros was float infinity, and int() of it crashed the run).
+_TEXT = "text"
+_NODE_FIELDS = {"network_mode": _TEXT, "source": _TEXT}
+_NIC_FIELDS = {"name": _TEXT, "kind": _TEXT, "driver": _TEXT, "model": _TEXT, "operstate": _TEXT,
+               "link_type": _TEXT, "driver_source": _TEXT, "bus_info": _TEXT, "pci_address": _TEXT,
+               "pci_driver": _TEXT, "vendor_id": _TEXT, "device_id": _TEXT, "network_mode": _TEXT,
+               "mtu": (int, 0, 2 ** 32), "speed_mbps": (int, 0, 2 ** 32), "numa_node": (int, -1, 2 ** 16)}
+# ib_facts reports a rate above 100000 Gb/s as null (docs/facts.md); anything above is not a port's rate.
+_RATE = ((int, float), 0, 100000)
+_PORT_FIELDS = {"state": _TEXT, "link_layer": _TEXT, "rate_gbps": _RATE}
+_DEVICE_FIELDS = {"name": _TEXT, "model": _TEXT, "driver": _TEXT, "pci_address": _TEXT}
 
 
 class FactsError(ValueError):
@@ -145,6 +158,24 @@ def _need(value, kind, path, optional=False):
                                                       type(value).__name__))
 
 
+def _check_fields(record, fields, path):
+    """FactsError unless each of ``fields`` in ``record`` is null or of its documented type and range."""
+    for key, kind in fields.items():
+        value = record.get(key)
+        if value is None:
+            continue
+        where = "%s.%s" % (path, key)
+        if kind == _TEXT:
+            if not isinstance(value, str):
+                raise FactsError("%s must be text, got %s" % (where, type(value).__name__))
+            continue
+        types, low, high = kind
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise FactsError("%s must be a number, got %s" % (where, type(value).__name__))
+        if not low <= value <= high:
+            raise FactsError("%s is out of range %s..%s (%s)" % (where, low, high, str(value)[:20]))
+
+
 def check_facts(facts):
     """(clean copy of ``facts``, [warnings]) or FactsError with the reason.
 
@@ -160,11 +191,15 @@ def check_facts(facts):
     _need(clean.get("subnet_manager"), dict, "ib_facts.subnet_manager", optional=True)
     _need(clean.get("warnings"), list, "ib_facts.warnings", optional=True)
     _need(clean.get("network_mode_reasons"), list, "ib_facts.network_mode_reasons", optional=True)
+    _check_fields(clean, _NODE_FIELDS, "ib_facts")
     for name, nic in clean["nics"].items():
         path = "ib_facts.nics.%s" % name
         _need(nic, dict, path)
+        _check_fields(nic, _NIC_FIELDS, path)
         for section in _NIC_SECTIONS:
             _need(nic.get(section), dict, "%s.%s" % (path, section), optional=True)
+        if isinstance(nic.get("ib"), dict):
+            _check_fields(nic["ib"], _PORT_FIELDS, "%s.ib" % path)
         if isinstance(nic.get("eipoib"), dict):
             _need(nic["eipoib"].get("slaves"), list, "%s.eipoib.slaves" % path, optional=True)
         mac = nic.get("mac")
@@ -174,9 +209,11 @@ def check_facts(facts):
     for name, device in (clean.get("devices") or {}).items():
         path = "ib_facts.devices.%s" % name
         _need(device, dict, path)
+        _check_fields(device, _DEVICE_FIELDS, path)
         _need(device.get("ports"), dict, "%s.ports" % path, optional=True)
         for port_name, port in (device.get("ports") or {}).items():
             _need(port, dict, "%s.ports.%s" % (path, port_name))
+            _check_fields(port, _PORT_FIELDS, "%s.ports.%s" % (path, port_name))
     for name, entry in (clean.get("subnet_manager") or {}).items():
         _need(entry, dict, "ib_facts.subnet_manager.%s" % name)
     return clean, warnings

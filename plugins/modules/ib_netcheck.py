@@ -55,7 +55,7 @@ options:
             (V(0x8002), V(8002)) or an integer taken as its value; the membership bit is ignored.
         type: raw
       mtu:
-        description: MTU of the network; the most common member MTU when omitted.
+        description: MTU of the network (68-65520); the most common member MTU when omitted.
         type: int
       expect_rate:
         description: Gb/s every InfiniBand member port should run at (checked by M(hpcnet.infiniband.ib_netcheck_report)).

@@ -133,7 +133,7 @@ options:
     type: bool
     default: true
   timeout:
-    description: Seconds each C(sriov_numvfs) write may take (creating many VFs takes time).
+    description: Seconds each C(sriov_numvfs) write may take (creating many VFs takes time); 1 or more.
     type: int
     default: 120
 notes:
@@ -277,6 +277,10 @@ def main():
         required_if=[("guid_policy", "pool", ["guid_pool_start"]), ("guid_policy", "explicit", ["guids"])],
         supports_check_mode=True,
     )
+    # A timeout of 0 or less is refused before anything is read: it used to reach the write's timer
+    # ("Invalid argument") after the plan, or make the write unbounded.
+    if module.params["timeout"] <= 0:
+        module.fail_json(msg="timeout must be a positive number of seconds, not %d" % module.params["timeout"], changed=False)
     host = Host.from_module(module, sysfs_root=module.params["sysfs_root"], fs_root=module.params["fs_root"])
     try:
         plan, have, extra = _sriov.prepare(host, module.params)
