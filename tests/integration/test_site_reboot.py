@@ -101,10 +101,12 @@ def test_check_mode_on_the_unconverged_lab_changes_nothing(lab, site_vars):
 
 
 def members(site_vars):
-    """Every (node, network) member of the nodes model site.yml wrote: ["<device> <address/prefix>", ...]."""
+    """Every (node, network) member with an address in the nodes model site.yml wrote (the networks of
+    discovery_networks; the management network has none): ["<device> <address/prefix>", ...]."""
     with open(site_vars["netcheck_nodes_model"], encoding="utf-8") as handle:
         model = json.load(handle)
-    return {node["name"]: sorted("%s %s" % (net["device"], net["address"]) for net in node["networks"].values())
+    return {node["name"]: sorted("%s %s" % (net["device"], net["address"]) for net in node["networks"].values()
+                                 if net.get("address"))
             for node in model["nodes"]}
 
 
