@@ -669,6 +669,20 @@ def initramfs_rebuild(host, changed):
     return result, None
 
 
+def plan_initramfs(host, plan, changed):
+    """initramfs_rebuild() for a configuring module's plan: ``changed`` is {module: its options file that
+    the plan writes or removes}. A refused plan lists nothing; the warning goes on the plan, and a needed
+    rebuild makes it ``reboot_required`` (the image's options apply at the next boot). Returns the result."""
+    if not changed or not plan.ok:
+        return {"initramfs_rebuild": False, "initramfs_reason": None, "initramfs_rebuild_argv": None}
+    result, warning = initramfs_rebuild(host, changed)
+    if warning:
+        plan.warn(warning)
+    if result["initramfs_rebuild"]:
+        plan.reboot_required = True
+    return result
+
+
 def initramfs_rebuild_argv(host):
     """argv that rebuilds the initramfs: Debian/Ubuntu ``update-initramfs -u -k all``, EL ``dracut -f``."""
     family = _os_family(host)

@@ -604,7 +604,7 @@ def apply_network(host, plan):
 def summary(info):
     """One line for the operator: where the configuration lives, or that nothing persists."""
     if not info["persistent"]:
-        return ("runtime backend: %d device(s) configured with sysfs and ip only; nothing persists across a reboot"
-                % len(info["devices"]))
+        return ("runtime backend: %d device(s) configured with sysfs and ip only; nothing persists across a reboot "
+                "(the boot_state role brings back IPoIB children, mode and MTU, never addresses)" % len(info["devices"]))
     return "%s backend (%s): %d device(s), kept in %s" % (
         info["backend"], info["backend_reason"], len(info["devices"]), ", ".join(info["files"]) or "no file")

@@ -443,6 +443,8 @@ def plan_kernel_modules(want, have):
             plan.add("remove_file", path, before, None)
         else:
             plan.add("write_file", path, before, after, mode=0o644)
+        # for the initramfs check (_modprobe.plan_initramfs), which needs the host
+        plan.info.setdefault("options_changed", {})[module] = path
         state = have["modules"].get(module, {}).get("state", "absent")
         running = have["modules"].get(module, {}).get("parameters", {})
         if state == "loaded" and _options_differ(module, values, running):

@@ -1045,14 +1045,7 @@ def prepare(host, params):
 def _initramfs(host, plan):
     """Whether the mlx4_core options change needs an initramfs rebuild: only when the image holds mlx4_core."""
     path = plan.info.get("modprobe_changed")
-    if not path or not plan.ok:
-        return {"initramfs_rebuild": False, "initramfs_reason": None, "initramfs_rebuild_argv": None}
-    result, warning = _modprobe.initramfs_rebuild(host, {"mlx4_core": path})
-    if warning:
-        plan.warn(warning)
-    if result["initramfs_rebuild"]:
-        plan.reboot_required = True
-    return result
+    return _modprobe.plan_initramfs(host, plan, {"mlx4_core": path} if path else {})
 
 
 def apply_for_module(host, plan, have, timeout):

@@ -36,6 +36,10 @@ description:
     loaded; the files are written all the same so that it loads at the next boot when it is there.
   - When options of a loaded module change the result says so (C(reload_required), or
     C(reboot_required) for the HCA drivers mlx4_core/mlx5_core); the module never reloads or reboots.
+  - When the options of a module that the initramfs of the running kernel contains change (C(lsinitramfs)
+    on Debian/Ubuntu, C(lsinitrd) on EL; often C(mlx4_core), C(mlx5_core), C(ib_ipoib)), the image keeps
+    the old options until it is rebuilt, so RV(initramfs_rebuild) is true with RV(initramfs_reason) and
+    RV(initramfs_rebuild_argv), and C(reboot_required) is true. The C(ofed) role then rebuilds the image.
 author:
   - hpcnet.infiniband developers (@hpcnet)
 extends_documentation_fragment:
@@ -150,9 +154,23 @@ plan:
   sample: [{"action": "write_file", "target": "/etc/modprobe.d/hpcnet-ib_ipoib.conf", "before": null,
             "after": "...", "detail": {"mode": 420}}]
 reboot_required:
-  description: Options of a loaded HCA driver (mlx4_core, mlx5_core) changed; they apply after a reboot.
+  description: Options of a loaded HCA driver (mlx4_core, mlx5_core) changed, or options of a module in the
+    initramfs; they apply after a reboot.
   returned: always
   type: bool
+initramfs_rebuild:
+  description: True when the options of a module that the initramfs contains change.
+  returned: always
+  type: bool
+initramfs_reason:
+  description: Why the initramfs must be rebuilt (null when it need not).
+  returned: always
+  type: str
+initramfs_rebuild_argv:
+  description: The command that rebuilds it on this host (C(update-initramfs -u -k all), C(dracut -f)), or null.
+  returned: always
+  type: list
+  elements: str
 reload_required:
   description: Options of another loaded module, or openib.conf, changed; reloading the module (or
     restarting openibd) applies them.
@@ -225,10 +243,12 @@ def main():
     except HostError as exc:
         module.fail_json(msg="cannot read the host: %s" % exc)
     plan, report = _ofed.plan_kernel_modules(params, have)
+    initramfs = _modprobe.plan_initramfs(host, plan, plan.info.get("options_changed", {}))
     if module.check_mode:
         _ofed.check_mode_report(report, plan)
     extra = {"stack": have["stack"], "cards": [_ofed.public_card(c) for c in have["cards"]],
              "modules": report["modules"], "files": report["files"]}
+    extra.update(initramfs)
 
     def apply(the_plan):
         try:

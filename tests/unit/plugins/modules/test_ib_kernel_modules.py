@@ -298,3 +298,70 @@ def test_hca_modules_follow_the_cards(cx3, monkeypatch, capsys):
     assert set(result["modules"]) >= {"ib_umad", "mlx4_ib"}
     listed = cx3.file("/etc/modules-load.d/hpcnet-infiniband.conf").splitlines()[1:]
     assert listed[:2] == ["mlx4_ib", "ib_umad"]  # the HCA's driver loads before the modules above it
+
+
+# ------------------------------------------------------------------ initramfs (issue 12 item 3)
+class _ImageRunner(FakeRunner):
+    """A Debian host whose initramfs lists ``image`` (module names), or cannot be listed (None)."""
+
+    def __init__(self, sysfs, image):
+        super().__init__(sysfs)
+        self.image = image
+
+    def answer(self, argv):
+        if argv == ["uname", "-r"]:
+            return 0, "6.1.0-18-amd64\n", ""
+        if argv[0] == "lsinitramfs":
+            if self.image is None:
+                return 1, "", "lsinitramfs: /boot/initrd.img-6.1.0-18-amd64: No such file"
+            return 0, "".join("usr/lib/modules/6.1.0-18-amd64/kernel/%s.ko\n" % m for m in self.image), ""
+        return super().answer(argv)
+
+
+def _imaged(tmp_path, image):
+    node = Node(tmp_path)
+    make_card(node.sysfs)
+    node.runner = _ImageRunner(node.sysfs, image)
+    (node.fs / "etc").mkdir()
+    (node.fs / "etc/os-release").write_text("ID=debian\n")
+    return node
+
+
+def test_options_of_a_module_in_the_initramfs_ask_for_a_rebuild(tmp_path, monkeypatch, capsys):
+    node = _imaged(tmp_path, ["drivers/net/ethernet/mellanox/mlx4/mlx4_core", "drivers/infiniband/ulp/ipoib/ib_ipoib"])
+    before = snapshot(node.fs)
+    checked = node.run(ib_kernel_modules, monkeypatch, capsys, check=True, diff=True, **WANT)
+    assert snapshot(node.fs) == before
+    assert checked["changed"] is True and checked["reboot_required"] is True
+    assert checked["initramfs_rebuild"] is True
+    assert checked["initramfs_rebuild_argv"] == ["update-initramfs", "-u", "-k", "all"]
+    assert checked["initramfs_reason"] == (
+        "ib_ipoib, mlx4_core are in the initramfs, which loads them at boot with the modprobe.d options copied "
+        "into the image: /etc/modprobe.d/hpcnet-ib_ipoib.conf, /etc/modprobe.d/hpcnet-mlx4_core.conf changed, "
+        "so the image must be rebuilt")
+    assert [c for c in node.runner.calls if c[0] == "update-initramfs"] == []  # the role's handler rebuilds
+    applied = node.run(ib_kernel_modules, monkeypatch, capsys, **WANT)
+    assert applied["changed"] is True and applied["initramfs_rebuild"] is True
+    node.runner.calls.clear()
+    again = node.run(ib_kernel_modules, monkeypatch, capsys, **WANT)
+    assert again["changed"] is False and again["initramfs_rebuild"] is False and again["reboot_required"] is False
+    assert not [c for c in node.runner.calls if c[0] == "lsinitramfs"]  # nothing changed: the image is not listed
+
+
+@pytest.mark.parametrize("image", [["drivers/ata/ahci"], None])
+def test_options_of_modules_not_in_the_initramfs_need_no_rebuild(tmp_path, monkeypatch, capsys, image):
+    node = _imaged(tmp_path, image)
+    result = node.run(ib_kernel_modules, monkeypatch, capsys, check=True, **WANT)
+    assert result["changed"] is True and result["reboot_required"] is False
+    assert result["initramfs_rebuild"] is False and result["initramfs_reason"] is None
+    # An image that cannot be listed is said, naming the files to rebuild it for.
+    warned = [w for w in result.get("warnings", []) if "cannot tell whether the initramfs contains" in str(w)]
+    assert bool(warned) is (image is None), result.get("warnings")
+
+
+def test_refused_options_list_no_image(tmp_path, monkeypatch, capsys):
+    node = _imaged(tmp_path, ["drivers/infiniband/ulp/ipoib/ib_ipoib"])
+    result = node.run(ib_kernel_modules, monkeypatch, capsys, check=True,
+                      options={"ib_ipoib": {"send_queue_size": 1000}})
+    assert result["failed"] is True and result["changed"] is False and result["initramfs_rebuild"] is False
+    assert not [c for c in node.runner.calls if c[0] == "lsinitramfs"]
