@@ -158,3 +158,50 @@ def test_mlx4_options_rebuild_the_initramfs_in_the_handler(lab, tmp_path):
         playbook.write_text(MLX4_PLAYBOOK.replace("NUM_VFS", "0"))
         lab.playbook(playbook)
         lab.exec("node2", ["rm", "-f", *INITRAMFS_STUBS])
+
+
+OFED_PLAYBOOK = textwrap.dedent("""
+    - name: ConnectX-5 node with ib_ipoib options
+      hosts: node1
+      gather_facts: false
+      vars:
+        ofed_install_packages: false
+        ofed_module_options: OPTIONS
+      roles:
+        - hpcnet.infiniband.ofed
+""")
+IPOIB_CONF = "/etc/modprobe.d/hpcnet-ib_ipoib.conf"
+
+
+def test_ofed_module_options_rebuild_the_initramfs_in_the_handler(lab, tmp_path):
+    """Issue 12 item 3 for the ofed role: ib_ipoib's options on a node whose image holds ib_ipoib; the ofed
+    role's handler runs update-initramfs once, check mode rebuilds nothing, the second run nothing."""
+    stubs = dict(INITRAMFS_STUBS)
+    stubs["/usr/local/sbin/lsinitramfs"] = (
+        '#!/bin/sh\necho "usr/lib/modules/$(uname -r)/kernel/drivers/infiniband/ulp/ipoib/ib_ipoib.ko"\n')
+    for path, text in stubs.items():
+        lab.exec("node1", ["sh", "-ec", 'cat > "$1" && chmod 0755 "$1"', "sh", path], input=text, check=True)
+    log = ["sh", "-c", "cat /var/tmp/update-initramfs.log 2>/dev/null; true"]
+    playbook = tmp_path / "ofed.yml"
+    playbook.write_text(OFED_PLAYBOOK.replace("OPTIONS", "{ib_ipoib: {send_queue_size: 512}}"))
+    try:
+        check = lab.playbook(playbook, check=True, args=["--diff"])
+        assert check.returncode == 0, check.stdout[-4000:] + check.stderr[-2000:]
+        assert "options ib_ipoib send_queue_size=512" in check.stdout, check.stdout[-4000:]
+        assert lab.exec("node1", ["test", "-e", IPOIB_CONF]).returncode == 1
+        assert lab.exec("node1", log).stdout == ""
+
+        first = lab.playbook(playbook)
+        assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-2000:]
+        assert "RUNNING HANDLER [hpcnet.infiniband.ofed : Rebuild the initramfs (ofed)]" in first.stdout
+        assert "options ib_ipoib send_queue_size=512" in lab.exec("node1", ["cat", IPOIB_CONF], check=True).stdout
+        assert lab.exec("node1", log).stdout == "-u -k all\n"
+
+        again = lab.playbook(playbook)
+        assert again.returncode == 0, again.stdout[-4000:]
+        assert recap(again.stdout)["node1"][1] == 0, again.stdout[-4000:]
+        assert lab.exec("node1", log).stdout == "-u -k all\n"
+    finally:
+        playbook.write_text(OFED_PLAYBOOK.replace("OPTIONS", "{}"))
+        lab.playbook(playbook)
+        lab.exec("node1", ["rm", "-f", "/var/tmp/update-initramfs.log", *stubs])
