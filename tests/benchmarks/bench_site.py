@@ -18,7 +18,7 @@ printed is the ratio. ``--profile`` adds one more run of the playbook with the a
 callback and prints its slowest tasks (before the ratio).
 
 Labs: ``bench-<benchmark>-<N>`` (no test or Molecule scenario uses a ``bench`` name), started and torn
-down by the benchmark. reconverge and verify use the profiles of tests/integration/test_site.py cycled over
+down by the benchmark. reconverge and verify use the profiles of tests/integration/test_site_reboot.py cycled over
 the nodes (cx3-eipoib, cx5-ib-sriov, cx3-ipoib: site.yml converges and verifies on them), discovery the
 lab's default profile mix. site.yml gets ``docs/examples/lab-site-vars.yml`` plus the lab's own settings
 (``LAB_SITE_VARS``: userspace OVS datapath, no package installs, verification of the rdma network); every

@@ -1,8 +1,10 @@
-"""The whole deployment and a power cycle (issues 11 and 12): site.yml allocates and configures every
-network's addresses (the lab pre-assigns none), verification passes over them; `--check` on the
-unconverged lab changes nothing; after `labctl reboot --all` the nodes come back from their own boot
-files (ifupdown stanzas, the hpcnet-ib-boot oneshot) and verify_network.yml passes again without
-re-running site.yml; a site.yml run after the reboot changes nothing.
+"""playbooks/site.yml end to end and a power cycle (issues 6, 11 and 12): `--check` on the unconverged lab
+changes nothing; site.yml allocates and configures every network's addresses (the lab pre-assigns none),
+verification passes over them, the nodes model is refreshed; the second run changes nothing and says
+why stage 10 is skipped, and so does `--check` after it; after `labctl reboot --all` the nodes come back
+from their own boot files (ifupdown stanzas, the hpcnet-ib-boot oneshot) and verify_network.yml passes
+again without re-running site.yml; a site.yml run after the reboot changes nothing. Every run prints the
+site_summary callback's per-node summary and its wall time.
 
 Lab `site-reboot`: node1 ConnectX-5 (4 VFs with derived GUIDs), node2 ConnectX-3 (an extra P_Key child
 ib0.8004 in connected mode, MTU 65520, through ipoib_interfaces and the boot path), node3 ConnectX-3 with
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import pytest
 
@@ -59,6 +62,24 @@ def site_vars(tmp_path_factory):
     }
 
 
+@pytest.fixture
+def summary_callback(tmp_path):
+    """Where site() has the site_summary callback write its per-node summary (JSON)."""
+    return tmp_path / "summary.json"
+
+
+def site(lab, site_vars, name, summary, check=False):
+    """site.yml with the site_summary callback (only there: the ad-hoc JSON calls must stay JSON)."""
+    started = time.monotonic()
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("ANSIBLE_CALLBACKS_ENABLED", "hpcnet.infiniband.site_summary")
+        env.setenv("HPCNET_SITE_SUMMARY", str(summary))
+        cp = lab.playbook("playbooks/site.yml", extra_vars=site_vars, check=check, timeout=1800)
+    print("site.yml %s on %d nodes: %.1f s, rc %s" % (name, len(lab.node_names), time.monotonic() - started,
+                                                      cp.returncode))
+    return cp
+
+
 def recap(stdout):
     text = stdout.split("PLAY RECAP")[-1]
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(node\d+)\s*:\s*ok=\d+\s+changed=(\d+)", text, re.M)}
@@ -93,9 +114,9 @@ def deployed(lab):
     return seen
 
 
-def test_check_mode_on_the_unconverged_lab_changes_nothing(lab, site_vars):
+def test_check_mode_on_the_unconverged_lab_changes_nothing(lab, site_vars, summary_callback):
     before = snapshot(lab)
-    cp = lab.playbook("playbooks/site.yml", extra_vars=site_vars, check=True, timeout=1800)
+    cp = site(lab, site_vars, "--check (unconverged)", summary_callback, check=True)
     assert "Traceback" not in cp.stdout + cp.stderr
     assert snapshot(lab) == before
 
@@ -110,10 +131,14 @@ def members(site_vars):
             for node in model["nodes"]}
 
 
-def test_site_deploys_the_networks_and_everything_survives_a_reboot(lab, site_vars):
-    first = lab.playbook("playbooks/site.yml", extra_vars=site_vars, timeout=1800)
+def test_site_deploys_the_networks_and_everything_survives_a_reboot(lab, site_vars, summary_callback):
+    first = site(lab, site_vars, "first", summary_callback)
     assert first.returncode == 0, first.stdout[-8000:]
     assert "all networks verified" in first.stdout
+    assert "SUMMARY PER NODE" in first.stdout
+    # Stage 10 rewrote the nodes model after stages 2-8 changed the nodes: the second run finds it current.
+    assert "refreshing the nodes model: changed node1 (" in first.stdout
+    assert lab.exec("node3", ["ovs-vsctl", "list-br"]).stdout.split() == ["br-storage"]  # EIPoIB storage
     before = deployed(lab)
     # The collection configured the addresses: rdma on every node's P_Key child, storage on node3's bridge.
     assert [a for a in before["node1"]["addresses"] if a.startswith("ib0.8002 10.20.0.")], before["node1"]
@@ -132,9 +157,22 @@ def test_site_deploys_the_networks_and_everything_survives_a_reboot(lab, site_va
         assert [a for a in addresses if a.startswith("ib0.8002 10.20.0.")], (node, addresses)
         assert before[node]["netdevs"]["ib0.8002"]["ipoib"]["mode"] == "datagram", before[node]
         assert before[node]["netdevs"]["ib0.8002"]["mtu"] == 2044, before[node]
-    second = lab.playbook("playbooks/site.yml", extra_vars=site_vars, timeout=1800)
+    second = site(lab, site_vars, "second", summary_callback)
     assert second.returncode == 0, second.stdout[-8000:]
     assert set(recap(second.stdout).values()) == {0}, second.stdout.split("PLAY RECAP")[-1]
+    summary = json.loads(summary_callback.read_text())
+    assert {host: entry["changed"] for host, entry in summary.items()} == {node: [] for node in lab.node_names}
+    # Nothing changed in stages 2-8: stage 10 says so instead of discovering every node again.
+    assert "stage 10 skipped: stages 2-8 changed nothing on any node" in second.stdout
+    stage10 = second.stdout.split("PLAY [Stage 10")[1].split("PLAY [Stage 11")[0]
+    assert "hpcnet.infiniband.discovery :" not in stage10, stage10
+    # --check on the converged lab: nothing to change, nothing changed.
+    converged = snapshot(lab)
+    check = site(lab, site_vars, "--check (converged)", summary_callback, check=True)
+    assert check.returncode == 0, check.stdout[-6000:]
+    assert set(recap(check.stdout).values()) == {0}, check.stdout.split("PLAY RECAP")[-1]
+    assert "stage 10 skipped: check mode changed nothing" in check.stdout
+    assert snapshot(lab) == converged
 
     cp = lab.labctl("reboot", "--all", timeout=900)
     assert cp.returncode == 0, cp.stdout + cp.stderr
@@ -151,6 +189,6 @@ def test_site_deploys_the_networks_and_everything_survives_a_reboot(lab, site_va
     assert verify.returncode == 0, verify.stdout[-6000:]
     assert "all networks verified" in verify.stdout
     # A site.yml run after the reboot finds nothing to do.
-    after = lab.playbook("playbooks/site.yml", extra_vars=site_vars, timeout=1800)
+    after = site(lab, site_vars, "after the reboot", summary_callback)
     assert after.returncode == 0, after.stdout[-8000:]
     assert set(recap(after.stdout).values()) == {0}, after.stdout.split("PLAY RECAP")[-1]
