@@ -107,101 +107,80 @@ def test_reboot_without_boot_path_is_the_profile(lab):
     assert lab.ssh("node1", "true").returncode == 0
 
 
-# A node's image that holds mlx4_core, and an update-initramfs that records its calls: stand-ins in the
+# A node's image that holds a module, and an update-initramfs that records its calls: stand-ins in the
 # node's /usr/local/sbin (the overlay root; first in PATH), as Debian's initramfs-tools would answer.
-INITRAMFS_STUBS = {
-    "/usr/local/sbin/lsinitramfs":
-        '#!/bin/sh\necho "usr/lib/modules/$(uname -r)/kernel/drivers/net/ethernet/mellanox/mlx4/mlx4_core.ko"\n',
-    "/usr/local/sbin/update-initramfs": '#!/bin/sh\necho "$*" >> /var/tmp/update-initramfs.log\n',
+UPDATE_INITRAMFS_LOG = "/var/tmp/update-initramfs.log"
+
+
+def initramfs_stubs(module_path):
+    """{path: script}: lsinitramfs lists ``kernel/<module_path>.ko``, update-initramfs logs its arguments."""
+    return {
+        "/usr/local/sbin/lsinitramfs": '#!/bin/sh\necho "usr/lib/modules/$(uname -r)/kernel/%s.ko"\n' % module_path,
+        "/usr/local/sbin/update-initramfs": '#!/bin/sh\necho "$*" >> %s\n' % UPDATE_INITRAMFS_LOG,
+    }
+
+
+# Issue 12 item 3, for both roles that write module options: (node, module in the image, playbook with
+# SETTING, the setting that changes the options, the one that puts them back, the file, its new line,
+# the role's handler).
+INITRAMFS_CASES = {
+    "sriov-mlx4_core": ("node2", "drivers/net/ethernet/mellanox/mlx4/mlx4_core", textwrap.dedent("""
+        - name: ConnectX-3 VFs through mlx4_core options
+          hosts: node2
+          gather_facts: false
+          vars:
+            sriov_pfs: [{pf: ib0, num_vfs: SETTING}]
+          roles:
+            - hpcnet.infiniband.sriov
+        """), "4", "0", "/etc/modprobe.d/hpcnet-sriov-mlx4.conf", "options mlx4_core num_vfs=4",
+        "hpcnet.infiniband.sriov : Rebuild the initramfs (sriov)"),
+    "ofed-ib_ipoib": ("node1", "drivers/infiniband/ulp/ipoib/ib_ipoib", textwrap.dedent("""
+        - name: ConnectX-5 node with ib_ipoib options
+          hosts: node1
+          gather_facts: false
+          vars:
+            ofed_install_packages: false
+            ofed_module_options: SETTING
+          roles:
+            - hpcnet.infiniband.ofed
+        """), "{ib_ipoib: {send_queue_size: 512}}", "{}", "/etc/modprobe.d/hpcnet-ib_ipoib.conf",
+        "options ib_ipoib send_queue_size=512", "hpcnet.infiniband.ofed : Rebuild the initramfs (ofed)"),
 }
-MLX4_PLAYBOOK = textwrap.dedent("""
-    - name: ConnectX-3 VFs through mlx4_core options
-      hosts: node2
-      gather_facts: false
-      vars:
-        sriov_pfs: [{pf: ib0, num_vfs: NUM_VFS}]
-      roles:
-        - hpcnet.infiniband.sriov
-""")
-MLX4_CONF = "/etc/modprobe.d/hpcnet-sriov-mlx4.conf"
 
 
-def test_mlx4_options_rebuild_the_initramfs_in_the_handler(lab, tmp_path):
-    """Issue 12 item 3 on the lab: check mode with --diff shows the modprobe.d file and why the image would be
-    rebuilt, and rebuilds nothing; the run writes the file and the sriov role's handler runs update-initramfs
-    once; the second run changes nothing and rebuilds nothing."""
-    for path, text in INITRAMFS_STUBS.items():
-        lab.exec("node2", ["sh", "-ec", 'cat > "$1" && chmod 0755 "$1"', "sh", path], input=text, check=True)
-    log = ["sh", "-c", "cat /var/tmp/update-initramfs.log 2>/dev/null; true"]
-    playbook = tmp_path / "mlx4.yml"
-    playbook.write_text(MLX4_PLAYBOOK.replace("NUM_VFS", "4"))
+@pytest.mark.parametrize("case", sorted(INITRAMFS_CASES))
+def test_module_options_rebuild_the_initramfs_in_the_handler(lab, tmp_path, case):
+    """Options of a module the node's image holds: check mode with --diff shows the modprobe.d file and
+    rebuilds nothing; the run writes the file and the role's handler runs update-initramfs once, saying
+    why; the second run changes nothing and rebuilds nothing."""
+    node, module_path, text, setting, undo, conf, line, handler = INITRAMFS_CASES[case]
+    module = module_path.rsplit("/", 1)[-1]
+    stubs = initramfs_stubs(module_path)
+    for path, script in stubs.items():
+        lab.exec(node, ["sh", "-ec", 'cat > "$1" && chmod 0755 "$1"', "sh", path], input=script, check=True)
+    log = ["sh", "-c", "cat %s 2>/dev/null; true" % UPDATE_INITRAMFS_LOG]
+    playbook = tmp_path / "initramfs.yml"
+    playbook.write_text(text.replace("SETTING", setting))
     try:
         check = lab.playbook(playbook, check=True, args=["--diff"])
         assert check.returncode == 0, check.stdout[-4000:] + check.stderr[-2000:]
-        assert MLX4_CONF in check.stdout and "options mlx4_core num_vfs=4" in check.stdout, check.stdout[-4000:]
-        assert "mlx4_core is in the initramfs" in check.stdout, check.stdout[-4000:]
-        assert lab.exec("node2", ["test", "-e", MLX4_CONF]).returncode == 1
-        assert lab.exec("node2", log).stdout == ""
+        assert conf in check.stdout and line in check.stdout, check.stdout[-4000:]
+        assert lab.exec(node, ["test", "-e", conf]).returncode == 1
+        assert lab.exec(node, log).stdout == ""
+        assert "%s is in the initramfs" % module in check.stdout, check.stdout[-4000:]
 
         first = lab.playbook(playbook)
         assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-2000:]
-        assert "RUNNING HANDLER [hpcnet.infiniband.sriov : Rebuild the initramfs (sriov)]" in first.stdout
-        assert "reboot" in first.stdout and "mlx4_core is in the initramfs" in first.stdout
-        assert "options mlx4_core num_vfs=4" in lab.exec("node2", ["cat", MLX4_CONF], check=True).stdout
-        assert lab.exec("node2", log).stdout == "-u -k all\n"
+        assert "RUNNING HANDLER [%s]" % handler in first.stdout, first.stdout[-4000:]
+        assert "%s is in the initramfs" % module in first.stdout and "reboot" in first.stdout
+        assert line in lab.exec(node, ["cat", conf], check=True).stdout
+        assert lab.exec(node, log).stdout == "-u -k all\n"
 
         again = lab.playbook(playbook)
         assert again.returncode == 0, again.stdout[-4000:]
-        assert recap(again.stdout)["node2"][1] == 0, again.stdout[-4000:]
-        assert lab.exec("node2", log).stdout == "-u -k all\n"
+        assert recap(again.stdout)[node][1] == 0, again.stdout[-4000:]
+        assert lab.exec(node, log).stdout == "-u -k all\n"
     finally:
-        playbook.write_text(MLX4_PLAYBOOK.replace("NUM_VFS", "0"))
+        playbook.write_text(text.replace("SETTING", undo))
         lab.playbook(playbook)
-        lab.exec("node2", ["rm", "-f", *INITRAMFS_STUBS])
-
-
-OFED_PLAYBOOK = textwrap.dedent("""
-    - name: ConnectX-5 node with ib_ipoib options
-      hosts: node1
-      gather_facts: false
-      vars:
-        ofed_install_packages: false
-        ofed_module_options: OPTIONS
-      roles:
-        - hpcnet.infiniband.ofed
-""")
-IPOIB_CONF = "/etc/modprobe.d/hpcnet-ib_ipoib.conf"
-
-
-def test_ofed_module_options_rebuild_the_initramfs_in_the_handler(lab, tmp_path):
-    """Issue 12 item 3 for the ofed role: ib_ipoib's options on a node whose image holds ib_ipoib; the ofed
-    role's handler runs update-initramfs once, check mode rebuilds nothing, the second run nothing."""
-    stubs = dict(INITRAMFS_STUBS)
-    stubs["/usr/local/sbin/lsinitramfs"] = (
-        '#!/bin/sh\necho "usr/lib/modules/$(uname -r)/kernel/drivers/infiniband/ulp/ipoib/ib_ipoib.ko"\n')
-    for path, text in stubs.items():
-        lab.exec("node1", ["sh", "-ec", 'cat > "$1" && chmod 0755 "$1"', "sh", path], input=text, check=True)
-    log = ["sh", "-c", "cat /var/tmp/update-initramfs.log 2>/dev/null; true"]
-    playbook = tmp_path / "ofed.yml"
-    playbook.write_text(OFED_PLAYBOOK.replace("OPTIONS", "{ib_ipoib: {send_queue_size: 512}}"))
-    try:
-        check = lab.playbook(playbook, check=True, args=["--diff"])
-        assert check.returncode == 0, check.stdout[-4000:] + check.stderr[-2000:]
-        assert "options ib_ipoib send_queue_size=512" in check.stdout, check.stdout[-4000:]
-        assert lab.exec("node1", ["test", "-e", IPOIB_CONF]).returncode == 1
-        assert lab.exec("node1", log).stdout == ""
-
-        first = lab.playbook(playbook)
-        assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-2000:]
-        assert "RUNNING HANDLER [hpcnet.infiniband.ofed : Rebuild the initramfs (ofed)]" in first.stdout
-        assert "options ib_ipoib send_queue_size=512" in lab.exec("node1", ["cat", IPOIB_CONF], check=True).stdout
-        assert lab.exec("node1", log).stdout == "-u -k all\n"
-
-        again = lab.playbook(playbook)
-        assert again.returncode == 0, again.stdout[-4000:]
-        assert recap(again.stdout)["node1"][1] == 0, again.stdout[-4000:]
-        assert lab.exec("node1", log).stdout == "-u -k all\n"
-    finally:
-        playbook.write_text(OFED_PLAYBOOK.replace("OPTIONS", "{}"))
-        lab.playbook(playbook)
-        lab.exec("node1", ["rm", "-f", "/var/tmp/update-initramfs.log", *stubs])
+        lab.exec(node, ["rm", "-f", UPDATE_INITRAMFS_LOG, *stubs])
