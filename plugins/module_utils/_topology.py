@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """InfiniBand fabric topology: parse ``ibnetdiscover`` and ``iblinkinfo``, find degraded links, draw it.
 
-Pure functions (no host access). The model (the nodes model's ``topology`` field)::
+Pure functions, except ``map_fabric`` (runs the tools through the Host seam). The model (the nodes model's ``topology`` field)::
 
     {"switches": {"0x0000fab000000000": {"guid", "name", "ports", "lid"}},
      "hcas": {"0x98039b0300456c10": {"guid", "name", "host", "ports"}},
@@ -25,6 +25,7 @@ from __future__ import annotations
 import html
 import re
 
+from ansible_collections.hpcnet.infiniband.plugins.module_utils._host import HostError
 from ansible_collections.hpcnet.infiniband.plugins.module_utils._values import format_guid_hex, guid_or_none
 
 # Per-lane signalling (iblinkinfo prints it) -> speed name; data rate per lane in Gb/s (the kernel's
@@ -301,6 +302,40 @@ def build(ibnetdiscover_text, iblinkinfo_text=None, expect_width=None, expect_sp
     if iblinkinfo_text:
         merge_linkinfo(topo, parse_iblinkinfo(iblinkinfo_text))
     return mark_degraded(topo, expect_width, expect_speed)
+
+
+class TopologyError(Exception):
+    """A tool could not be found or failed; the message names it."""
+
+
+def map_fabric(host, bin_path, via=(), linkinfo=True, timeout=60, expect_width=None, expect_speed=None):
+    """Run ``ibnetdiscover`` (and ``iblinkinfo``) through ``host`` and build the model. ``bin_path(tool)``
+    finds a tool (``AnsibleModule.get_bin_path``); ``via`` is ``-C dev``/``-P port``. Raises TopologyError."""
+    outputs = {}
+    for tool in ["ibnetdiscover"] + (["iblinkinfo"] if linkinfo else []):
+        path = bin_path(tool)
+        if not path:
+            raise TopologyError("%s not found: install infiniband-diags" % tool)
+        rc, out, err = host.run([path] + list(via), timeout=timeout)
+        if rc != 0:
+            raise TopologyError("%s failed (rc %d): %s" % (tool, rc, (err or out).strip()[:500]))
+        outputs[tool] = out
+    return build(outputs["ibnetdiscover"], outputs.get("iblinkinfo"), expect_width, expect_speed)
+
+
+def map_fabric_from(host, facts, bin_path):
+    """(topology, warning) for ib_facts' ``topology`` option: the map when ``facts`` show an ACTIVE
+    InfiniBand port (the tools' default port answers then), (None, None) without one, (None, warning)
+    when a tool is missing or fails."""
+    active = any(port.get("link_layer") == "InfiniBand" and port.get("state") == "ACTIVE"
+                 for device in (facts.get("devices") or {}).values()
+                 for port in (device.get("ports") or {}).values())
+    if not active:
+        return None, None
+    try:
+        return map_fabric(host, bin_path), None
+    except (TopologyError, HostError) as exc:
+        return None, "the fabric was not mapped from this node: %s" % exc
 
 
 def port_link(topo, port_guid, node_guid=None, port=None):

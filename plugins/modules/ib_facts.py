@@ -69,6 +69,16 @@ options:
       - V(false) copies the whole port record into every netdev's C(ib) and gives every netdev every field.
     type: bool
     default: true
+  topology:
+    description:
+      - Also map the InfiniBand fabric from this node, as M(hpcnet.infiniband.ib_topology) does with its
+        defaults (C(ibnetdiscover) and C(iblinkinfo)), when the node has an ACTIVE InfiniBand port; the map
+        is RV(topology), not a fact.
+      - The discovery asks it of the first node of the play, so that the map costs no task of its own.
+      - A node without an ACTIVE InfiniBand port returns RV(topology=null); a tool that is missing or fails
+        is a warning with RV(topology=null), never a failure of the facts.
+    type: bool
+    default: false
 notes:
   - Read-only; check mode is supported and changes nothing (nothing is ever changed).
   - Field reference and the schema version policy are in C(docs/facts.md).
@@ -192,12 +202,18 @@ ansible_facts:
           type: list
           elements: str
           sample: []
+topology:
+  description: The fabric as M(hpcnet.infiniband.ib_topology) returns it, with O(topology=true) on a node with
+    an ACTIVE InfiniBand port; null otherwise.
+  returned: always
+  type: dict
 """
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.hpcnet.infiniband.plugins.module_utils._facts import PKEYS_CHOICES, FactsError, gather
 from ansible_collections.hpcnet.infiniband.plugins.module_utils._host import Host
+from ansible_collections.hpcnet.infiniband.plugins.module_utils._topology import map_fabric_from
 
 
 def main():
@@ -207,6 +223,7 @@ def main():
             interfaces=dict(type="list", elements="str"),
             pkeys=dict(type="str", choices=list(PKEYS_CHOICES), default="physical"),
             lean=dict(type="bool", default=True),
+            topology=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
     )
@@ -216,7 +233,12 @@ def main():
                        lean=module.params["lean"])
     except FactsError as exc:
         module.fail_json(msg=str(exc))
-    module.exit_json(changed=False, ansible_facts={"ib_facts": facts})
+    topology = None
+    if module.params["topology"]:
+        topology, warning = map_fabric_from(host, facts, module.get_bin_path)
+        if warning:
+            module.warn(warning)
+    module.exit_json(changed=False, ansible_facts={"ib_facts": facts}, topology=topology)
 
 
 if __name__ == "__main__":

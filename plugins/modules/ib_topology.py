@@ -122,20 +122,11 @@ def main():
         module.fail_json(msg="port must be 1 or more, not %d" % params["port"])
     via = (["-C", params["device"]] if params["device"] else []) + (["-P", str(params["port"])] if params["port"] else [])
     host = Host.from_module(module)
-    outputs = {}
-    for tool in ["ibnetdiscover"] + (["iblinkinfo"] if params["linkinfo"] else []):
-        path = module.get_bin_path(tool)
-        if not path:
-            module.fail_json(msg="%s not found: install infiniband-diags" % tool)
-        try:
-            rc, out, err = host.run([path] + via, timeout=params["timeout"])
-        except HostError as exc:
-            module.fail_json(msg=str(exc))
-        if rc != 0:
-            module.fail_json(msg="%s failed (rc %d): %s" % (tool, rc, (err or out).strip()[:500]))
-        outputs[tool] = out
-    topology = _topology.build(outputs["ibnetdiscover"], outputs.get("iblinkinfo"),
-                               params["expect_width"], params["expect_speed"])
+    try:
+        topology = _topology.map_fabric(host, module.get_bin_path, via, params["linkinfo"], params["timeout"],
+                                        params["expect_width"], params["expect_speed"])
+    except (HostError, _topology.TopologyError) as exc:
+        module.fail_json(msg=str(exc))
     module.exit_json(changed=False, topology=topology,
                      degraded=[row for row in topology["hca_ports"] if row["degraded"]])
 

@@ -158,6 +158,9 @@ def test_discovery_report_draws_the_fabric(lab, tmp_path):
         out = tmp_path / "discovery"
         cp = lab.playbook("playbooks/discover.yml", extra_vars={"discovery_output_dir": str(out)})
         assert cp.returncode == 0, cp.stdout[-3000:]
+        # node1 (IB, first of the play) mapped the fabric in its facts call: the separate task was skipped.
+        mapper = cp.stdout.split("TASK [hpcnet.infiniband.discovery : Map the InfiniBand fabric")[1].split("TASK [")[0]
+        assert "skipping" in mapper, mapper
         model = json.loads((out / "nodes.json").read_text())
         topo = model["topology"]
         assert sorted(s["name"] for s in topo["switches"].values()) == ["lab switch", "lab switch 2"]
@@ -173,3 +176,16 @@ def test_discovery_report_draws_the_fabric(lab, tmp_path):
         assert red > 50 and dark > 500
     finally:
         fabric(lab, "restore", "node2")
+
+
+def test_discovery_maps_from_the_first_infiniband_node_when_the_first_node_has_none(lab_factory, tmp_path):
+    """The first node of the play is RoCE-only: its facts call maps nothing, the separate task maps the
+    fabric from the first node with an ACTIVE InfiniBand port (node2)."""
+    roce_first = lab_factory(LAB_NAME + "-roce", nodes=2, profiles=["cx5-roce", "cx3-ipoib"])
+    out = tmp_path / "discovery"
+    cp = roce_first.playbook("playbooks/discover.yml", extra_vars={"discovery_output_dir": str(out)})
+    assert cp.returncode == 0, cp.stdout[-3000:]
+    mapper = cp.stdout.split("TASK [hpcnet.infiniband.discovery : Map the InfiniBand fabric")[1].split("TASK [")[0]
+    assert "ok: [node1 -> node2" in mapper, mapper
+    topo = json.loads((out / "nodes.json").read_text())["topology"]
+    assert "node2" in {row["host"] for row in topo["hca_ports"]}, topo["hca_ports"]

@@ -108,8 +108,9 @@ def test_documentation_matches_argument_spec():
     import yaml
 
     doc = yaml.safe_load(ib_facts.DOCUMENTATION)
-    assert set(doc["options"]) == {"sysfs_root", "interfaces", "pkeys", "lean"}
+    assert set(doc["options"]) == {"sysfs_root", "interfaces", "pkeys", "lean", "topology"}
     assert doc["options"]["lean"]["type"] == "bool" and doc["options"]["lean"]["default"] is True
+    assert doc["options"]["topology"]["type"] == "bool" and doc["options"]["topology"]["default"] is False
     assert doc["options"]["pkeys"]["type"] == "str"
     assert doc["options"]["pkeys"]["default"] == "physical"
     assert doc["options"]["pkeys"]["choices"] == list(_facts.PKEYS_CHOICES)
@@ -119,7 +120,7 @@ def test_documentation_matches_argument_spec():
     assert doc["options"]["interfaces"]["elements"] == "str"
     yaml.safe_load(ib_facts.EXAMPLES)
     ret = yaml.safe_load(ib_facts.RETURN)
-    assert "ib_facts" in ret["ansible_facts"]["contains"]
+    assert "ib_facts" in ret["ansible_facts"]["contains"] and "topology" in ret
 
 
 # ----------------------------------------------------------------------------- lean results (issue 13 item 3)
@@ -154,3 +155,57 @@ def test_lean_result_is_smaller_on_many_netdevs(tmp_path, capsys):
     lean = run_module(ib_facts, {"sysfs_root": str(tmp_path / "sys")}, capsys)["ansible_facts"]["ib_facts"]
     full = run_module(ib_facts, {"sysfs_root": str(tmp_path / "sys"), "lean": False}, capsys)["ansible_facts"]["ib_facts"]
     assert len(json.dumps(lean["nics"])) < 0.9 * len(json.dumps(full["nics"]))
+
+
+# ------------------------------------------------------------------ topology: the fabric in the facts call
+def _with_tools(monkeypatch, answers, tools=("ibnetdiscover", "iblinkinfo")):
+    """ib_facts' Host gets a runner with ``answers``; get_bin_path finds only ``tools``."""
+    from ansible_collections.hpcnet.infiniband.plugins.module_utils._host import Host  # noqa: PLC0415
+    from fakehost import FakeRunner  # noqa: PLC0415
+
+    runner = FakeRunner(answers)
+    monkeypatch.setattr(ib_facts.Host, "from_module", classmethod(
+        lambda cls, module, sysfs_root="/sys", fs_root="/": Host(sysfs_root=sysfs_root, runner=runner, live=False)))
+    monkeypatch.setattr(ib_facts.AnsibleModule, "get_bin_path",
+                        lambda self, name, required=False, opt_dirs=None: name if name in tools else None)
+    return runner
+
+
+TOOL_OUTPUTS = os.path.join(os.path.dirname(__file__), "..", "..", "fixtures", "tool_outputs")
+
+
+def _tool_output(name):
+    with open(os.path.join(TOOL_OUTPUTS, name)) as handle:
+        return handle.read()
+
+
+def test_topology_mapped_in_the_facts_call_when_asked(mixed_tree, monkeypatch, capsys):
+    runner = _with_tools(monkeypatch, {
+        "ibnetdiscover": (0, _tool_output("ibnetdiscover-ibsim-2switch-degraded.txt"), ""),
+        "iblinkinfo": (0, _tool_output("iblinkinfo-ibsim-2switch-degraded.txt"), "")})
+    plain = run_module(ib_facts, {"sysfs_root": mixed_tree}, capsys)
+    assert plain["topology"] is None and runner.calls == []  # not asked: no tool runs
+    asked = run_module(ib_facts, {"sysfs_root": mixed_tree, "topology": True}, capsys)
+    assert [call[0] for call in runner.calls] == ["ibnetdiscover", "iblinkinfo"]
+    assert len(asked["topology"]["switches"]) == 2
+    assert [row["host"] for row in asked["topology"]["hca_ports"] if row["degraded"]] == ["node2"]
+    assert asked["ansible_facts"] == plain["ansible_facts"]  # the facts are the same either way
+
+
+def test_topology_without_an_active_port_or_tools_is_null(tmp_path, mixed_tree, monkeypatch, capsys):
+    runner = _with_tools(monkeypatch, {"ibnetdiscover": (1, "", "ibwarn: can't open UMAD port")})
+    failed = run_module(ib_facts, {"sysfs_root": mixed_tree, "topology": True}, capsys)
+    assert failed["_rc"] == 0 and failed["topology"] is None
+    assert any("the fabric was not mapped from this node: ibnetdiscover failed (rc 1)" in str(w)
+               for w in failed["warnings"]), failed["warnings"]
+    _with_tools(monkeypatch, {}, tools=())
+    missing = run_module(ib_facts, {"sysfs_root": mixed_tree, "topology": True}, capsys)
+    assert missing["topology"] is None and any("ibnetdiscover not found" in str(w) for w in missing["warnings"])
+
+
+def test_topology_from_a_node_without_an_active_infiniband_port_is_null_quietly(tmp_path, monkeypatch, capsys):
+    # A node without an ACTIVE InfiniBand port (here: RoCE only) asks no tool and warns nothing.
+    builder.sriov_pf_with_vfs(tmp_path / "roce", link_layer="Ethernet")
+    runner = _with_tools(monkeypatch, {})
+    quiet = run_module(ib_facts, {"sysfs_root": str(tmp_path / "roce"), "topology": True}, capsys)
+    assert quiet["topology"] is None and runner.calls == [] and not quiet.get("warnings")
