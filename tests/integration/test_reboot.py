@@ -123,28 +123,32 @@ def initramfs_stubs(module_path):
 # Issue 12 item 3, for both roles that write module options: (node, module in the image, playbook with
 # SETTING, the setting that changes the options, the one that puts them back, the file, its new line,
 # the role's handler).
+SRIOV_MLX4_PLAYBOOK = textwrap.dedent("""
+    - name: ConnectX-3 VFs through mlx4_core options
+      hosts: node2
+      gather_facts: false
+      vars:
+        sriov_pfs: [{pf: ib0, num_vfs: SETTING}]
+      roles:
+        - hpcnet.infiniband.sriov
+""")
+OFED_IPOIB_PLAYBOOK = textwrap.dedent("""
+    - name: ConnectX-5 node with ib_ipoib options
+      hosts: node1
+      gather_facts: false
+      vars:
+        ofed_install_packages: false
+        ofed_module_options: SETTING
+      roles:
+        - hpcnet.infiniband.ofed
+""")
 INITRAMFS_CASES = {
-    "sriov-mlx4_core": ("node2", "drivers/net/ethernet/mellanox/mlx4/mlx4_core", textwrap.dedent("""
-        - name: ConnectX-3 VFs through mlx4_core options
-          hosts: node2
-          gather_facts: false
-          vars:
-            sriov_pfs: [{pf: ib0, num_vfs: SETTING}]
-          roles:
-            - hpcnet.infiniband.sriov
-        """), "4", "0", "/etc/modprobe.d/hpcnet-sriov-mlx4.conf", "options mlx4_core num_vfs=4",
-        "hpcnet.infiniband.sriov : Rebuild the initramfs (sriov)"),
-    "ofed-ib_ipoib": ("node1", "drivers/infiniband/ulp/ipoib/ib_ipoib", textwrap.dedent("""
-        - name: ConnectX-5 node with ib_ipoib options
-          hosts: node1
-          gather_facts: false
-          vars:
-            ofed_install_packages: false
-            ofed_module_options: SETTING
-          roles:
-            - hpcnet.infiniband.ofed
-        """), "{ib_ipoib: {send_queue_size: 512}}", "{}", "/etc/modprobe.d/hpcnet-ib_ipoib.conf",
-        "options ib_ipoib send_queue_size=512", "hpcnet.infiniband.ofed : Rebuild the initramfs (ofed)"),
+    "sriov-mlx4_core": ("node2", "drivers/net/ethernet/mellanox/mlx4/mlx4_core", SRIOV_MLX4_PLAYBOOK, "4", "0",
+                        "/etc/modprobe.d/hpcnet-sriov-mlx4.conf", "options mlx4_core num_vfs=4",
+                        "hpcnet.infiniband.sriov : Rebuild the initramfs (sriov)"),
+    "ofed-ib_ipoib": ("node1", "drivers/infiniband/ulp/ipoib/ib_ipoib", OFED_IPOIB_PLAYBOOK,
+                      "{ib_ipoib: {send_queue_size: 512}}", "{}", "/etc/modprobe.d/hpcnet-ib_ipoib.conf",
+                      "options ib_ipoib send_queue_size=512", "hpcnet.infiniband.ofed : Rebuild the initramfs (ofed)"),
 }
 
 
