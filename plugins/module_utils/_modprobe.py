@@ -7,8 +7,8 @@ What the kernel accepts for each option is known here (types, ranges, array leng
 ships the option), so that a wrong value is refused before anything is written, with one clear
 message, instead of a driver that silently ignores it or fails to probe at the next boot.
 
-Pure functions, except the initramfs probes at the end (``initramfs_modules``, ``initramfs_contains``,
-``initramfs_rebuild``, ``initramfs_rebuild_argv``), which read the host through the Host seam. ``_ofed`` gathers the host
+Pure functions, except the initramfs probes at the end (``initramfs_modules``, ``initramfs_rebuild``,
+``plan_initramfs``, ``initramfs_rebuild_argv``), which read the host through the Host seam. ``_ofed`` gathers the host
 view (cards, stack) that ``validate`` checks against.
 
 Sources: the module_param declarations of drivers/net/ethernet/mellanox/mlx4/main.c
@@ -38,11 +38,11 @@ __all__ = [
     "MODPROBE_D",
     "MODULES_LOAD_FILE",
     "HEADER",
-    "initramfs_contains",
     "initramfs_list_argv",
     "initramfs_modules",
     "initramfs_rebuild",
     "initramfs_rebuild_argv",
+    "plan_initramfs",
 ]
 
 MODPROBE_D = "/etc/modprobe.d"
@@ -627,17 +627,6 @@ def initramfs_modules(host):
     return names
 
 
-def initramfs_contains(host, module_name):
-    """Does the running kernel's initramfs contain ``module_name`` (``<name>.ko[.xz|.gz|.zst]``)?
-
-    None when it cannot be told (see ``initramfs_modules``).
-    """
-    if not valid_module_name(module_name):
-        return None
-    names = initramfs_modules(host)
-    return None if names is None else normalize_module_name(module_name) in names
-
-
 def initramfs_rebuild(host, changed):
     """What changed module options mean for the initramfs: ``changed`` is {module name: the options file
     that changed}. Lists the image once. Returns (result, warning): result has ``initramfs_rebuild``
@@ -673,9 +662,7 @@ def plan_initramfs(host, plan, changed):
     """initramfs_rebuild() for a configuring module's plan: ``changed`` is {module: its options file that
     the plan writes or removes}. A refused plan lists nothing; the warning goes on the plan, and a needed
     rebuild makes it ``reboot_required`` (the image's options apply at the next boot). Returns the result."""
-    if not changed or not plan.ok:
-        return {"initramfs_rebuild": False, "initramfs_reason": None, "initramfs_rebuild_argv": None}
-    result, warning = initramfs_rebuild(host, changed)
+    result, warning = initramfs_rebuild(host, changed if plan.ok else {})
     if warning:
         plan.warn(warning)
     if result["initramfs_rebuild"]:

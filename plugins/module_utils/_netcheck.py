@@ -29,7 +29,8 @@ import time
 from ansible_collections.hpcnet.infiniband.plugins.module_utils import _topology
 from ansible_collections.hpcnet.infiniband.plugins.module_utils._host import valid_ifname
 from ansible_collections.hpcnet.infiniband.plugins.module_utils._values import (
-    format_guid_hex, format_pkey, full_member, guid_or_none, parse_pkey, partition, pkey_or_none)
+    MTU_MAX, MTU_MIN, format_guid_hex, format_pkey, full_member, guid_or_none, is_mtu, parse_pkey, partition,
+    pkey_or_none)
 
 ICMP_IPV4_OVERHEAD = 28  # 20 bytes IPv4 header + 8 bytes ICMP header
 
@@ -135,9 +136,9 @@ def check_networks(networks):
         if network.get("pkey") not in (None, ""):
             parse_pkey(network["pkey"])
         mtu = network.get("mtu")
-        # The Linux range of an interface MTU: anything else would only give false MTU findings and probes.
-        if mtu is not None and (isinstance(mtu, bool) or not isinstance(mtu, int) or not 68 <= mtu <= 65520):
-            raise ValueError("network %s: mtu %r is out of range 68..65520" % (network.get("name"), mtu))
+        # Anything but an interface MTU would only give false MTU findings and probes.
+        if mtu is not None and not is_mtu(mtu):
+            raise ValueError("network %s: mtu %r is out of range %d..%d" % (network.get("name"), mtu, MTU_MIN, MTU_MAX))
         rate = network.get("expect_rate")
         if rate is not None and (isinstance(rate, bool) or not isinstance(rate, (int, float)) or rate <= 0):
             raise ValueError("network %s: expect_rate %r is not a positive number of Gb/s" % (network.get("name"), rate))

@@ -32,7 +32,7 @@ import uuid
 from ansible_collections.hpcnet.infiniband.plugins.module_utils._host import HostError, valid_ifname
 from ansible_collections.hpcnet.infiniband.plugins.module_utils._ipoib import child_name
 from ansible_collections.hpcnet.infiniband.plugins.module_utils._plan import Plan
-from ansible_collections.hpcnet.infiniband.plugins.module_utils._values import format_pkey, parse_pkey
+from ansible_collections.hpcnet.infiniband.plugins.module_utils._values import MTU_MAX, MTU_MIN, format_pkey, is_mtu, parse_pkey
 
 __all__ = [
     "BACKENDS", "KINDS", "MARKER", "NM_DIR", "NETWORKD_DIR", "IFUPDOWN_DIR", "IFUPDOWN_MAIN",
@@ -54,7 +54,6 @@ IFUPDOWN_MAIN = "/etc/network/interfaces"
 UUID_NAMESPACE = uuid.UUID("5e1f3f0c-7c1a-4b8e-9a43-6b2d6c1e0a11")
 # Datagram mode carries at most the IB MTU (4096) minus the 4-byte IPoIB header.
 DATAGRAM_MTU_MAX = 4092
-MTU_MIN, MTU_MAX = 68, 65520
 VLAN_MAX = 4094
 _NETWORK_NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 
@@ -114,7 +113,7 @@ def _member(raw, index):
     if vlan is not None and (isinstance(vlan, bool) or not isinstance(vlan, int) or not 1 <= vlan <= VLAN_MAX):
         raise MemberError("%s: vlan %r is not 1-%d" % (where, vlan, VLAN_MAX))
     mtu = raw.get("mtu")
-    if mtu is not None and (isinstance(mtu, bool) or not isinstance(mtu, int) or not MTU_MIN <= mtu <= MTU_MAX):
+    if mtu is not None and not is_mtu(mtu):
         raise MemberError("%s: mtu %r is not %d-%d" % (where, mtu, MTU_MIN, MTU_MAX))
     # A network's IPoIB mode does not apply to its Ethernet (RoCE, EIPoIB) members.
     mode = raw.get("mode") if kind in IPOIB_KINDS else None

@@ -160,8 +160,8 @@ def _one_network(entry, index):
             definition["vlan"] = number
     mtu = entry.get("mtu")
     if mtu is not None:
-        if isinstance(mtu, bool) or not isinstance(mtu, int) or not 68 <= mtu <= 65520:
-            raise NetworkError("%s: mtu %r is not an MTU (68-65520)" % (where, mtu))
+        if not _values.is_mtu(mtu):
+            raise NetworkError("%s: mtu %r is not an MTU (%d-%d)" % (where, mtu, _values.MTU_MIN, _values.MTU_MAX))
         definition["mtu"] = mtu
     mode = entry.get("ipoib_mode")
     if mode is not None:

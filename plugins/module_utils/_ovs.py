@@ -49,9 +49,6 @@ def ethernet_mac(text):
 
 
 VLAN_MIN, VLAN_MAX = 1, 4094
-# An OVS port's MTU: Linux's minimum for IPv4 and the largest IPoIB MTU (connected mode), since every
-# EIPoIB frame crosses an IPoIB interface.
-MTU_MIN, MTU_MAX = 68, 65520
 
 
 # --------------------------------------------------------------------------- P_Key -> VLAN
@@ -317,9 +314,10 @@ def check_params(want):
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int) or timeout <= 0):
         problems.append("timeout %r is not a positive number of seconds" % (timeout,))
     mtu = want.get("mtu")
-    if mtu is not None and not MTU_MIN <= mtu <= MTU_MAX:
+    # An OVS port's MTU is an interface MTU, at most the largest IPoIB one: every EIPoIB frame crosses one.
+    if mtu is not None and not _values.is_mtu(mtu):
         problems.append("mtu %d is out of range %d..%d (the largest IPoIB MTU is %d)" % (
-            mtu, MTU_MIN, MTU_MAX, MTU_MAX))
+            mtu, _values.MTU_MIN, _values.MTU_MAX, _values.MTU_MAX))
     hwaddr = want.get("hwaddr")
     if hwaddr is not None and hwaddr not in HWADDR_CHOICES and ethernet_mac(hwaddr) is None:
         problems.append("hwaddr %r is neither %s nor a unicast Ethernet MAC such as 02:00:00:00:00:01" % (

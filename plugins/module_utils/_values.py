@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: hpcnet.infiniband contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""One home per InfiniBand value type: P_Keys and GUIDs are parsed and formatted here only.
+"""One home per InfiniBand value type: P_Keys and GUIDs are parsed and formatted here only, and the
+interface MTU range is checked here only.
 
 The rule, for every module, role and filter of the collection (docs/values.md):
 
@@ -22,6 +23,8 @@ from __future__ import annotations
 
 import re
 
+# An interface MTU as Linux takes it: 68 (the IPv4 minimum) to 65520 (the largest IPoIB MTU, connected mode).
+MTU_MIN, MTU_MAX = 68, 65520
 FULL_MEMBER = 0x8000
 PARTITION_MASK = 0x7FFF
 DEFAULT_PKEY = 0xFFFF
@@ -128,3 +131,8 @@ def format_guid_octets(number):
     """int -> ``00:02:c9:03:00:a1:b2:c1`` (what ``ip link set ... vf N node_guid`` takes)."""
     text = "%016x" % number
     return ":".join(text[i:i + 2] for i in range(0, 16, 2))
+
+
+def is_mtu(value):
+    """True for an integer (never a bool) within MTU_MIN..MTU_MAX."""
+    return isinstance(value, int) and not isinstance(value, bool) and MTU_MIN <= value <= MTU_MAX

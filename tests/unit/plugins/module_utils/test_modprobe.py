@@ -229,28 +229,39 @@ def _probe_host(tmp_path, os_release, listing, rc=0):
     return Host(sysfs_root=str(tmp_path), fs_root=str(root), runner=runner, live=False), runner
 
 
+def _rebuilds(host, module):
+    """Whether a changed options file of ``module`` asks for a rebuild (None: the image cannot be told)."""
+    result, warning = mp.initramfs_rebuild(host, {module: "/etc/modprobe.d/hpcnet-%s.conf" % module})
+    return None if warning else result["initramfs_rebuild"]
+
+
 def test_initramfs_contains_debian(tmp_path):
     host, runner = _probe_host(tmp_path, 'ID=debian\nVERSION_ID="12"\n', LSINITRAMFS)
-    assert mp.initramfs_contains(host, "mlx4_core") is True
-    assert mp.initramfs_contains(host, "mlx4-core") is True
-    assert mp.initramfs_contains(host, "mlx5_core") is True
-    assert mp.initramfs_contains(host, "ib_ipoib") is False
+    assert {"mlx4_core", "mlx5_core"} <= mp.initramfs_modules(host)
+    assert _rebuilds(host, "mlx4_core") is True
+    assert _rebuilds(host, "mlx4-core") is True
+    assert _rebuilds(host, "mlx5_core") is True
+    assert _rebuilds(host, "ib_ipoib") is False
     assert ["lsinitramfs", "/boot/initrd.img-6.1.0-18-amd64"] in runner.calls
     assert mp.initramfs_rebuild_argv(host) == ["update-initramfs", "-u", "-k", "all"]
 
 
 def test_initramfs_contains_el_and_ubuntu_like(tmp_path):
     host, runner = _probe_host(tmp_path, 'ID="rocky"\nID_LIKE="rhel centos fedora"\n', LSINITRD)
-    assert mp.initramfs_contains(host, "ib_ipoib") is True
-    assert mp.initramfs_contains(host, "mlx4_core") is False
+    assert _rebuilds(host, "ib_ipoib") is True
+    assert _rebuilds(host, "mlx4_core") is False
     assert runner.calls[-1] == ["lsinitrd", "/boot/initramfs-6.1.0-18-amd64.img"]
     assert mp.initramfs_rebuild_argv(host) == ["dracut", "-f"]
 
 
 def test_initramfs_unknown_is_none(tmp_path):
     host, _runner = _probe_host(tmp_path, "ID=arch\n", LSINITRAMFS)
-    assert mp.initramfs_contains(host, "mlx4_core") is None
+    assert mp.initramfs_modules(host) is None and _rebuilds(host, "mlx4_core") is None
     assert mp.initramfs_rebuild_argv(host) is None
-    host, _runner = _probe_host(tmp_path / "x", "ID=ubuntu\nID_LIKE=debian\n", "", rc=1)  # no image
-    assert mp.initramfs_contains(host, "mlx4_core") is None
-    assert mp.initramfs_contains(host, "../../x") is None
+    host, runner = _probe_host(tmp_path / "x", "ID=ubuntu\nID_LIKE=debian\n", "", rc=1)  # no image
+    assert mp.initramfs_modules(host) is None and _rebuilds(host, "mlx4_core") is None
+    # A name that is no module name is never looked up (nor listed for).
+    runner.calls.clear()
+    assert mp.initramfs_rebuild(host, {"../../x": "/etc/x"}) == (
+        {"initramfs_rebuild": False, "initramfs_reason": None, "initramfs_rebuild_argv": None}, None)
+    assert runner.calls == []
