@@ -10,8 +10,9 @@ cache=${HPCNET_SYSTEMD_SM_CACHE:-/var/cache/hpcnet-infiniband/systemd_sm}
 mirror=${HPCNET_SYSTEMD_SM_MIRROR:-http://deb.debian.org/debian}
 suite=bookworm
 # systemd as PID 1, python3(-apt) for Ansible's apt/package modules, the role's packages (opensm,
-# infiniband-diags) and the test harness's simulated fabric (ibsim-utils, libumad2sim0).
-packages=systemd,systemd-sysv,dbus,python3,python3-apt,opensm,infiniband-diags,ibsim-utils,libumad2sim0
+# infiniband-diags), the test harness's simulated fabric (ibsim-utils, libumad2sim0) and sshd, which
+# Ansible and testinfra reach through ../_shared/sshd-proxy.sh (sshd -i, no network needed).
+packages=systemd,systemd-sysv,dbus,python3,python3-apt,opensm,infiniband-diags,ibsim-utils,libumad2sim0,openssh-server
 key=$( (printf '%s %s %s\n' "$suite" "$mirror" "$packages"; cat "$0") | sha256sum | cut -c1-12)
 image=localhost/hpcnet-systemd-sm:$key
 podman="$here/podman.sh"
@@ -36,11 +37,12 @@ started=$(date +%s)
 debootstrap --variant=minbase --include="$packages" "$suite" "$rootfs" "$mirror" >"$cache/debootstrap.log" 2>&1 ||
   { tail -n 20 "$cache/debootstrap.log" >&2; exit 1; }
 
-# A container needs no getty on a console and no udev; the machine id is made at first boot.
+# A container needs no getty on a console, no udev and no listening sshd (sshd-proxy.sh runs sshd -i);
+# the machine id is made at first boot.
 rm -f "$rootfs/etc/machine-id" "$rootfs/var/lib/dbus/machine-id"
 : >"$rootfs/etc/machine-id"
 for unit in getty@tty1.service console-getty.service systemd-udevd.service systemd-udev-trigger.service \
-  systemd-networkd-wait-online.service; do
+  systemd-networkd-wait-online.service ssh.service ssh.socket; do
   ln -sf /dev/null "$rootfs/etc/systemd/system/$unit"
 done
 echo "$image" >"$rootfs/etc/hpcnet-systemd-sm-image"

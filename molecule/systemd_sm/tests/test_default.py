@@ -3,7 +3,7 @@
 Runs twice: after converge/idempotence, and after the side effect (reconfigure.yml), which changes the
 priority and the partitions and leaves the pre-change PID of opensm in MARKER. Each test expects the
 configuration of the phase it runs in; the restart test only runs after the side effect.
-Every check is one command in the container (each costs an ansible run over the podman connection).
+Every check is one command in the container (one ssh session through ../_shared/sshd-proxy.sh).
 """
 
 import os
