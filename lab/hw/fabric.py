@@ -15,7 +15,10 @@
 - The sync process (in the fabric netns) runs one `iblinkinfo` (every CA port's state and LID) and one
   `smpquery portinfo` of smhost's port (SM LID/SL) about once a second and writes each node's
   D/nodes/NODE/hw/fabric-state.json (state, phys_state, lid, sm_lid, sm_sl); the node's FUSE sysfs reads it.
-  It also makes each IPoIB netdev's data-plane veth follow its port (carrier only while ACTIVE).
+  It also makes each IPoIB netdev's data-plane veth follow its port (carrier only while ACTIVE). Once the
+  ports have not changed for a while it polls every few seconds instead (its rounds were most of an idle
+  lab's CPU); every action here (sm-start/stop, reset, unlink, relink, degrade, restore) wakes it with
+  SIGUSR1 for a round at once and a second of polling again.
 - sm-stop stops OpenSM only: like on real hardware the ports stay ACTIVE with their LIDs (SM queries such as
   sminfo time out). `sm-stop --reset` (or `reset --no-sm`) also restarts ibsim, so every port is back to
   INIT with LID 0 as in a fabric that never had an SM.
@@ -44,6 +47,12 @@ WIDTH_ALL, SPEED_ALL, SPEED_EXT_ALL = 11, 7, 7
 DEGRADED_WIDTHS = {"1x": 1, "4x": 2}
 SM_HOST_GUID = 0x0000FAB000000100
 SYNC_PERIOD = 1.0
+# After SYNC_BUSY_ROUNDS rounds in which no port changed and no wake-up came (the lab's opensm sweeps every 2 s),
+# one round per SYNC_IDLE_PERIOD: an SM that another process runs (the subnet_manager role on a node) is seen
+# within that time.
+SYNC_IDLE_PERIOD = 4.0
+SYNC_BUSY_ROUNDS = 10
+SYNC_WAKE = signal.SIGUSR1
 # ibsim serves at most 10 clients at a time (IBSIM_MAX_CLIENTS); a client that cannot get a slot fails with
 # "sim_init: connect failed". The sync loop uses 2 per round (iblinkinfo + smpquery), whatever the lab size.
 NO_SLOT = ("connect failed", "ctl error", "sim_init")
@@ -230,10 +239,11 @@ def _alive(pid):
         return False
 
 
-def _spawn(lab, name, argv, env=None, stdin=None, cwd=None):
+def _spawn(lab, name, argv, env=None, stdin=None, cwd=None, preexec_fn=None):
     log = open(lab.path(f"{name}.log"), "ab")  # pylint: disable=consider-using-with
     proc = subprocess.Popen(argv, env=env, stdin=stdin if stdin is not None else subprocess.DEVNULL,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=cwd or lab.fdir)
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=cwd or lab.fdir,
+                            preexec_fn=preexec_fn)  # pylint: disable=subprocess-popen-preexec-fn
     log.close()
     with open(lab.path(f"{name}.pid"), "w", encoding="utf-8") as fh:
         fh.write(f"{proc.pid}\n")
@@ -349,7 +359,20 @@ def start_sync(lab):
     env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     # The sync runs in the lab's root namespace (where the host-side veths are, see apply_carrier); its
     # simulator clients run in the fabric netns through `ip netns exec`.
-    _spawn(lab, "sync", [sys.executable, "-m", "hw.fabric", "sync", "--lab-dir", lab.dir], env=env)
+    # The wake-up signal is blocked from before exec (the mask survives it): one sent while the new
+    # process is still starting stays pending instead of killing it.
+    _spawn(lab, "sync", [sys.executable, "-m", "hw.fabric", "sync", "--lab-dir", lab.dir], env=env,
+           preexec_fn=lambda: signal.pthread_sigmask(signal.SIG_BLOCK, {SYNC_WAKE}))
+
+
+def wake_sync(lab):
+    """Have the sync run a round now and poll every second again (after an action that changes ports)."""
+    pid = _pid(lab, "sync")
+    if pid:
+        try:
+            os.kill(pid, SYNC_WAKE)
+        except ProcessLookupError:
+            pass
 
 
 def console(lab, command):
@@ -512,11 +535,14 @@ def apply_carrier(lines):
 
 
 def sync_loop(lab, rounds=None):
+    signal.pthread_sigmask(signal.SIG_BLOCK, {SYNC_WAKE})   # taken by sigtimedwait below, never delivered
     ports = known_ports(lab)
     last, sm_last, applied = {}, {}, {}
     n = 0
+    busy = SYNC_BUSY_ROUNDS
     while rounds is None or n < rounds:
         t0 = time.monotonic()
+        before = dict(last)
         sync_round(lab, ports, last, sm_last)
         lines = carrier_changes(ports, last, applied)
         if not apply_carrier(lines):
@@ -529,7 +555,10 @@ def sync_loop(lab, rounds=None):
             json.dump(beat, fh)
         os.replace(lab.path("sync.json.tmp"), lab.path("sync.json"))
         n += 1
-        time.sleep(max(0.2, SYNC_PERIOD - (time.monotonic() - t0)))
+        busy = SYNC_BUSY_ROUNDS if last != before or lines else busy - 1
+        period = SYNC_PERIOD if busy > 0 else SYNC_IDLE_PERIOD
+        if signal.sigtimedwait({SYNC_WAKE}, max(0.2, period - (time.monotonic() - t0))) is not None:
+            busy = SYNC_BUSY_ROUNDS
 
 
 def wait_synced(lab, seconds=30):
@@ -537,6 +566,7 @@ def wait_synced(lab, seconds=30):
     start = time.time()
     deadline = time.monotonic() + seconds
     beat = {}
+    wake_sync(lab)
     while time.monotonic() < deadline:
         try:
             with open(lab.path("sync.json"), encoding="utf-8") as fh:
@@ -694,6 +724,8 @@ def main(argv=None):
             sync_loop(lab)
         elif args.action == "netfile":
             print(netfile(lab, fabric_ports(lab)), end="")
+        if args.action in ("sm-start", "sm-stop", "reset", "unlink", "relink", "degrade", "restore"):
+            wake_sync(lab)
     except BrokenPipeError:
         return 0
     except (FabricError, hwprofile.ProfileError, OSError) as exc:
