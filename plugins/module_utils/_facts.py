@@ -6,7 +6,7 @@
 The schema is the contract documented in docs/facts.md. Public API (docs/dev/contracts.md section 4):
 ``gather(host, interfaces=None, pkeys="physical", lean=False)``, ``read_device(host, device, pkeys=False)``,
 ``read_port(host, device, port, pkeys=False)``, ``read_netdev(host, name, pkeys="none")``, ``port_of(facts, nic)``,
-``complete_pkeys(host, nics, names)``.
+``complete_pkeys(host, nics, names)``, ``expand(facts)`` (a lean result back in the full form).
 
 Reading rules:
 - Everything is read through the Host (``opendir``/``SysDir``, ``listdir``, inside ``Host.cached()``:
@@ -48,7 +48,9 @@ __all__ = [
     "read_netdev",
     "port_of",
     "complete_pkeys",
+    "expand",
     "LEAN_IB_FIELDS",
+    "LEAN_SM_FIELDS",
     "SHORT_NIC_FIELDS",
     "PKEYS_CHOICES",
 ]
@@ -58,9 +60,18 @@ MAX_WARNINGS = 200
 # Which ports' P_Key tables a gather reads (module option ``pkeys``).
 PKEYS_ALL, PKEYS_PHYSICAL, PKEYS_NONE = "all", "physical", "none"
 PKEYS_CHOICES = (PKEYS_ALL, PKEYS_PHYSICAL, PKEYS_NONE)
-# Lean results: what a netdev keeps of its port (identity and link summary, what consumers of the nodes
-# model, reports and checks read; the whole record is devices[device].ports[port]) ...
-LEAN_IB_FIELDS = ("device", "port", "link_layer", "state", "lid", "sm_lid", "rate", "rate_gbps", "port_guid")
+# Lean results (the ib_facts module's default): the handling of a result costs per value, on the module side
+# (exit_json's no_log walk, JSON) and far more on the controller (JSON decoding, fact cleaning, copies,
+# the callback's output), so a lean result says each thing once. A netdev refers to its port ...
+LEAN_IB_FIELDS = ("device", "port")
+# ... a subnet_manager entry keeps what no port record says (the port's state, LIDs and SL are in devices) ...
+LEAN_SM_FIELDS = ("sm_present", "sm_local")
+# ... and records leave out what their key or another section says (docs/facts.md#lean-results).
+_LEAN_DEVICE_DROP = ("name", "netdevs")
+_LEAN_PORT_DROP = ("device", "port", "netdevs")
+# At most this many interface names in one grouped network_mode_reasons sentence.
+REASON_NAMES_SHOWN = 4
+_NO_MODE_REASON = "no IPoIB, EIPoIB or RoCE interface found"
 # ... and what a loopback or virtual netdev without an RDMA port keeps (discovery leaves them out).
 SHORT_NIC_FIELDS = ("name", "ifindex", "mac", "type", "link_type", "kind", "virtual", "driver", "driver_source",
                     "bus_info", "mtu", "operstate", "carrier", "speed_mbps", "master", "network_mode")
@@ -948,21 +959,29 @@ def _complete_nic(ctx, nic, ndir, pci):
         nic["driver"], nic["bus_info"], nic["driver_source"] = _infer_driver(ctx, nic, ndir, pci)
 
 
+def _mode_reason(nic, link_layer, detail=True):
+    """(network mode by Fuel's rule, why - without the netdev's name) of one netdev, or (None, None).
+    ``link_layer`` is its port's; ``detail`` False leaves out what differs between netdevs alike (port,
+    EIPoIB's IPoIB interface), for grouped reasons."""
+    kind = nic.get("kind")
+    driver = nic.get("driver") or "unknown driver"
+    ib = nic.get("ib")
+    if kind == "eipoib" or nic.get("driver") == "eth_ipoib":
+        over = (nic.get("eipoib") or {}).get("ipoib_interface") or nic.get("bus_info")
+        return "infiniband", "%s (EIPoIB%s) -> infiniband" % (driver, " over %s" % (over or "?") if detail else "")
+    if kind in ("ipoib", "ipoib_child"):
+        where = " on %s port %s" % (ib["device"], ib["port"]) if ib and detail else ""
+        return "infiniband", "%s (IPoIB%s) -> infiniband" % (driver, where)
+    if ib and link_layer == "Ethernet":
+        where = " on %s port %s" % (ib["device"], ib["port"]) if detail else ""
+        return "ethernet", "%s%s with Ethernet link layer (RoCE) -> ethernet" % (driver, where)
+    return None, None
+
+
 def _network_mode(ctx, nic):
     """Per-NIC network mode (Fuel's rule) and the reason, or (None, None)."""
-    kind = nic["kind"]
-    driver = nic["driver"] or "unknown driver"
-    ib = nic["ib"]
-    if kind == "eipoib" or nic["driver"] == "eth_ipoib":
-        over = (nic["eipoib"] or {}).get("ipoib_interface") or nic["bus_info"]
-        return "infiniband", "%s: %s (EIPoIB over %s) -> infiniband" % (nic["name"], driver, over or "?")
-    if kind in ("ipoib", "ipoib_child"):
-        where = " on %s port %s" % (ib["device"], ib["port"]) if ib else ""
-        return "infiniband", "%s: %s (IPoIB%s) -> infiniband" % (nic["name"], driver, where)
-    if ib is not None and ib.get("link_layer") == "Ethernet":
-        return "ethernet", "%s: %s on %s port %s with Ethernet link layer (RoCE) -> ethernet" % (
-            nic["name"], driver, ib["device"], ib["port"])
-    return None, None
+    mode, why = _mode_reason(nic, (nic["ib"] or {}).get("link_layer"))
+    return (mode, "%s: %s" % (nic["name"], why)) if mode else (None, None)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -1213,7 +1232,7 @@ def _gather(host, interfaces, pkeys):
         node_mode = "ethernet"
     else:
         node_mode = "none"
-        reasons.append("no IPoIB, EIPoIB or RoCE interface found")
+        reasons.append(_NO_MODE_REASON)
 
     subnet_manager = {}
     for dev_name, dev in sorted(ctx.devices.items()):
@@ -1315,13 +1334,101 @@ def port_of(facts, nic):
     return (device.get("ports") or {}).get(str(ib["port"]))
 
 
+def _grouped_reasons(facts):
+    """network_mode_reasons of a lean result: one sentence per kind of reason (driver, IPoIB/EIPoIB/RoCE),
+    naming at most REASON_NAMES_SHOWN netdevs (network_mode_interfaces names them all); a reason that
+    only one netdev gives keeps its whole sentence."""
+    groups = {}  # nameless, portless reason -> [(name, whole reason)]
+    for name, nic in facts["nics"].items():
+        layer = (nic.get("ib") or {}).get("link_layer")
+        mode, brief = _mode_reason(nic, layer, detail=False)
+        if mode:
+            groups.setdefault(brief, []).append((name, "%s: %s" % (name, _mode_reason(nic, layer)[1])))
+    reasons = []
+    for brief, members in groups.items():
+        if len(members) == 1:
+            reasons.append(members[0][1])
+            continue
+        names = ", ".join(name for name, _whole in members[:REASON_NAMES_SHOWN])
+        more = len(members) - REASON_NAMES_SHOWN
+        reasons.append("%s%s: %s" % (names, " and %d more" % more if more > 0 else "", brief))
+    return reasons or [_NO_MODE_REASON]
+
+
 def _lean(facts):
-    """Lean result, in place: ``nics[name].ib`` keeps LEAN_IB_FIELDS (the rest is in ``devices``) and
-    loopback/virtual netdevs without an RDMA port keep SHORT_NIC_FIELDS."""
+    """Lean result, in place (docs/facts.md#lean-results): ``nics[name].ib`` is a reference
+    (LEAN_IB_FIELDS) to ``devices[device].ports[port]``; loopback/virtual netdevs without an RDMA port keep
+    SHORT_NIC_FIELDS; device and port records leave out their own key and the netdevs on them (nics say
+    it); ``subnet_manager`` entries keep LEAN_SM_FIELDS; ``network_mode_reasons`` are grouped."""
+    facts["network_mode_reasons"] = _grouped_reasons(facts)
     for name, nic in facts["nics"].items():
         if nic["ib"] is not None:
             nic["ib"] = dict((key, nic["ib"].get(key)) for key in LEAN_IB_FIELDS)
         elif nic["kind"] in ("loopback", "virtual"):
             facts["nics"][name] = dict((key, nic[key]) for key in SHORT_NIC_FIELDS)
+    for dev in facts["devices"].values():
+        for key in _LEAN_DEVICE_DROP:
+            dev.pop(key, None)
+        for port in dev["ports"].values():
+            for key in _LEAN_PORT_DROP:
+                port.pop(key, None)
+    facts["subnet_manager"] = dict((key, dict((k, entry[k]) for k in LEAN_SM_FIELDS))
+                                   for key, entry in facts["subnet_manager"].items())
     facts["lean"] = True
+    return facts
+
+
+def expand(facts):
+    """The full form (``lean: false``) of an ib_facts result, from a lean one (a full one is returned as
+    it is), in place: what a lean result says once is put back where the full form repeats it - port
+    records in ``nics[].ib`` (without ``netdevs``), device and port ``name``/``device``/``port``/``netdevs``,
+    whole ``subnet_manager`` entries and one ``network_mode_reasons`` sentence per netdev. Loopback and
+    virtual netdevs keep their short records. Tolerates missing parts (a reference to an unknown port
+    stays a reference)."""
+    if not isinstance(facts, dict) or not facts.get("lean"):
+        return facts
+    devices = facts.get("devices") if isinstance(facts.get("devices"), dict) else {}
+    for dev_name, dev in devices.items():
+        if not isinstance(dev, dict):
+            continue
+        dev["name"] = dev_name
+        dev["netdevs"] = []
+        for port_name, port in (dev.get("ports") or {}).items():
+            if isinstance(port, dict):
+                port["device"] = dev_name
+                port["port"] = int(port_name) if str(port_name).isdigit() else port_name
+                port["netdevs"] = []
+    reasons = []
+    for name, nic in (facts.get("nics") or {}).items():
+        if not isinstance(nic, dict):
+            continue
+        port = port_of(facts, nic)
+        if port is not None:
+            dev = devices[nic["ib"]["device"]]
+            nic["ib"] = dict((key, value if not isinstance(value, list) else list(value))
+                             for key, value in port.items() if key != "netdevs")
+            port["netdevs"].append(name)
+            if name not in dev["netdevs"]:
+                dev["netdevs"].append(name)
+        mode, why = _mode_reason(nic, (nic.get("ib") or {}).get("link_layer"))
+        if mode:
+            reasons.append("%s: %s" % (name, why))
+    facts["network_mode_reasons"] = reasons or [_NO_MODE_REASON]
+    subnet_manager = facts.get("subnet_manager") if isinstance(facts.get("subnet_manager"), dict) else {}
+    for key, entry in subnet_manager.items():
+        dev_name, _sep, port_name = str(key).rpartition("/")
+        port = ((devices.get(dev_name) or {}).get("ports") or {}).get(port_name)
+        if isinstance(entry, dict) and isinstance(port, dict):
+            subnet_manager[key] = {
+                "device": dev_name,
+                "port": port["port"],
+                "state": port.get("state"),
+                "lid": port.get("lid"),
+                "sm_lid": port.get("sm_lid"),
+                "sm_sl": port.get("sm_sl"),
+                "sm_present": entry.get("sm_present"),
+                "sm_local": entry.get("sm_local"),
+                "netdevs": list(port["netdevs"]),
+            }
+    facts["lean"] = False
     return facts

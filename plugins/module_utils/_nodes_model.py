@@ -27,7 +27,7 @@ import fnmatch
 import math
 import re
 
-from ansible_collections.hpcnet.infiniband.plugins.module_utils import _networks
+from ansible_collections.hpcnet.infiniband.plugins.module_utils import _facts, _networks
 
 __all__ = [
     "MODEL_SCHEMA",
@@ -552,6 +552,8 @@ def build_node(name, result, rules, address=None, allow_mixed=False,
             node.update(status=status, message=message)
         else:
             node["warnings"].extend(facts_warnings)
+            # A lean result (ib_facts' default) says each thing once; the model keeps the full form.
+            facts = _facts.expand(facts)
     if facts is None:
         if status == "failed":
             node["errors"].append(message)

@@ -59,14 +59,19 @@ options:
     default: physical
   lean:
     description:
-      - V(true) (default) returns a lean result - no copy of the RDMA port record per netdev
-        (C(nics[name].ib) keeps the port's identity and link summary, C(device), C(port), C(link_layer),
-        C(state), C(lid), C(sm_lid), C(rate), C(rate_gbps), C(port_guid); the whole record, P_Key table
-        included, is C(devices[device].ports[port])), and short records for loopback and virtual netdevs
-        without an RDMA port (C(name), C(ifindex), C(mac), C(type), C(link_type), C(kind), C(virtual),
-        C(driver), C(driver_source), C(bus_info), C(mtu), C(operstate), C(carrier), C(speed_mbps),
-        C(master), C(network_mode)).
-      - V(false) copies the whole port record into every netdev's C(ib) and gives every netdev every field.
+      - V(true) (default) returns a lean result, which says each thing once (the cost of handling a result,
+        in the module and far more on the controller, grows with its number of values). C(nics[name].ib)
+        is a reference to the port, C(device) and C(port); the port's record (state, LIDs, rate, GUIDs,
+        P_Key table) is C(devices[device].ports[port]). Device and port records leave out their own name
+        and the C(netdevs) on them (C(nics[].ib) say it). C(subnet_manager) entries keep C(sm_present) and
+        C(sm_local) (the port's state and LIDs are in C(devices)). C(network_mode_reasons) has one sentence
+        per kind of reason, naming a few of its interfaces (C(network_mode_interfaces) names them all).
+        Loopback and virtual netdevs without an RDMA port have a short record (C(name), C(ifindex),
+        C(mac), C(type), C(link_type), C(kind), C(virtual), C(driver), C(driver_source), C(bus_info),
+        C(mtu), C(operstate), C(carrier), C(speed_mbps), C(master), C(network_mode)).
+      - V(false) returns the full form, which repeats the port record in every netdev's C(ib), names the
+        netdevs on each device and port, gives whole C(subnet_manager) entries and one reason per
+        interface, and gives every netdev every field.
     type: bool
     default: true
   topology:
@@ -116,8 +121,14 @@ EXAMPLES = r"""
 - name: Fail when a port has no subnet manager
   ansible.builtin.assert:
     that: item.value.sm_present
-    fail_msg: "{{ item.key }} sees no subnet manager (state {{ item.value.state }})"
+    fail_msg: "{{ item.key }} sees no subnet manager"
   loop: "{{ ansible_facts.ib_facts.subnet_manager | dict2items }}"
+
+- name: The state of the port behind ib0 (a lean result refers to the port record in devices)
+  ansible.builtin.debug:
+    msg: "{{ ansible_facts.ib_facts.devices[nic.ib.device].ports[nic.ib.port | string].state }}"
+  vars:
+    nic: "{{ ansible_facts.ib_facts.nics.ib0 }}"
 """
 
 RETURN = r"""
@@ -152,10 +163,14 @@ ansible_facts:
           type: str
           sample: infiniband
         network_mode_reasons:
-          description: One sentence per interface that decided the mode (interface, driver, port).
+          description:
+            - Why the mode. Lean - one sentence per kind of reason (driver, IPoIB, EIPoIB or RoCE) naming at
+              most four of its interfaces; a reason only one interface gives keeps its whole sentence
+              (interface, driver, port). Full - one sentence per interface.
           type: list
           elements: str
-          sample: ["ib0: ib_ipoib (IPoIB on mlx4_0 port 1) -> infiniband"]
+          sample: ["ib0: ib_ipoib (IPoIB on mlx4_0 port 1) -> infiniband",
+                   "ib1, ib1v0, ib1v1, ib1v2 and 28 more: mlx5_core[ib_ipoib] (IPoIB) -> infiniband"]
         network_mode_interfaces:
           description: Interfaces per mode, keys V(infiniband) and V(ethernet).
           type: dict
@@ -167,7 +182,8 @@ ansible_facts:
               driver_version, firmware_version, bus_info, pci_address, pci_driver, vendor_id,
               device_id, model, numa_node, mtu, operstate, carrier, speed_mbps, dev_port, virtual,
               is_vf, physfn, master, network_mode, ib, ipoib, eipoib, sriov (with O(lean), loopback and
-              virtual netdevs without an RDMA port have a short record and C(ib) is a summary of the port).
+              virtual netdevs without an RDMA port have a short record and C(ib) is a reference to the port,
+              C(device) and C(port), whose record is in C(devices)).
             - C(kind) is one of V(ipoib), V(ipoib_child), V(eipoib), V(roce), V(ethernet), V(vf),
               V(virtual), V(loopback).
             - C(driver_source) is one of V(ethtool), V(sysfs), V(inferred), V(unknown).
@@ -180,10 +196,14 @@ ansible_facts:
               driver_source: ethtool
               bus_info: "0000:82:00.0"
               model: ConnectX-3
-              ib: {device: mlx4_0, port: 1, state: ACTIVE, lid: 932, sm_lid: 1, rate: "56 Gb/sec (4X FDR)"}
+              ib: {device: mlx4_0, port: 1}
               ipoib: {mode: datagram, pkey: "0xffff", parent: null, umcast: false, children: []}
         devices:
-          description: Every RDMA device keyed by name, with its ports keyed by port number (a string).
+          description:
+            - Every RDMA device keyed by name, with its ports keyed by port number (a string); a port record
+              holds its state, LIDs, rate, GUIDs and P_Key table.
+            - The full form (O(lean=false)) adds C(name) and C(netdevs) to each device, C(device), C(port)
+              and C(netdevs) to each port.
           type: dict
           sample:
             mlx4_0:
@@ -192,10 +212,12 @@ ansible_facts:
               board_id: DEL0A30000019
               ports: {"1": {state: ACTIVE, lid: 932, sm_lid: 1, pkeys: ["0xffff"]}}
         subnet_manager:
-          description: Per InfiniBand port (key V(device/port)) - state, lid, sm_lid, sm_sl,
-            sm_present, sm_local, netdevs.
+          description:
+            - Per InfiniBand port (key V(device/port)) - C(sm_present) (an SM answers - port ACTIVE, sm_lid set)
+              and C(sm_local) (it runs on this port - sm_lid == lid).
+            - The full form (O(lean=false)) adds device, port, state, lid, sm_lid, sm_sl and netdevs.
           type: dict
-          sample: {"mlx4_0/1": {state: ACTIVE, lid: 932, sm_lid: 1, sm_present: true, sm_local: false}}
+          sample: {"mlx4_0/1": {sm_present: true, sm_local: false}}
         warnings:
           description: Problems found in the tree (garbage attributes, symlink loops, links leaving
             sysfs_root, incomplete captures). The facts are still returned with V(null) fields.

@@ -623,3 +623,62 @@ def test_pkeys_scope_decides_the_files_read(tmp_path, monkeypatch):
     assert counts["all"] - counts["physical"] >= 7 * 32, counts   # the 7 VF tables
     assert counts["physical"] - counts["none"] >= 32, counts      # the PF table
     assert counts["physical"] - counts["none"] < 2 * 32, counts
+
+
+# ---------------------------------------------------------------------------------------------------
+# Lean results (the ib_facts module's default): expand() gives back exactly the full form
+# ---------------------------------------------------------------------------------------------------
+def assert_expands_to_full(root, **gather_args):
+    lean = _facts.gather(snapshot(root), lean=True, **gather_args)
+    full = _facts.gather(snapshot(root), **gather_args)
+    assert lean["lean"] is True and full["lean"] is False
+    assert_serialisable(lean)
+    for nic in lean["nics"].values():
+        assert nic.get("ib") is None or tuple(nic["ib"]) == _facts.LEAN_IB_FIELDS
+    assert all(tuple(entry) == _facts.LEAN_SM_FIELDS for entry in lean["subnet_manager"].values())
+    expanded = _facts.expand(json.loads(json.dumps(lean)))
+    # loopback and virtual netdevs without an RDMA port keep their short record
+    short = [name for name, nic in lean["nics"].items() if tuple(nic) == _facts.SHORT_NIC_FIELDS]
+    for name in short:
+        whole = full["nics"].pop(name)
+        assert expanded["nics"].pop(name) == dict((k, whole[k]) for k in _facts.SHORT_NIC_FIELDS)
+    assert expanded == full
+    assert _facts.expand(full) is full  # a full result is left as it is
+    return lean
+
+
+@pytest.mark.parametrize("make", [
+    builder.cx3_dual_port_mixed,
+    builder.two_hcas_with_child,
+    builder.eipoib_host,
+    lambda root: builder.sriov_pf_with_vfs(root, numvfs=4, totalvfs=8),
+    lambda root: builder.sriov_pf_with_vfs(root, numvfs=2, totalvfs=8, link_layer="InfiniBand"),
+])
+def test_lean_expands_to_full(tmp_path, make):
+    make(tmp_path / "sys")
+    assert_expands_to_full(tmp_path / "sys")
+    assert_expands_to_full(tmp_path / "sys", pkeys="none")
+
+
+def test_lean_expands_to_full_on_captures(mlx4_capture, qib_capture):
+    for root in (mlx4_capture, qib_capture):
+        assert_expands_to_full(root)
+
+
+def test_lean_restricted_gather_expands_to_full(tmp_path):
+    builder.two_hcas_with_child(tmp_path / "sys")
+    names = sorted(_facts.gather(snapshot(tmp_path / "sys"))["nics"])
+    assert_expands_to_full(tmp_path / "sys", interfaces=[n for n in names if n != "lo"][:1])
+
+
+def test_lean_reasons_grouped(tmp_path):
+    builder.cx3_dual_port_mixed(tmp_path / "sys")
+    lean = _facts.gather(snapshot(tmp_path / "sys"), lean=True)
+    full = _facts.gather(snapshot(tmp_path / "sys"))
+    # one netdev per kind of reason: the whole sentences, as in the full form
+    assert lean["network_mode_reasons"] == full["network_mode_reasons"]
+    builder.many_netdevs(tmp_path / "many", 8, vfs_per_pf=3, pkey_table_size=2)
+    lean = _facts.gather(snapshot(tmp_path / "many"), lean=True)
+    assert lean["network_mode_reasons"] == [
+        "ib0, ib0v0, ib0v1, ib0v2 and 4 more: mlx5_core[ib_ipoib] (IPoIB) -> infiniband"]
+    assert lean["network_mode_interfaces"]["infiniband"] == sorted(lean["nics"])

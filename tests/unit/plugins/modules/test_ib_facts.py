@@ -128,10 +128,15 @@ def test_lean_by_default_refers_to_devices(mixed_tree, capsys):
     facts = run_module(ib_facts, {"sysfs_root": mixed_tree}, capsys)["ansible_facts"]["ib_facts"]
     assert facts["lean"] is True
     ib = facts["nics"]["ib0"]["ib"]
-    assert tuple(ib) == _facts.LEAN_IB_FIELDS
-    assert (ib["device"], ib["port"], ib["state"], ib["link_layer"]) == ("mlx4_0", 1, "ACTIVE", "InfiniBand")
+    assert ib == {"device": "mlx4_0", "port": 1} and tuple(ib) == _facts.LEAN_IB_FIELDS
     port = _facts.port_of(facts, facts["nics"]["ib0"])
     assert port is facts["devices"]["mlx4_0"]["ports"]["1"] and port["pkeys"] == ["0xffff", "0x8002"]
+    assert (port["state"], port["link_layer"]) == ("ACTIVE", "InfiniBand")
+    # records do not repeat their key, nor the netdevs that nics[].ib name
+    assert not {"name", "netdevs"} & set(facts["devices"]["mlx4_0"])
+    assert not {"device", "port", "netdevs"} & set(port)
+    # subnet_manager: what no port record says
+    assert facts["subnet_manager"]["mlx4_0/1"] == {"sm_present": True, "sm_local": False}
     # loopback: a short record; physical netdevs keep every field
     assert tuple(facts["nics"]["lo"]) == _facts.SHORT_NIC_FIELDS
     assert facts["nics"]["lo"]["kind"] == "loopback"
@@ -143,18 +148,37 @@ def test_lean_false_gives_the_full_copy(mixed_tree, capsys):
     full = run_module(ib_facts, {"sysfs_root": mixed_tree, "lean": False}, capsys)["ansible_facts"]["ib_facts"]
     assert full["lean"] is False
     assert full["nics"]["ib0"]["ib"]["pkeys"] == ["0xffff", "0x8002"] and "gid0" in full["nics"]["ib0"]["ib"]
+    assert full["subnet_manager"]["mlx4_0/1"]["state"] == "ACTIVE"
     for name, nic in full["nics"].items():
         if nic["ib"]:
-            expected = dict((k, v) for k, v in _facts.port_of(lean, lean["nics"][name]).items() if k != "netdevs")
-            assert nic["ib"] == expected
-    assert full["devices"] == lean["devices"]
+            assert lean["nics"][name]["ib"] == {"device": nic["ib"]["device"], "port": nic["ib"]["port"]}
+    # expand() gives back the full form, short records aside
+    expanded = _facts.expand(lean)
+    short = [n for n, nic in lean["nics"].items() if tuple(nic) == _facts.SHORT_NIC_FIELDS]
+    assert short and all(n in expanded["nics"] for n in short)
+    for name in short:
+        del expanded["nics"][name], full["nics"][name]
+    assert expanded == full
 
 
 def test_lean_result_is_smaller_on_many_netdevs(tmp_path, capsys):
     builder.many_netdevs(tmp_path / "sys", 64, vfs_per_pf=15, pkey_table_size=4)
     lean = run_module(ib_facts, {"sysfs_root": str(tmp_path / "sys")}, capsys)["ansible_facts"]["ib_facts"]
     full = run_module(ib_facts, {"sysfs_root": str(tmp_path / "sys"), "lean": False}, capsys)["ansible_facts"]["ib_facts"]
-    assert len(json.dumps(lean["nics"])) < 0.9 * len(json.dumps(full["nics"]))
+
+    def values(node):  # what a result's handling costs scales with (module and controller walk every value)
+        if isinstance(node, dict):
+            return 1 + sum(values(v) for v in node.values())
+        if isinstance(node, list):
+            return 1 + sum(values(v) for v in node)
+        return 1
+
+    assert values(lean) < 0.75 * values(full)
+    assert values(lean["subnet_manager"]) < 0.3 * values(full["subnet_manager"])
+    # one grouped sentence instead of 64
+    assert lean["network_mode_reasons"] == ["ib0, ib0v0, ib0v1, ib0v10 and 60 more: mlx5_core[ib_ipoib] (IPoIB) -> infiniband"]
+    assert len(full["network_mode_reasons"]) == 64
+    assert _facts.expand(lean) == full
 
 
 # ------------------------------------------------------------------ topology: the fabric in the facts call
