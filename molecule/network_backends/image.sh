@@ -10,8 +10,9 @@ cache=${HPCNET_SYSTEMD_SM_CACHE:-/var/cache/hpcnet-infiniband/systemd_sm}/networ
 mirror=${HPCNET_SYSTEMD_SM_MIRROR:-http://deb.debian.org/debian}
 suite=bookworm
 # systemd as PID 1 (with systemd-networkd), dbus, python3 for Ansible, and the three network managers the
-# role writes for: NetworkManager (its daemon, nmcli), ifupdown (ifquery), and iproute2.
-packages=systemd,systemd-sysv,dbus,python3,ifupdown,iproute2,adduser,ca-certificates
+# role writes for: NetworkManager (its daemon, nmcli), ifupdown (ifquery), and iproute2; sshd, which Ansible
+# and testinfra reach through ../_shared/sshd-proxy.sh (sshd -i, no network needed).
+packages=systemd,systemd-sysv,dbus,python3,ifupdown,iproute2,adduser,ca-certificates,openssh-server
 # NetworkManager is installed by apt inside the configured rootfs: as a debootstrap --include its
 # polkitd dependency fails to configure (measured on Debian 12: "Failure while configuring base packages").
 later=network-manager
@@ -50,11 +51,12 @@ cp /etc/resolv.conf "$rootfs/etc/resolv.conf"
 umount "$rootfs/proc"
 rm -f "$rootfs/usr/sbin/policy-rc.d" "$rootfs/etc/resolv.conf"
 
-# A container needs no getty on a console and no udev; the machine id is made at first boot.
+# A container needs no getty on a console, no udev and no listening sshd (sshd-proxy.sh runs sshd -i);
+# the machine id is made at first boot.
 rm -f "$rootfs/etc/machine-id" "$rootfs/var/lib/dbus/machine-id"
 : >"$rootfs/etc/machine-id"
 for unit in getty@tty1.service console-getty.service systemd-udevd.service systemd-udev-trigger.service \
-  systemd-networkd-wait-online.service; do
+  systemd-networkd-wait-online.service ssh.service ssh.socket; do
   ln -sf /dev/null "$rootfs/etc/systemd/system/$unit"
 done
 echo "$image" >"$rootfs/etc/hpcnet-network-backends-image"
