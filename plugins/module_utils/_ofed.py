@@ -310,6 +310,14 @@ def host_module_names(host):
 def read_have(host, want_modules, option_modules, check_availability=True, hca_modules=False):
     """Everything the plan needs to know about the host. ``hca_modules``: add the RDMA module of every
     mlx4/mlx5 card found to ``want_modules`` (reported as ``have["hca_modules"]``)."""
+    # One memo of the tree's shape for the whole reading (nothing is written meanwhile): the card scan
+    # walks the same PCI and RDMA paths many times, and each step of a walk is a syscall (on the lab's
+    # FUSE sysfs a round trip to its daemon).
+    with host.cached():
+        return _read_have(host, want_modules, option_modules, check_availability, hca_modules)
+
+
+def _read_have(host, want_modules, option_modules, check_availability, hca_modules):
     stack = detect_stack(host)
     cards = detect_cards(host)
     extra = sorted({HCA_MODULES[c["family"]] for c in cards if c.get("family") in HCA_MODULES}) if hca_modules else []
