@@ -23,6 +23,7 @@ Run from the repository root:  .venv/bin/python tests/benchmarks/bench_facts_adh
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import shutil
@@ -100,6 +101,24 @@ class Netns:
             subprocess.run(["ip", "netns", "del", self.name], capture_output=True, timeout=120, check=False)
 
 
+def result_values(stdout):
+    """How many values (scalars, lists, dicts) the printed result holds: what its handling costs scales with
+    (exit_json's no_log walk, the controller's decoding, fact cleaning, copies and callback output)."""
+    try:
+        data = json.loads(stdout[stdout.index("{"):])
+    except ValueError:
+        return 0
+    pending, count = [data], 0
+    while pending:
+        value = pending.pop()
+        count += 1
+        if isinstance(value, dict):
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+    return count
+
+
 def median_of(commands, repeats):
     """{label: (median wall, median cpu)}: every command once per round, ``repeats`` rounds."""
     walls = {label: [] for label in commands}
@@ -141,12 +160,12 @@ def main():
                 }
                 timed(commands["ib_facts"])  # untimed: the freshly written tree settles
                 rows[size] = median_of(commands, args.repeats)
-            out_size = len(timed(commands["ib_facts"])[3])
+            out = timed(commands["ib_facts"])[3]
             row = rows[size]
-            print("%5d netdevs: ping %.2f s (cpu %.2f); ib_facts %.2f s (cpu %.2f, %+.2f over ping, result %d KB);"
-                  " lean=false %.2f s (cpu %.2f); setup gather_subset=network %.2f s (cpu %.2f)" % (
+            print("%5d netdevs: ping %.2f s (cpu %.2f); ib_facts %.2f s (cpu %.2f, %+.2f over ping, result %d KB,"
+                  " %d values); lean=false %.2f s (cpu %.2f); setup gather_subset=network %.2f s (cpu %.2f)" % (
                       size, row["ping"][0], row["ping"][1], row["ib_facts"][0], row["ib_facts"][1],
-                      row["ib_facts"][1] - row["ping"][1], out_size // 1024, row["ib_facts_full"][0],
+                      row["ib_facts"][1] - row["ping"][1], len(out) // 1024, result_values(out), row["ib_facts_full"][0],
                       row["ib_facts_full"][1], row["setup_network"][0], row["setup_network"][1]))
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
