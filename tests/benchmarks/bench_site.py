@@ -192,14 +192,29 @@ def floor_play(calls):
     return "\n".join(lines) + "\n"
 
 
+def machine_busy():
+    """CPU seconds the whole machine has been busy (every process: controller, lab nodes, their sysfs
+    daemons, and anybody else's jobs): a pair's CPU figure is steadier than its wall clock when the
+    machine is loaded, and meaningful when nobody else runs."""
+    with open("/proc/stat", encoding="ascii") as handle:
+        fields = [int(v) for v in handle.readline().split()[1:]]
+    return (sum(fields[:3]) + sum(fields[5:8])) / os.sysconf("SC_CLK_TCK")
+
+
 def pairs(label, repeats, first, second):
-    """Medians of (first, second, first/second) over ``repeats`` pairs run back to back."""
+    """Medians of (first, second, first/second) over ``repeats`` pairs run back to back; each pair also
+    prints the machine's busy CPU seconds during each run."""
     ratios, a_times, b_times = [], [], []
     for repeat in range(repeats):
         before = load()
-        a, b = first(), second()
-        print("  %s pair %d: %.1f s / %.1f s = %.2f (%s before, %s after)"
-              % (label, repeat + 1, a, b, a / b, before, load()), flush=True)
+        cpu0 = machine_busy()
+        a = first()
+        cpu1 = machine_busy()
+        b = second()
+        cpu2 = machine_busy()
+        print("  %s pair %d: %.1f s / %.1f s = %.2f; machine CPU %.1f s / %.1f s = %.2f (%s before, %s after)"
+              % (label, repeat + 1, a, b, a / b, cpu1 - cpu0, cpu2 - cpu1, (cpu1 - cpu0) / max(cpu2 - cpu1, 0.01),
+                 before, load()), flush=True)
         a_times.append(a)
         b_times.append(b)
         ratios.append(a / b)
