@@ -68,8 +68,9 @@ cleanup_labs() {
   done
 }
 
-# Two lanes run side by side (HPCNET_TEST_SERIAL=1 runs them one after the other): the static checks
-# then the Molecule scenarios in one, the integration tests in the other. Part of a lab test's time is
+# Two lanes run side by side (HPCNET_TEST_SERIAL=1 runs them one after the other): the unit tests, the
+# static checks then the Molecule scenarios in one, the integration tests in the other (from the start:
+# the unit tests are CPU work that fills the integration lane's waits). Part of a lab test's time is
 # spent waiting (ssh, fabric sweeps, polls), so two lanes on two cores take less than the sum of the
 # lanes; the summary's last line says how busy the machine was. Each lane logs to its own file, printed
 # whole when it ends, so the output stays readable.
@@ -84,6 +85,7 @@ integration_stage() {
 }
 
 lane_static_molecule() {
+  run_stage unit pytest_stage -q -p no:cacheprovider --basetemp="$lane_dir/pytest-unit" tests/unit
   run_stage build bash scripts/build.sh
   run_stage sanity bash scripts/sanity.sh
   run_stage ansible-lint .venv/bin/ansible-lint --profile production --offline
@@ -109,7 +111,6 @@ run_lane() {
   "$@"
 }
 
-run_stage unit pytest_stage -q tests/unit
 if [ "${HPCNET_TEST_SERIAL:-0}" = 1 ]; then
   (run_lane lane_static_molecule) >"$lane_dir/static.log" 2>&1
   cat "$lane_dir/static.log"
@@ -121,7 +122,7 @@ else
   (run_lane lane_integration) >"$lane_dir/integration.log" 2>&1 &
   integration_pid=$!
   wait $static_pid; wait $integration_pid
-  printf '\n===== lane: build, sanity, ansible-lint, molecule\n'; cat "$lane_dir/static.log"
+  printf '\n===== lane: unit, build, sanity, ansible-lint, molecule\n'; cat "$lane_dir/static.log"
   printf '\n===== lane: integration\n'; cat "$lane_dir/integration.log"
 fi
 # The lanes ran in subshells: their stage results come back through the report files.
