@@ -682,3 +682,17 @@ def test_lean_reasons_grouped(tmp_path):
     assert lean["network_mode_reasons"] == [
         "ib0, ib0v0, ib0v1, ib0v2 and 4 more: mlx5_core[ib_ipoib] (IPoIB) -> infiniband"]
     assert lean["network_mode_interfaces"]["infiniband"] == sorted(lean["nics"])
+
+
+@pytest.mark.parametrize("make", [builder.cx3_dual_port_mixed, builder.eipoib_host,
+                                  lambda root: builder.sriov_pf_with_vfs(root, numvfs=2, totalvfs=8)])
+def test_nodes_model_is_the_same_from_lean_and_full_facts(tmp_path, make):
+    from ansible_collections.hpcnet.infiniband.plugins.module_utils import _nodes_model  # noqa: PLC0415
+
+    make(tmp_path / "sys")
+    lean = json.loads(json.dumps(_facts.gather(snapshot(tmp_path / "sys"), lean=True)))
+    full = json.loads(json.dumps(_facts.gather(snapshot(tmp_path / "sys"))))
+    rules = _nodes_model.DEFAULT_RULES
+    node = _nodes_model.build_node("n1", {"ansible_facts": {"ib_facts": lean}}, rules, allow_mixed=True)
+    assert node == _nodes_model.build_node("n1", {"ansible_facts": {"ib_facts": full}}, rules, allow_mixed=True)
+    assert node["status"] == "discovered" and node["interfaces"]
