@@ -78,7 +78,7 @@ lane_dir=$(mktemp -d /tmp/hpcnet-test-lanes.XXXXXX)
 
 # The integration test modules that run in the first lane, after Molecule, so that both lanes take about
 # as long (chosen by the seconds per test module that the integration stages print at their end).
-integration_first_lane=(tests/integration/test_site_mixed.py)
+integration_first_lane=(tests/integration/test_site_mixed.py tests/integration/test_sm.py)
 
 integration_stage() {
   pytest_stage -q -p no:cacheprovider --durations=15 --basetemp="$lane_dir/pytest-$1" "${@:2}"
