@@ -978,10 +978,26 @@ def _mode_reason(nic, link_layer, detail=True):
     return None, None
 
 
-def _network_mode(ctx, nic):
-    """Per-NIC network mode (Fuel's rule) and the reason, or (None, None)."""
-    mode, why = _mode_reason(nic, (nic["ib"] or {}).get("link_layer"))
-    return (mode, "%s: %s" % (nic["name"], why)) if mode else (None, None)
+def _network_mode(nic, name=None):
+    """Per-NIC network mode (Fuel's rule) and the reason naming the netdev, or (None, None). ``nic["ib"]``
+    is the whole port record (a gather, an expanded result); short records have none."""
+    mode, why = _mode_reason(nic, (nic.get("ib") or {}).get("link_layer"))
+    return (mode, "%s: %s" % (name or nic["name"], why)) if mode else (None, None)
+
+
+def _sm_entry(dev_name, port, sm_present, sm_local):
+    """A full-form ``subnet_manager`` entry of one port record (a gather's, or an expanded one)."""
+    return {
+        "device": dev_name,
+        "port": port["port"],
+        "state": port.get("state"),
+        "lid": port.get("lid"),
+        "sm_lid": port.get("sm_lid"),
+        "sm_sl": port.get("sm_sl"),
+        "sm_present": sm_present,
+        "sm_local": sm_local,
+        "netdevs": list(port["netdevs"]),
+    }
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -1204,7 +1220,7 @@ def _gather(host, interfaces, pkeys):
                 dev = ctx.devices[nic["ib"]["device"]]
                 if name not in dev["netdevs"]:
                     dev["netdevs"].append(name)
-        nic["network_mode"], _reason = _network_mode(ctx, nic)
+        nic["network_mode"], _reason = _network_mode(nic)
 
     nics = {}
     for name in selected:
@@ -1220,7 +1236,7 @@ def _gather(host, interfaces, pkeys):
     reasons = []
     by_mode = {"infiniband": [], "ethernet": []}
     for name in selected:
-        mode, reason = _network_mode(ctx, nics[name])
+        mode, reason = _network_mode(nics[name])
         if mode:
             by_mode[mode].append(name)
             reasons.append(reason)
@@ -1240,17 +1256,9 @@ def _gather(host, interfaces, pkeys):
             if port["link_layer"] != "InfiniBand":
                 continue
             active = port["state"] == "ACTIVE"
-            subnet_manager["%s/%s" % (dev_name, port_name)] = {
-                "device": dev_name,
-                "port": port["port"],
-                "state": port["state"],
-                "lid": port["lid"],
-                "sm_lid": port["sm_lid"],
-                "sm_sl": port["sm_sl"],
-                "sm_present": bool(active and port["sm_lid"]),
-                "sm_local": bool(active and port["sm_lid"] and port["sm_lid"] == port["lid"]),
-                "netdevs": list(port["netdevs"]),
-            }
+            subnet_manager["%s/%s" % (dev_name, port_name)] = _sm_entry(
+                dev_name, port, bool(active and port["sm_lid"]),
+                bool(active and port["sm_lid"] and port["sm_lid"] == port["lid"]))
 
     return {
         "schema": SCHEMA_VERSION,
@@ -1338,18 +1346,18 @@ def _grouped_reasons(facts):
     """network_mode_reasons of a lean result: one sentence per kind of reason (driver, IPoIB/EIPoIB/RoCE),
     naming at most REASON_NAMES_SHOWN netdevs (network_mode_interfaces names them all); a reason that
     only one netdev gives keeps its whole sentence."""
-    groups = {}  # nameless, portless reason -> [(name, whole reason)]
+    groups = {}  # nameless, portless reason -> [(name, nic)]
     for name, nic in facts["nics"].items():
-        layer = (nic.get("ib") or {}).get("link_layer")
-        mode, brief = _mode_reason(nic, layer, detail=False)
+        mode, brief = _mode_reason(nic, (nic.get("ib") or {}).get("link_layer"), detail=False)
         if mode:
-            groups.setdefault(brief, []).append((name, "%s: %s" % (name, _mode_reason(nic, layer)[1])))
+            groups.setdefault(brief, []).append((name, nic))
     reasons = []
     for brief, members in groups.items():
         if len(members) == 1:
-            reasons.append(members[0][1])
+            name, nic = members[0]
+            reasons.append(_network_mode(nic, name)[1])
             continue
-        names = ", ".join(name for name, _whole in members[:REASON_NAMES_SHOWN])
+        names = ", ".join(name for name, _nic in members[:REASON_NAMES_SHOWN])
         more = len(members) - REASON_NAMES_SHOWN
         reasons.append("%s%s: %s" % (names, " and %d more" % more if more > 0 else "", brief))
     return reasons or [_NO_MODE_REASON]
@@ -1410,25 +1418,15 @@ def expand(facts):
             port["netdevs"].append(name)
             if name not in dev["netdevs"]:
                 dev["netdevs"].append(name)
-        mode, why = _mode_reason(nic, (nic.get("ib") or {}).get("link_layer"))
+        mode, reason = _network_mode(nic, name)
         if mode:
-            reasons.append("%s: %s" % (name, why))
+            reasons.append(reason)
     facts["network_mode_reasons"] = reasons or [_NO_MODE_REASON]
     subnet_manager = facts.get("subnet_manager") if isinstance(facts.get("subnet_manager"), dict) else {}
     for key, entry in subnet_manager.items():
         dev_name, _sep, port_name = str(key).rpartition("/")
         port = ((devices.get(dev_name) or {}).get("ports") or {}).get(port_name)
         if isinstance(entry, dict) and isinstance(port, dict):
-            subnet_manager[key] = {
-                "device": dev_name,
-                "port": port["port"],
-                "state": port.get("state"),
-                "lid": port.get("lid"),
-                "sm_lid": port.get("sm_lid"),
-                "sm_sl": port.get("sm_sl"),
-                "sm_present": entry.get("sm_present"),
-                "sm_local": entry.get("sm_local"),
-                "netdevs": list(port["netdevs"]),
-            }
+            subnet_manager[key] = _sm_entry(dev_name, port, entry.get("sm_present"), entry.get("sm_local"))
     facts["lean"] = False
     return facts
