@@ -34,7 +34,6 @@ from ansible_collections.hpcnet.infiniband.plugins.module_utils._plan import Pla
 __all__ = [
     "IpoibError",
     "IpoibApplyError",
-    "child_name",
     "read_ipoib",
     "plan_ipoib",
     "apply_ipoib",
@@ -54,11 +53,6 @@ ENHANCED_PARAM = "module/ib_ipoib/parameters/ipoib_enhanced"
 
 class IpoibError(Exception):
     pass
-
-
-def child_name(parent, pkey):
-    """Name the kernel gives a child made through create_child."""
-    return "%s.%04x" % (parent, pkey)
 
 
 def datagram_mtu_limit(port_ib_mtu):
@@ -183,7 +177,7 @@ def read_ipoib(host, parent, pkey=None, read_table=True):
         if read_table:
             have["pkeys"] = _pkey_table(host, parent, ibdev, port)
     if pkey is not None:
-        name = child_name(parent, pkey)
+        name = _values.child_name(parent, pkey)
         if valid_ifname(name):
             have["child"] = _read_iface(host, name)
         # Children made another way (ip link add ... type ipoib pkey X) under another name.
@@ -249,7 +243,7 @@ def plan_ipoib(have, want):
     target = parent
     target_name = parent_name
     if pkey is not None:
-        name = child_name(parent_name, pkey)
+        name = _values.child_name(parent_name, pkey)
         plan.info.update({"name": name, "pkey": _values.format_pkey(pkey)})
         if not valid_ifname(name):
             plan.refuse("child name %s is longer than 15 characters: use a shorter parent name" % name)

@@ -30,9 +30,8 @@ import shlex
 import uuid
 
 from ansible_collections.hpcnet.infiniband.plugins.module_utils._host import HostError, valid_ifname
-from ansible_collections.hpcnet.infiniband.plugins.module_utils._ipoib import child_name
 from ansible_collections.hpcnet.infiniband.plugins.module_utils._plan import Plan
-from ansible_collections.hpcnet.infiniband.plugins.module_utils._values import MTU_MAX, MTU_MIN, format_pkey, is_mtu, parse_pkey
+from ansible_collections.hpcnet.infiniband.plugins.module_utils._values import MTU_MAX, MTU_MIN, child_name, format_pkey, is_mtu, parse_pkey
 
 __all__ = [
     "BACKENDS", "KINDS", "MARKER", "NM_DIR", "NETWORKD_DIR", "IFUPDOWN_DIR", "IFUPDOWN_MAIN",

@@ -20,7 +20,6 @@ from __future__ import annotations
 import re
 
 from ansible_collections.hpcnet.infiniband.plugins.module_utils import _values
-from ansible_collections.hpcnet.infiniband.plugins.module_utils._ipoib import child_name
 
 try:
     import netaddr
@@ -219,7 +218,7 @@ def member(definition, interface, node_networks, bridges):
         if number == _values.DEFAULT_PKEY:
             return "ipoib", name, None
         # The kernel names the child after the P_Key it was given, full membership as the ipoib role sets it.
-        return "ipoib_child", child_name(name, number), None
+        return "ipoib_child", _values.child_name(name, number), None
     vlan = definition.get("vlan") if definition else None
     if kind == "eipoib":
         # The eipoib_ovs role bridges an interface once, for the first of its roles allocated to it; the

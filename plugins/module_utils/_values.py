@@ -2,7 +2,7 @@
 # Copyright: hpcnet.infiniband contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """One home per InfiniBand value type: P_Keys and GUIDs are parsed and formatted here only, and the
-interface MTU range is checked here only.
+interface MTU range is checked here only; an IPoIB child's name is made here only (``child_name``).
 
 The rule, for every module, role and filter of the collection (docs/values.md):
 
@@ -86,6 +86,12 @@ def partition(number):
 
 
 # --------------------------------------------------------------------------- GUIDs
+def child_name(parent, pkey):
+    """The name the kernel gives an IPoIB child made through ``create_child``: ``ib0.8002`` (the P_Key as
+    an int, written as it is, membership bit included)."""
+    return "%s.%04x" % (parent, pkey)
+
+
 def parse_guid(value):
     """GUID as an int (64 bits) from any spelling the tools use. Raises ValueError naming the value."""
     if isinstance(value, bool) or value is None:

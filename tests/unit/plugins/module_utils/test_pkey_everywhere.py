@@ -15,7 +15,7 @@ SAME_PKEY = ["8002", "0x8002", "0X8002", " 8002 ", 32770]
 def test_every_consumer_reads_the_same_pkey(given):
     assert _values.parse_pkey(given) == 0x8002
     # ib_ipoib: the child the kernel names after the full-member P_Key
-    assert _ipoib.child_name("ib0", _ipoib._want_pkey({"pkey": given, "membership": "full"})) == "ib0.8002"
+    assert _values.child_name("ib0", _ipoib._want_pkey({"pkey": given, "membership": "full"})) == "ib0.8002"
     # ib_ovs_bridge / eipoib_ovs: Fuel's VLAN = pkey & 0x7fff
     assert _ovs.vlan_from_pkey(given) == 2
     # ib_opensm_config / subnet_manager: the partition opensm sees (membership bit per member)
