@@ -15,7 +15,9 @@
 Each benchmark pairs its two runs in the same minute on the same lab (this shared machine's speed drifts)
 and takes the median of ``--repeats`` pairs; each pair prints the load average before it. The last line
 printed is the ratio. ``--profile`` adds one more run of the playbook with the ansible.posix.profile_tasks
-callback and prints its slowest tasks (before the ratio).
+callback and prints its slowest tasks (before the ratio). ``--workers`` adds one more run of the playbook (and
+of the floor play) with every task worker profiled, and prints per action where the controller's time goes
+(worker_profile.py: waiting for the node, building the module payload, templating, the rest).
 
 Labs: ``bench-<benchmark>-<N>`` (no test or Molecule scenario uses a ``bench`` name), started and torn
 down by the benchmark. reconverge and verify use the profiles of tests/integration/test_site_reboot.py cycled over
@@ -43,9 +45,12 @@ import sys
 import tempfile
 import time
 
+import worker_profile
+
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 VENV_BIN = os.path.join(REPO, ".venv", "bin")
 LABCTL = os.path.join(REPO, "lab", "labctl")
+WORKER_PROFILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "worker_profile.py")
 SITE_VARS = os.path.join(REPO, "docs", "examples", "lab-site-vars.yml")
 TIMEOUT = 1800  # seconds, any single ansible call
 SITE_PROFILES = "cx3-eipoib,cx5-ib-sriov,cx3-ipoib"
@@ -126,6 +131,18 @@ def print_profile(label, argv):
         match = re.match(r"^(.*?\S) -{2,} (\d+\.\d+)s$", line.strip())
         if match:
             print("    %7ss  %s" % (match.group(2), match.group(1)))
+
+
+def print_workers(label, argv):
+    """One more run with every task worker profiled (worker_profile.py); prints the per-action table."""
+    out = tempfile.mkdtemp(prefix="bench-workers-")
+    try:
+        took, _stdout = timed([os.path.join(VENV_BIN, "python"), WORKER_PROFILE, out] + argv[1:])
+        print("%s: run with profiled workers %.1f s (%s); per action, mean ms per worker:" % (label, took, load()))
+        for line in worker_profile.table(out):
+            print("    " + line)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
 
 
 def code_version():
@@ -228,7 +245,7 @@ def recap_changed(stdout):
             if int(m.group(2))}
 
 
-def bench_reconverge(nodes, repeats, profile=False):
+def bench_reconverge(nodes, repeats, profile=False, workers=False):
     name, inventory = lab_up("reconverge", nodes, SITE_PROFILES)
     out = tempfile.mkdtemp(prefix="bench-site-")
     try:
@@ -262,13 +279,16 @@ def bench_reconverge(nodes, repeats, profile=False):
               % (nodes, site_s, floor_s, repeats))
         if profile:
             print_profile("reconverge %d nodes site.yml" % nodes, site)
+        if workers:
+            print_workers("reconverge %d nodes site.yml" % nodes, site)
+            print_workers("reconverge %d nodes floor" % nodes, playbook(inventory, floor))
         return ratio
     finally:
         lab_down(name)
         shutil.rmtree(out, ignore_errors=True)
 
 
-def bench_discovery(nodes, repeats, profile=False):
+def bench_discovery(nodes, repeats, profile=False, workers=False):
     name, inventory = lab_up("discovery", nodes)
     out = tempfile.mkdtemp(prefix="bench-discovery-")
     try:
@@ -281,13 +301,15 @@ def bench_discovery(nodes, repeats, profile=False):
               % (nodes, disc_s, setup_s, repeats))
         if profile:
             print_profile("discovery %d nodes discover.yml" % nodes, discover)
+        if workers:
+            print_workers("discovery %d nodes discover.yml" % nodes, discover)
         return ratio
     finally:
         lab_down(name)
         shutil.rmtree(out, ignore_errors=True)
 
 
-def bench_verify(nodes, repeats, profile=False):
+def bench_verify(nodes, repeats, profile=False, workers=False):
     name, inventory = lab_up("verify", nodes, SITE_PROFILES)
     out = tempfile.mkdtemp(prefix="bench-verify-")
     try:
@@ -299,6 +321,8 @@ def bench_verify(nodes, repeats, profile=False):
               % (nodes, verify_s, ping_s, repeats))
         if profile:
             print_profile("verify %d nodes verify_network.yml" % nodes, verify)
+        if workers:
+            print_workers("verify %d nodes verify_network.yml" % nodes, verify)
         return ratio
     finally:
         lab_down(name)
@@ -312,6 +336,9 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--profile", action="store_true",
                         help="after the pairs, one more run of the playbook with ansible.posix.profile_tasks (slowest tasks)")
+    parser.add_argument("--workers", action="store_true",
+                        help="after the pairs, one more run with every task worker profiled: per action, where the "
+                             "controller's time goes (worker_profile.py)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("needs root (the lab)")
@@ -319,7 +346,7 @@ def main():
     print("%s benchmark: %s; %d CPUs, %s" % (args.benchmark, code_version(), os.cpu_count(), load()), flush=True)
     ratios = []
     for count in [int(n) for n in args.nodes.split(",")]:
-        ratio = run(count, args.repeats, args.profile)
+        ratio = run(count, args.repeats, args.profile, args.workers)
         ratios.append("%d nodes %.2f" % (count, ratio))
     print("%s ratio: %s" % (args.benchmark, "; ".join(ratios)))
 
