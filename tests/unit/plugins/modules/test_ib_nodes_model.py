@@ -42,6 +42,21 @@ def test_writes_json_yaml_html_then_idempotent(tmp_path):
     assert json.loads((out / "nodes.json").read_text())["generated_at"] == stamp
 
 
+def test_yaml_is_the_pure_python_emitters_text(tmp_path):
+    writer.write_outputs(_params(tmp_path))
+    model = json.loads((tmp_path / "out" / "nodes.json").read_text())
+    # libyaml's emitter (when PyYAML has it) writes what the pure-Python one wrote: a controller with or
+    # without libyaml rewrites nothing.
+    assert writer.dump_yaml(model) == "---\n" + yaml.dump(model, Dumper=yaml.SafeDumper, default_flow_style=False,
+                                                          sort_keys=False, width=4096, allow_unicode=True)
+
+
+@pytest.mark.skipif(not yaml.__with_libyaml__, reason="the pure-Python emitter folds a NEL into a space")
+def test_yaml_keeps_every_character_of_text_read_from_a_host():
+    odd = {"message": "a\x85b \u2028 \ufeff é: #x - 'q\"", "empty": "", "yes": "yes"}
+    assert yaml.safe_load(writer.dump_yaml(odd)) == odd
+
+
 def test_change_rewrites_and_check_mode_writes_nothing(tmp_path):
     writer.write_outputs(_params(tmp_path))
     before = (tmp_path / "out" / "nodes.json").read_text()
