@@ -235,7 +235,6 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.hpcnet.infiniband.plugins.module_utils._facts import PKEYS_CHOICES, FactsError, gather
 from ansible_collections.hpcnet.infiniband.plugins.module_utils._host import Host
-from ansible_collections.hpcnet.infiniband.plugins.module_utils._topology import map_fabric_from
 
 
 def main():
@@ -257,6 +256,10 @@ def main():
         module.fail_json(msg=str(exc))
     topology = None
     if module.params["topology"]:
+        # Imported only here: one node of a discovery maps the fabric, and every other call would compile
+        # the mapper for nothing (the payload carries it either way).
+        from ansible_collections.hpcnet.infiniband.plugins.module_utils._topology import map_fabric_from
+
         topology, warning = map_fabric_from(host, facts, module.get_bin_path)
         if warning:
             module.warn(warning)
