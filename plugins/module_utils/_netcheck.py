@@ -13,7 +13,8 @@ Three steps, each pure except ``run_parallel`` (which spawns ``ping`` processes)
    answer get a second, small probe, to tell "unreachable" from "path MTU too small". All probes of a
    round run in parallel, bounded in number of processes and time.
 3. On the controller, ``evaluate`` builds per network the connectivity matrix and the findings, each
-   with the exact node, interface and field.
+   with the exact node, interface and field; ``report`` is the whole controller step of the
+   ``ib_netcheck_report`` module and its action plugin (verdict, matrix text, result file).
 
 A network is ``{"name", "pkey", "mtu", "members": {node: interface}}``.
 """
@@ -22,12 +23,13 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import re
 import subprocess
 import time
 
 from ansible_collections.hpcnet.infiniband.plugins.module_utils import _topology
-from ansible_collections.hpcnet.infiniband.plugins.module_utils._host import valid_ifname
+from ansible_collections.hpcnet.infiniband.plugins.module_utils._host import HostError, valid_ifname
 from ansible_collections.hpcnet.infiniband.plugins.module_utils._values import (
     MTU_MAX, MTU_MIN, format_guid_hex, format_pkey, full_member, guid_or_none, is_mtu, parse_pkey, partition,
     pkey_or_none)
@@ -594,3 +596,55 @@ def write_result(host, path, result):
     """Write the JSON result file through the host seam's atomic writer (mkstemp in the target directory,
     rename: a planted ``<path>.tmp`` link is never followed)."""
     host.write_file(path, json.dumps(result, indent=2, sort_keys=True) + "\n", 0o644)
+
+
+# --------------------------------------------------------------------------- the controller step
+# The options of ib_netcheck_report: its module and its action plugin validate against this one spec.
+REPORT_ARGUMENT_SPEC = dict(
+    networks=dict(type="list", elements="dict", default=[]),
+    allocation=dict(type="dict", default={}),
+    nodes=dict(type="list", elements="str"),
+    results=dict(type="dict", required=True),
+    unreachable_nodes=dict(type="list", elements="str", default=[]),
+    dest=dict(type="path"),
+    fail_on_findings=dict(type="bool", default=True),
+    expect_rate=dict(type="float"),
+    topology=dict(type="dict"),
+)
+
+
+def report(params, host):
+    """The verification's verdict from every node's ib_netcheck result (validated ib_netcheck_report
+    options): (result, message). ``message`` is None on success; otherwise the task fails with it, and
+    with the result when there is one (findings, or a result file that could not be written)."""
+    results = {node: value or {} for node, value in params["results"].items()}
+    reports = {node: value.get("interfaces") or {} for node, value in results.items()}
+    probes = {node: value.get("probes") or [] for node, value in results.items()}
+    if params["expect_rate"] is not None and params["expect_rate"] <= 0:
+        return {"changed": False}, "expect_rate must be a positive number of Gb/s, not %s" % params["expect_rate"]
+    networks = networks_from_allocation(params["allocation"], params["networks"], params["nodes"])
+    try:
+        check_networks(networks)
+    except ValueError as exc:
+        return {"changed": False}, str(exc)
+    missing = [n for net in networks for n in net.get("members", {}) if n not in results]
+    unreachable = sorted(set(params["unreachable_nodes"]) | set(missing))
+    verdict = evaluate(networks, reports, probes, unreachable, params["expect_rate"], params["topology"])
+    verdict["not_checked"] = not_checked(params["allocation"], params["networks"], params["nodes"], results)
+    verdict["probe_seconds"] = {node: value.get("seconds") for node, value in sorted(results.items())}
+    lines = []
+    for name, network in verdict["networks"].items():
+        lines += matrix_text(name, network["matrix"])
+    problems = errors(verdict["findings"])
+    output = dict(changed=False, ok=verdict["ok"], findings=verdict["findings"], problems=len(problems),
+                  networks=verdict["networks"], matrix_text=lines, not_checked=verdict["not_checked"])
+    if params["dest"]:
+        try:
+            write_result(host, os.path.abspath(params["dest"]), verdict)
+        except HostError as exc:
+            return output, str(exc)
+        output["dest"] = params["dest"]
+    if not verdict["ok"] and params["fail_on_findings"]:
+        return output, "network verification found %d problem(s): %s" % (
+            len(problems), "; ".join(f["message"] for f in problems))
+    return output, None

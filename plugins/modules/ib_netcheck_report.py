@@ -28,7 +28,8 @@ description:
   - A node that no other member can reach and that reaches none is reported once (not once per pair),
     when the remaining members can reach each other.
   - Writes the whole result as JSON to O(dest) and fails when there is any finding (unless
-    O(fail_on_findings=false)). Run it on the controller (C(delegate_to=localhost), C(run_once)).
+    O(fail_on_findings=false)). Run it once (C(run_once)); it always runs in the controller process (an
+    action plugin), and O(dest) is a path on the controller.
 author:
   - hpcnet.infiniband developers (@hpcnet)
 options:
@@ -137,61 +138,17 @@ dest:
   type: str
 """
 
-import os
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.hpcnet.infiniband.plugins.module_utils import _netcheck
-from ansible_collections.hpcnet.infiniband.plugins.module_utils._host import Host, HostError
+from ansible_collections.hpcnet.infiniband.plugins.module_utils._host import Host
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            networks=dict(type="list", elements="dict", default=[]),
-            allocation=dict(type="dict", default={}),
-            nodes=dict(type="list", elements="str"),
-            results=dict(type="dict", required=True),
-            unreachable_nodes=dict(type="list", elements="str", default=[]),
-            dest=dict(type="path"),
-            fail_on_findings=dict(type="bool", default=True),
-            expect_rate=dict(type="float"),
-            topology=dict(type="dict"),
-        ),
-        supports_check_mode=True,
-    )
-    params = module.params
-    results = {node: value or {} for node, value in params["results"].items()}
-    reports = {node: value.get("interfaces") or {} for node, value in results.items()}
-    probes = {node: value.get("probes") or [] for node, value in results.items()}
-    if params["expect_rate"] is not None and params["expect_rate"] <= 0:
-        module.fail_json(msg="expect_rate must be a positive number of Gb/s, not %s" % params["expect_rate"])
-    networks = _netcheck.networks_from_allocation(params["allocation"], params["networks"], params["nodes"])
-    try:
-        _netcheck.check_networks(networks)
-    except ValueError as exc:
-        module.fail_json(msg=str(exc))
-    missing = [n for net in networks for n in net.get("members", {}) if n not in results]
-    unreachable = sorted(set(params["unreachable_nodes"]) | set(missing))
-    verdict = _netcheck.evaluate(networks, reports, probes, unreachable, params["expect_rate"], params["topology"])
-    verdict["not_checked"] = _netcheck.not_checked(params["allocation"], params["networks"], params["nodes"],
-                                                   results)
-    verdict["probe_seconds"] = {node: value.get("seconds") for node, value in sorted(results.items())}
-    lines = []
-    for name, network in verdict["networks"].items():
-        lines += _netcheck.matrix_text(name, network["matrix"])
-    problems = _netcheck.errors(verdict["findings"])
-    output = dict(changed=False, ok=verdict["ok"], findings=verdict["findings"], problems=len(problems),
-                  networks=verdict["networks"], matrix_text=lines, not_checked=verdict["not_checked"])
-    if params["dest"]:
-        try:
-            _netcheck.write_result(Host(), os.path.abspath(params["dest"]), verdict)
-        except HostError as exc:
-            module.fail_json(msg=str(exc), **output)
-        output["dest"] = params["dest"]
-    if not verdict["ok"] and params["fail_on_findings"]:
-        module.fail_json(msg="network verification found %d problem(s): %s" % (
-            len(problems), "; ".join(f["message"] for f in problems)), **output)
+    module = AnsibleModule(argument_spec=_netcheck.REPORT_ARGUMENT_SPEC, supports_check_mode=True)
+    output, message = _netcheck.report(module.params, Host())
+    if message:
+        module.fail_json(msg=message, **output)
     module.exit_json(**output)
 
 

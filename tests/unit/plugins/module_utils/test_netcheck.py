@@ -495,3 +495,43 @@ def test_roce_port_has_no_subnet_manager_to_check():
     reports = reports_of(facts, addrs)
     assert reports["node1"]["ib0"]["ib_device"] is None
     assert "sm_lid" not in [f["field"] for f in nc.evaluate(NETWORKS, reports, simulate(reports))["findings"]]
+
+
+def report_params(tmp_path, **extra):
+    """ib_netcheck_report's options for the healthy four nodes (what the netcheck role passes)."""
+    facts, addrs = healthy()
+    reports = reports_of(facts, addrs)
+    probes = simulate(reports)
+    params = {"networks": [{"name": "rdma", "pkey": "0x8002"}, {"name": "storage", "mtu": 2044}],
+              "allocation": {n: {"rdma": "ib0", "storage": "eth2"} for n in NODES}, "nodes": None,
+              "results": {n: {"interfaces": reports[n], "probes": probes[n], "seconds": 0.5} for n in NODES},
+              "unreachable_nodes": [], "dest": str(tmp_path / "out" / "netcheck.json"), "fail_on_findings": True,
+              "expect_rate": None, "topology": None}
+    params.update(extra)
+    return params
+
+
+def test_report_green_writes_the_result_file(tmp_path):
+    (tmp_path / "out").mkdir()
+    output, message = nc.report(report_params(tmp_path), Host())
+    assert message is None and output["ok"] and output["problems"] == 0
+    assert output["dest"] == str(tmp_path / "out" / "netcheck.json")
+    assert json.loads((tmp_path / "out" / "netcheck.json").read_text())["ok"] is True
+    assert any("rdma" in line for line in output["matrix_text"])
+
+
+def test_report_fails_on_findings_naming_them_and_still_writes(tmp_path):
+    (tmp_path / "out").mkdir()
+    params = report_params(tmp_path)
+    params["results"]["node2"]["interfaces"]["ib0"]["mtu"] = 1500
+    output, message = nc.report(params, Host())
+    assert not output["ok"] and "problem(s)" in message and "node2" in message
+    assert (tmp_path / "out" / "netcheck.json").exists()
+    output, message = nc.report(dict(params, fail_on_findings=False), Host())
+    assert message is None and not output["ok"]
+
+
+def test_report_refuses_a_bad_rate_before_anything(tmp_path):
+    output, message = nc.report(report_params(tmp_path, expect_rate=0.0), Host())
+    assert message == "expect_rate must be a positive number of Gb/s, not 0.0" and output == {"changed": False}
+    assert not (tmp_path / "out").exists()
