@@ -618,6 +618,10 @@ def report(params, host):
     options): (result, message). ``message`` is None on success; otherwise the task fails with it, and
     with the result when there is one (findings, or a result file that could not be written)."""
     results = {node: value or {} for node, value in params["results"].items()}
+    for node, value in sorted(results.items()):
+        if not isinstance(value, dict):
+            return {"changed": False}, ("results[%s] must be the netcheck dict ib_netcheck returned on that node, "
+                                        "not %s" % (node, type(value).__name__))
     reports = {node: value.get("interfaces") or {} for node, value in results.items()}
     probes = {node: value.get("probes") or [] for node, value in results.items()}
     if params["expect_rate"] is not None and params["expect_rate"] <= 0:

@@ -535,3 +535,11 @@ def test_report_refuses_a_bad_rate_before_anything(tmp_path):
     output, message = nc.report(report_params(tmp_path, expect_rate=0.0), Host())
     assert message == "expect_rate must be a positive number of Gb/s, not 0.0" and output == {"changed": False}
     assert not (tmp_path / "out").exists()
+
+
+def test_report_refuses_a_result_that_is_not_a_dict_naming_the_node(tmp_path):
+    params = report_params(tmp_path)
+    params["results"]["node3"] = "ok"
+    output, message = nc.report(params, Host())
+    assert message == "results[node3] must be the netcheck dict ib_netcheck returned on that node, not str"
+    assert output == {"changed": False} and not (tmp_path / "out").exists()
