@@ -85,13 +85,13 @@ def partition(number):
     return number & PARTITION_MASK
 
 
-# --------------------------------------------------------------------------- GUIDs
 def child_name(parent, pkey):
     """The name the kernel gives an IPoIB child made through ``create_child``: ``ib0.8002`` (the P_Key as
     an int, written as it is, membership bit included)."""
     return "%s.%04x" % (parent, pkey)
 
 
+# --------------------------------------------------------------------------- GUIDs
 def parse_guid(value):
     """GUID as an int (64 bits) from any spelling the tools use. Raises ValueError naming the value."""
     if isinstance(value, bool) or value is None:
