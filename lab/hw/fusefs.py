@@ -5,6 +5,11 @@
 
 Runs in the foreground inside the node's namespaces (hw.node starts it detached). Mounted with direct_io
 and zero entry/attr timeouts so every read and every lookup reaches the model: writes take effect at once.
+
+Single-threaded (libfuse -s): the model serialises every request on its lock anyway, and libfuse's worker
+threads are not Python threads, so each request on one of them created and destroyed a Python thread state
+(an mmap and a munmap per request, TLB shootdowns across the threads): 2/3 of the daemon's CPU, in system
+time (docs/benchmarks.md, "The lab's sysfs daemon").
 """
 import argparse
 import errno
@@ -117,7 +122,7 @@ def main(argv=None):
                        netlink=NetlinkMirror(args.realsys) if args.mirror_links else None)
     log.info("serving profile %s (node %s index %d) on %s", args.profile, args.node, args.node_index,
              args.mountpoint)
-    fuse.FUSE(SysfsOps(model), args.mountpoint, foreground=True, allow_other=True, direct_io=True,
+    fuse.FUSE(SysfsOps(model), args.mountpoint, foreground=True, nothreads=True, allow_other=True, direct_io=True,
               entry_timeout=0, attr_timeout=0, negative_timeout=0, fsname="hpcnet-sysfs", subtype="hpcnet")
     return 0
 
