@@ -3,8 +3,12 @@
     python -m hw.fusefs --profile P --node-index I --node NODE --realsys S --state-dir DIR \
         --ethtool-table FILE --mountpoint R/sys [--mirror-links]
 
-Runs in the foreground inside the node's namespaces (hw.node starts it detached). Mounted with direct_io
-and zero entry/attr timeouts so every read and every lookup reaches the model: writes take effect at once.
+Runs in the foreground inside the node's namespaces (hw.node starts it detached). Mounted with direct_io and
+zero attribute and negative timeouts, so every read, stat, open and readlink reaches the model: a write takes
+effect at once, a removed entry is gone at once (the model answers ENOENT), a new one appears at once. Only a
+name's lookup is cached, for a second (entry_timeout): walking /sys/class/infiniband/mlx4_0/ports/1/pkeys/0
+asked the model about every directory on the way, on every read. (A path that changed its type within that
+second would read EIO: nothing in the model does that.)
 
 Single-threaded (libfuse -s): the model serialises every request on its lock anyway, and libfuse's worker
 threads are not Python threads, so each request on one of them created and destroyed a Python thread state
@@ -123,7 +127,7 @@ def main(argv=None):
     log.info("serving profile %s (node %s index %d) on %s", args.profile, args.node, args.node_index,
              args.mountpoint)
     fuse.FUSE(SysfsOps(model), args.mountpoint, foreground=True, nothreads=True, allow_other=True, direct_io=True,
-              entry_timeout=0, attr_timeout=0, negative_timeout=0, fsname="hpcnet-sysfs", subtype="hpcnet")
+              entry_timeout=1, attr_timeout=0, negative_timeout=0, fsname="hpcnet-sysfs", subtype="hpcnet")
     return 0
 
 

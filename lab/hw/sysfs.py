@@ -108,6 +108,7 @@ class SysfsModel:
         self._overrides = (None, {})
         self._override_names = set()
         self.generation = 0       # bumped when netdevs come and go (derived overrides follow)
+        self._real_rel_cache = {}  # _real_rel: real link path -> its directory (relative to realsys)
         if self.ethtool_path:
             self._write_ethtool()
 
@@ -116,15 +117,30 @@ class SysfsModel:
         return os.path.join(self.realsys, rel) if self.realsys and rel is not None else None
 
     def _real_rel(self, rel_link):
-        """Resolve a real sysfs path (following its symlinks) to a path relative to realsys."""
+        """Resolve a real sysfs path (following its symlinks) to a path relative to realsys.
+
+        Remembered per path while its target stays a directory: os.path.realpath costs an lstat per
+        component, on the path of nearly every request (a netdev's target only moves by going away)."""
         if not self.realsys:
             return None
+        known = self._real_rel_cache.get(rel_link)
+        if known is not None and os.path.isdir(os.path.join(self.realsys, known)):
+            return known
         full = os.path.realpath(os.path.join(self.realsys, rel_link))
         if full != self.realsys and not full.startswith(self.realsys + os.sep):
             return None
         if not os.path.isdir(full):
             return None
-        return os.path.relpath(full, self.realsys) if full != self.realsys else ""
+        rel = os.path.relpath(full, self.realsys) if full != self.realsys else ""
+        self._real_rel_cache[rel_link] = rel
+        return rel
+
+    def _real_lstat_mode(self, rel):
+        """st_mode of the real path (not following a last symlink), None when it does not exist."""
+        try:
+            return os.lstat(os.path.join(self.realsys, rel)).st_mode
+        except OSError:
+            return None
 
     def lookup(self, path, _depth=0):
         path = self.tree.norm(path)
@@ -141,10 +157,12 @@ class SysfsModel:
                 view = posixpath.join(view, part) if view else part
                 ent = self.tree.get(posixpath.join(tree_cur, part) if tree_cur else part) \
                     if tree_cur is not None else None
-                real_child = None
+                # One lstat per component: whether the real child exists, is a link or a directory.
+                real_child = real_mode = None
                 if real_cur is not None and view not in self.tree.hidden:
                     cand = posixpath.join(real_cur, part) if real_cur else part
-                    if os.path.lexists(self._real(cand)):
+                    real_mode = self._real_lstat_mode(cand)
+                    if real_mode is not None:
                         real_child = cand
                 if ent is not None and ent.weak and real_child is not None:
                     ent = None
@@ -154,8 +172,7 @@ class SysfsModel:
                         tree_cur = tpath
                         if ent.real:
                             real_cur = self._real_rel(ent.real)
-                        elif real_child is not None and os.path.isdir(self._real(real_child)) \
-                                and not os.path.islink(self._real(real_child)):
+                        elif real_child is not None and stat.S_ISDIR(real_mode):
                             real_cur = real_child
                         else:
                             real_cur = None
@@ -170,11 +187,11 @@ class SysfsModel:
                 if real_child is None:
                     return None
                 full = self._real(real_child)
-                if os.path.islink(full):
+                if stat.S_ISLNK(real_mode):
                     if last:
                         return Node("link", None, None, real_child)
                     return self._follow(view, os.readlink(full), parts[i + 1:], _depth)
-                if os.path.isdir(full):
+                if stat.S_ISDIR(real_mode):
                     tree_cur, real_cur = None, real_child
                     if last:
                         return Node("dir", None, None, real_child)
