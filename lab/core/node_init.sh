@@ -44,6 +44,16 @@ rm -f "$R/etc/resolv.conf"
 # DNS to loopback: nothing answers, so lookups fail at once and never leave the lab.
 printf 'nameserver 127.0.0.1\noptions timeout:1 attempts:1\n' > "$R/etc/resolv.conf"
 tr -d '-' < /proc/sys/kernel/random/uuid > "$R/etc/machine-id"
+# Root's shell startup files as Debian installs them (base-files), not the host's: sshd runs every command
+# through root's bash, which reads ~/.bashrc, and a developer's host may start tools there (pyenv init: a
+# dozen processes, ~10 % of the machine's CPU in a lab test) that a cluster node does not have.
+for dotfile in bashrc profile; do
+    if [ -f "/usr/share/base-files/dot.$dotfile" ]; then
+        install -m 0644 "/usr/share/base-files/dot.$dotfile" "$R/root/.$dotfile"
+    else
+        rm -f "$R/root/.$dotfile"
+    fi
+done
 mkdir -p "$R/root/.ssh"
 chmod 0700 "$R/root/.ssh"
 install -m 0600 "$LAB_DIR/id_ed25519.pub" "$R/root/.ssh/authorized_keys"
