@@ -190,6 +190,29 @@ def test_merge_over_real_sysfs(tmp_path):
     assert st["st_size"] == 4096 and st["st_mode"] & 0o777 == 0o444
 
 
+def test_real_netdev_that_goes_and_comes_back_elsewhere_is_followed(tmp_path):
+    # The model remembers where a real link leads (SysfsModel._real_rel) only while the target stays a
+    # directory: a netdev that is deleted and created again under another parent is found where it is now.
+    root = _fake_realsys(tmp_path)
+    m = make("cx3-ipoib", realsys=str(root))
+    assert m.read("class/net/ib0/statistics/rx_bytes") == b"42\n"
+    for path in (root / "devices/virtual/net/ib0/statistics/rx_bytes", root / "devices/virtual/net/ib0/mtu",
+                 root / "devices/virtual/net/ib0/operstate", root / "devices/virtual/net/ib0/type"):
+        path.unlink()
+    (root / "devices/virtual/net/ib0/statistics").rmdir()
+    (root / "devices/virtual/net/ib0").rmdir()
+    (root / "class/net/ib0").unlink()
+    with pytest.raises(OSError) as exc:
+        m.read("class/net/ib0/statistics/rx_bytes")
+    assert exc.value.errno == errno.ENOENT
+    moved = root / "devices" / "virtual" / "net2" / "ib0"
+    (moved / "statistics").mkdir(parents=True)
+    (moved / "statistics" / "rx_bytes").write_text("7\n")
+    os.symlink("../../devices/virtual/net2/ib0", root / "class" / "net" / "ib0")
+    assert m.read("class/net/ib0/statistics/rx_bytes") == b"7\n"
+    assert m.getattr("class/net/ib0/statistics")["st_mode"] & 0o040000
+
+
 def test_parsers():
     assert parse_kstrtou("0x10\n", 16) == 16
     assert parse_kstrtou("010", 16) == 8
