@@ -12,13 +12,11 @@ paths behave alike.
 
 from __future__ import annotations
 
-import json
-
-from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.hpcnet.infiniband.plugins.module_utils._host import Host
 from ansible_collections.hpcnet.infiniband.plugins.module_utils._netcheck import REPORT_ARGUMENT_SPEC, report
+from ansible_collections.hpcnet.infiniband.plugins.plugin_utils._action_args import module_params
 
 
 class ActionModule(ActionBase):
@@ -26,13 +24,11 @@ class ActionModule(ActionBase):
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
-        try:
-            _validation, params = self.validate_argument_spec(argument_spec=REPORT_ARGUMENT_SPEC)
-        except AnsibleActionFail as exc:
-            result.update(failed=True, changed=False, msg=str(exc))
+        params, error = module_params(self, REPORT_ARGUMENT_SPEC)
+        if error:
+            result.update(failed=True, changed=False, msg=error)
             return result
-        # Plain JSON types, as a module receives them (templated values are Ansible's tagged subclasses).
-        output, message = report(json.loads(json.dumps(params)), Host())
+        output, message = report(params, Host())
         result.update(output)
         if message:
             result.update(failed=True, msg=message)

@@ -12,13 +12,11 @@ with the arguments validated against the module's own spec, so both paths behave
 
 from __future__ import annotations
 
-import json
-
-from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.hpcnet.infiniband.plugins.module_utils._host import HostError
 from ansible_collections.hpcnet.infiniband.plugins.module_utils._nodes_writer import ARGUMENT_SPEC, write_outputs
+from ansible_collections.hpcnet.infiniband.plugins.plugin_utils._action_args import module_params
 
 
 class ActionModule(ActionBase):
@@ -26,15 +24,12 @@ class ActionModule(ActionBase):
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
-        try:
-            _validation, params = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
-        except AnsibleActionFail as exc:
-            result.update(failed=True, changed=False, msg=str(exc))
+        params, error = module_params(self, ARGUMENT_SPEC)
+        if error:
+            result.update(failed=True, changed=False, msg=error)
             return result
         try:
-            # Plain JSON types, as a module receives them: templated values are Ansible's tagged str/dict
-            # subclasses, which the YAML writer cannot represent.
-            outcome = write_outputs(json.loads(json.dumps(params)), check_mode=self._task.check_mode)
+            outcome = write_outputs(params, check_mode=self._task.check_mode)
         except (HostError, TypeError, ValueError, OSError) as exc:
             result.update(failed=True, changed=False, msg=str(exc))
             return result
