@@ -124,7 +124,7 @@ class SysfsModel:
         if not self.realsys:
             return None
         known = self._real_rel_cache.get(rel_link)
-        if known is not None and os.path.isdir(os.path.join(self.realsys, known)):
+        if known is not None and os.path.isdir(self._real(known)):
             return known
         full = os.path.realpath(os.path.join(self.realsys, rel_link))
         if full != self.realsys and not full.startswith(self.realsys + os.sep):
@@ -138,7 +138,7 @@ class SysfsModel:
     def _real_lstat_mode(self, rel):
         """st_mode of the real path (not following a last symlink), None when it does not exist."""
         try:
-            return os.lstat(os.path.join(self.realsys, rel)).st_mode
+            return os.lstat(self._real(rel)).st_mode
         except OSError:
             return None
 
