@@ -350,6 +350,9 @@ def write_access_files(info: dict) -> None:
             "ansible_user": "root",
             "ansible_ssh_private_key_file": info["ssh"]["key"],
             "ansible_ssh_common_args": ssh_common_args(info),
+            # Ansible's default ssh_args without -C: compressing every payload over a local veth only
+            # costs CPU (zlib in ssh and sshd on every module call).
+            "ansible_ssh_args": "-o ControlMaster=auto -o ControlPersist=60s",
             "ansible_python_interpreter": "/usr/bin/python3",
             "lab_profile": node["profile"],
             "lab_node_index": node["index"],

@@ -25,9 +25,11 @@
 """
 import argparse
 import concurrent.futures
+import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -56,6 +58,11 @@ SYNC_WAKE = signal.SIGUSR1
 # ibsim serves at most 10 clients at a time (IBSIM_MAX_CLIENTS); a client that cannot get a slot fails with
 # "sim_init: connect failed". The sync loop uses 2 per round (iblinkinfo + smpquery), whatever the lab size.
 NO_SLOT = ("connect failed", "ctl error", "sim_init")
+# umad2sim (preloaded into every simulator client) builds a fake sysfs tree of ~60 directories and ~50 files in
+# its working directory when the client starts and deletes it when it ends. On ext4 (this machine's /run) that
+# inode churn was most of the CPU of the sync loop's iblinkinfo and smpquery (perf: ext4 inode allocation, 60
+# CPU-s over the integration tests); the diagnostics run in a per-lab directory on tmpfs instead.
+DIAG_SCRATCH_ROOT = "/dev/shm"
 
 LINK_STATES = {"Down": "1: DOWN", "Initialize": "2: INIT", "Init": "2: INIT", "Armed": "3: ARMED",
                "Active": "4: ACTIVE", "ActDefer": "5: ACTIVE_DEFER"}
@@ -96,6 +103,15 @@ class Lab:
 
     def path(self, name):
         return os.path.join(self.fdir, name)
+
+    def diag_scratch(self):
+        """Working directory of the diagnostics clients: on tmpfs when there is one (DIAG_SCRATCH_ROOT), named
+        after the lab directory (a lab name alone could repeat under another HPCNET_LAB_STATE_ROOT); removed by
+        down()."""
+        if os.path.isdir(DIAG_SCRATCH_ROOT):
+            tag = hashlib.sha256(self.dir.encode()).hexdigest()[:12]
+            return os.path.join(DIAG_SCRATCH_ROOT, f"hpcnet-lab-diag-{tag}")
+        return self.path("diag")
 
     def nodes(self):
         return self.info.get("nodes") or []
@@ -327,7 +343,7 @@ def stop_opensm(lab):
 
 def diag(lab, argv, host=SM_HOST, timeout=10):
     """Run an infiniband-diags tool in the fabric netns as `host`; (rc, stdout, stderr)."""
-    scratch = lab.path("diag")
+    scratch = lab.diag_scratch()
     os.makedirs(scratch, exist_ok=True)
     try:
         res = subprocess.run(argv if lab.inside else lab.in_netns(argv), env=lab.env(host), capture_output=True, text=True,
@@ -607,6 +623,7 @@ def down(lab):
             os.unlink(lab.path(name))
         except FileNotFoundError:
             pass
+    shutil.rmtree(lab.diag_scratch(), ignore_errors=True)
     print("fabric down")
 
 
