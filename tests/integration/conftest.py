@@ -17,6 +17,7 @@ sysfs captures, `plain()` for ansible-inventory output).
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import shutil
@@ -35,6 +36,10 @@ HERE = Path(__file__).resolve().parent
 
 if str(REPO / "tests") not in sys.path:
     sys.path.append(str(REPO / "tests"))  # testlib
+if str(REPO / "lab") not in sys.path:
+    sys.path.append(str(REPO / "lab"))  # the lab's own code (lab/core), as labctl imports it
+
+from core import lab as lab_core  # noqa: E402  # lab/core/lab.py
 
 REQUIRED_COMMANDS = ["ip", "unshare", "nsenter", "chroot", "sshd", "ssh", "ssh-keygen",
                      "ovsdb-server", "ovsdb-tool", "ovs-vswitchd", "ovs-vsctl", "ping"]
@@ -74,6 +79,9 @@ def pytest_collection_modifyitems(config, items):
 # Seconds per test module (setup, call and teardown of its tests, its lab's bring-up and tear-down
 # included): scripts/test.sh splits the modules over its two lanes by these figures.
 MODULE_SECONDS: dict = {}
+# What the helpers below started, by kind: most of the suite's CPU is Ansible's (a few hundred ms per command
+# start, per task and host, per module call), so these counts say where its cost comes from.
+COMMANDS: collections.Counter = collections.Counter()
 
 
 def pytest_runtest_logreport(report):
@@ -87,6 +95,8 @@ def pytest_terminal_summary(terminalreporter):
     terminalreporter.write_line("seconds per test module (slowest first):")
     for module, seconds in sorted(MODULE_SECONDS.items(), key=lambda item: -item[1]):
         terminalreporter.write_line("%7.1f  %s" % (seconds, module))
+    terminalreporter.write_line("commands started by the helpers: " + ", ".join(
+        "%s %d" % (kind, count) for kind, count in COMMANDS.most_common()))
 
 
 def ansible_env() -> dict:
@@ -99,6 +109,7 @@ def ansible_env() -> dict:
 
 
 def run_labctl(*args: str, timeout: float = 600, check: bool = False) -> subprocess.CompletedProcess:
+    COMMANDS["labctl " + args[2 if args[:1] == ("--name",) else 0]] += 1
     cp = subprocess.run([str(LABCTL), *args], capture_output=True, text=True, timeout=timeout,
                         cwd=REPO, check=False)
     if check and cp.returncode != 0:
@@ -138,15 +149,20 @@ class Lab:
 
     def exec(self, node: str, argv: list[str], timeout: float = 60, input: str | None = None,
              check: bool = False) -> subprocess.CompletedProcess:
-        """Run argv inside the node's namespaces and root (no ssh involved)."""
-        cp = subprocess.run([str(LABCTL), "exec", "--name", self.name, node, "--", *argv],
-                            capture_output=True, text=True, timeout=timeout, input=input, check=False)
+        """Run argv inside the node's namespaces and root (no ssh involved): what `labctl exec` runs, with the
+        lab's own functions, without starting labctl's Python for each command (0.12 s of CPU each, and the
+        tests run hundreds, many in polls). lab.json is read each time: a reboot gives a node a new holder."""
+        COMMANDS["node exec"] += 1
+        found = lab_core.find_node(lab_core.require(self.name), node)
+        cp = subprocess.run(lab_core.exec_argv(found, argv), env=lab_core.node_env(), capture_output=True,
+                            text=True, timeout=timeout, input=input, check=False)
         if check and cp.returncode != 0:
             raise AssertionError(f"{node}: {argv} rc={cp.returncode}: {cp.stderr}")
         return cp
 
     def ssh(self, node: str, command: str, timeout: float = 60) -> subprocess.CompletedProcess:
         """Run a shell command on the node over the lab's real ssh."""
+        COMMANDS["ssh"] += 1
         return subprocess.run(["ssh", "-F", str(self.ssh_config), "-o", "BatchMode=yes",
                                "-o", "ConnectTimeout=10", node, command],
                               capture_output=True, text=True, timeout=timeout, check=False)
@@ -155,6 +171,7 @@ class Lab:
                  limit: str | None = None, timeout: float = 900,
                  args: list[str] | None = None) -> subprocess.CompletedProcess:
         """ansible-playbook from the repo root (ansible.cfg applies) with this lab's inventory."""
+        COMMANDS["ansible-playbook"] += 1
         argv = [str(VENV_BIN / "ansible-playbook"), "-i", str(self.inventory), str(path)]
         if extra_vars:
             argv += ["-e", json.dumps(extra_vars)]
@@ -227,6 +244,7 @@ def run_module(lab: Lab, module: str, hosts: str, args: dict | None = None, chec
     env = ansible_env()
     env.update(ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
                ANSIBLE_CALLBACK_RESULT_FORMAT="json")
+    COMMANDS["ansible"] += 1
     argv = [str(VENV_BIN / "ansible"), "-i", str(lab.inventory), hosts, "-m", module]
     if args:
         argv += ["-a", json.dumps(args)]
@@ -249,6 +267,7 @@ def run_module(lab: Lab, module: str, hosts: str, args: dict | None = None, chec
 def fabric(lab: Lab, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     """The lab's simulated fabric control, `python -m hw.fabric ARGS --lab-dir <lab>` (contracts.md §5):
     status, reset, sm-start, sm-stop, unlink NODE, relink NODE..."""
+    COMMANDS["hw.fabric " + args[0]] += 1
     return subprocess.run([str(VENV_BIN / "python"), "-m", "hw.fabric", *args, "--lab-dir", str(lab.dir)],
                           capture_output=True, text=True, timeout=timeout, cwd=REPO,
                           env=dict(os.environ, PYTHONPATH=str(REPO / "lab")), check=False)
