@@ -72,19 +72,51 @@ cleanup_labs() {
 }
 
 # Two lanes run side by side (HPCNET_TEST_SERIAL=1 runs them one after the other): the unit tests, the
-# static checks then the Molecule scenarios in one, the integration tests in the other (from the start:
-# the unit tests are CPU work that fills the integration lane's waits). Part of a lab test's time is
+# static checks, the Molecule scenarios then integration tests in one, integration tests in the other (from
+# the start: the unit tests are CPU work that fills the integration lane's waits), both from one queue. Part of a lab test's time is
 # spent waiting (ssh, fabric sweeps, polls), so two lanes on two cores take less than the sum of the
 # lanes; the summary's last line says how busy the machine was. Each lane logs to its own file, printed
 # whole when it ends, so the output stays readable.
 lane_dir=$(mktemp -d /tmp/hpcnet-test-lanes.XXXXXX)
 
-# The integration test modules that run in the first lane, after Molecule, so that both lanes take about
-# as long (chosen by the seconds per test module that the integration stages print at their end).
-integration_first_lane=(tests/integration/test_site_mixed.py tests/integration/test_sm.py tests/integration/test_network.py)
+# The integration test modules, longest first (by the seconds per test module that the integration stages
+# print at their end); a module not listed here goes last. Both lanes take the next module from this queue
+# whenever they are free: the integration lane from the start, the other one after Molecule. So the lanes
+# end together whatever Molecule took on the day (its time varies by a minute from run to run), and the
+# short modules fill the end. Each module runs in its own pytest (0.5 s of CPU to start).
+integration_by_length=(test_site_reboot test_sriov test_site_mixed test_site_all_profiles test_discovery
+                       test_netcheck test_reboot test_ofed_mlnx_repo test_topology test_eipoib_ovs test_sm
+                       test_firmware test_lab test_network test_mixed_node test_lab_faults test_lab_hw test_sm_rails)
+integration_queue="$lane_dir/integration.queue"
+{
+  for module in "${integration_by_length[@]}"; do
+    [ -f "tests/integration/$module.py" ] && echo "tests/integration/$module.py"
+  done
+  for path in tests/integration/test_*.py; do
+    case " ${integration_by_length[*]} " in *" $(basename "$path" .py) "*) ;; *) echo "$path" ;; esac
+  done
+} > "$integration_queue"
 
-integration_stage() {
-  pytest_stage -q -p no:cacheprovider --durations=15 --basetemp="$lane_dir/pytest-$1" "${@:2}"
+# The next module of the queue (empty when there is none left); the lock makes take-and-remove atomic.
+take_integration_module() {
+  local fd module
+  exec {fd}>"$integration_queue.lock"
+  flock "$fd"
+  module=$(head -n 1 "$integration_queue")
+  [ -z "$module" ] || sed -i 1d "$integration_queue"
+  exec {fd}>&-
+  printf '%s' "$module"
+}
+
+# Integration test modules from the queue until it is empty; fails if any of them failed.
+integration_from_queue() {
+  local lane=$1 module rc=0 count=0
+  while module=$(take_integration_module) && [ -n "$module" ]; do
+    count=$((count + 1))
+    pytest_stage -q -p no:cacheprovider --durations=5 --basetemp="$lane_dir/pytest-$lane-$count" "$module" || rc=1
+  done
+  echo "$lane: $count integration test modules"
+  return $rc
 }
 
 lane_static_molecule() {
@@ -93,15 +125,13 @@ lane_static_molecule() {
   run_stage sanity bash scripts/sanity.sh
   run_stage ansible-lint .venv/bin/ansible-lint --profile production --offline
   run_stage molecule molecule_all
-  run_stage integration-lane1 integration_stage lane1 "${integration_first_lane[@]}"
+  run_stage integration-lane1 integration_from_queue lane1
   printf '%s\n' "${report[@]}" > "$lane_dir/static.report"
   [ $stages_failed -eq 0 ]
 }
 
 lane_integration() {
-  local ignored=() module
-  for module in "${integration_first_lane[@]}"; do ignored+=(--ignore="$module"); done
-  run_stage integration integration_stage lane2 "${ignored[@]}" tests/integration
+  run_stage integration integration_from_queue lane2
   printf '%s\n' "${report[@]}" > "$lane_dir/integration.report"
   [ $stages_failed -eq 0 ]
 }
