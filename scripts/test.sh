@@ -77,7 +77,11 @@ cleanup_labs() {
 # spent waiting (ssh, fabric sweeps, polls), so two lanes on two cores take less than the sum of the
 # lanes; the summary's last line says how busy the machine was. Each lane logs to its own file, printed
 # whole when it ends, so the output stays readable.
-lane_dir=$(mktemp -d /tmp/hpcnet-test-lanes.XXXXXX)
+# The lanes' scratch (pytest's temporary trees) is on tmpfs when there is one: the unit tests alone write about
+# 78,000 files (generated sysfs trees). On an ext4 /tmp that cost 20 s more system CPU and 13 s to delete.
+scratch_root=/tmp
+if [ -d /dev/shm ] && [ -w /dev/shm ]; then scratch_root=/dev/shm; fi
+lane_dir=$(mktemp -d "$scratch_root/hpcnet-test-lanes.XXXXXX")
 
 # The integration test modules, longest first (by the seconds per test module that the integration stages
 # print at their end); a module not listed here goes last. Both lanes take the next module from this queue
