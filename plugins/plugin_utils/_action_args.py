@@ -23,7 +23,5 @@ def module_params(action, argument_spec):
         # Plain JSON types, as a module receives them: templated values are Ansible's tagged str/dict
         # subclasses, which a module never sees (the nodes model's YAML writer cannot represent them).
         return json.loads(json.dumps(params)), None
-    except AnsibleActionFail as exc:
-        return None, str(exc)
-    except (TypeError, ValueError) as exc:  # a templated value that is not JSON data
+    except (AnsibleActionFail, TypeError, ValueError) as exc:  # invalid, or a templated value that is not JSON data
         return None, str(exc)
