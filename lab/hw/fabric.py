@@ -99,19 +99,17 @@ class Lab:
         self.netns, self.address = fab.get("netns"), fab.get("address")
         self.fdir = os.path.join(self.dir, "hw-fabric")
         os.makedirs(self.fdir, exist_ok=True)
+        # Working directory of the diagnostics clients: on tmpfs when there is one (DIAG_SCRATCH_ROOT), named after
+        # the lab directory (a lab name alone could repeat under another HPCNET_LAB_STATE_ROOT); removed by down().
+        if os.path.isdir(DIAG_SCRATCH_ROOT):
+            tag = hashlib.sha256(self.dir.encode()).hexdigest()[:12]
+            self.diag_dir = os.path.join(DIAG_SCRATCH_ROOT, f"hpcnet-lab-diag-{tag}")
+        else:
+            self.diag_dir = self.path("diag")
         self.inside = False  # True when the caller already runs in the fabric netns
 
     def path(self, name):
         return os.path.join(self.fdir, name)
-
-    def diag_scratch(self):
-        """Working directory of the diagnostics clients: on tmpfs when there is one (DIAG_SCRATCH_ROOT), named
-        after the lab directory (a lab name alone could repeat under another HPCNET_LAB_STATE_ROOT); removed by
-        down()."""
-        if os.path.isdir(DIAG_SCRATCH_ROOT):
-            tag = hashlib.sha256(self.dir.encode()).hexdigest()[:12]
-            return os.path.join(DIAG_SCRATCH_ROOT, f"hpcnet-lab-diag-{tag}")
-        return self.path("diag")
 
     def nodes(self):
         return self.info.get("nodes") or []
@@ -343,11 +341,10 @@ def stop_opensm(lab):
 
 def diag(lab, argv, host=SM_HOST, timeout=10):
     """Run an infiniband-diags tool in the fabric netns as `host`; (rc, stdout, stderr)."""
-    scratch = lab.diag_scratch()
-    os.makedirs(scratch, exist_ok=True)
+    os.makedirs(lab.diag_dir, exist_ok=True)
     try:
         res = subprocess.run(argv if lab.inside else lab.in_netns(argv), env=lab.env(host), capture_output=True, text=True,
-                             timeout=timeout, cwd=scratch, check=False)
+                             timeout=timeout, cwd=lab.diag_dir, check=False)
         return res.returncode, res.stdout, res.stderr
     except subprocess.TimeoutExpired:
         return 124, "", f"{argv[0]} timed out after {timeout}s"
@@ -623,7 +620,7 @@ def down(lab):
             os.unlink(lab.path(name))
         except FileNotFoundError:
             pass
-    shutil.rmtree(lab.diag_scratch(), ignore_errors=True)
+    shutil.rmtree(lab.diag_dir, ignore_errors=True)
     print("fabric down")
 
 
