@@ -73,9 +73,9 @@ cleanup_labs() {
 
 # Two lanes run side by side (HPCNET_TEST_SERIAL=1 runs them one after the other): the unit tests, the
 # static checks, the Molecule scenarios then integration tests in one, integration tests in the other (from
-# the start: the unit tests are CPU work that fills the integration lane's waits), both from one queue. Part of a lab test's time is
-# spent waiting (ssh, fabric sweeps, polls), so two lanes on two cores take less than the sum of the
-# lanes; the summary's last line says how busy the machine was. Each lane logs to its own file, printed
+# the start: the unit tests are CPU work that fills the integration lane's waits), both from one queue.
+# Part of a lab test's time is spent waiting (ssh, fabric sweeps, polls), so two lanes on two cores take
+# less than the sum of the lanes; the summary's last line says how busy the machine was. Each lane logs to its own file, printed
 # whole when it ends, so the output stays readable.
 # The lanes' scratch (pytest's temporary trees) is on tmpfs when there is one: the unit tests alone write about
 # 78,000 files (generated sysfs trees). On an ext4 /tmp that cost 20 s more system CPU and 13 s to delete.
